@@ -1,0 +1,309 @@
+"""The public forecasting API: one series or a panel in, forecast frames out.
+
+``forecast_series(history, horizon_days)`` takes ``ts, value`` at any regular step
+from 5 minutes to a day and returns ``ts, yhat, yhat_lower, yhat_upper`` at the same
+step for the ``horizon_days`` after the last timestamp, plus ``yhat_baseline``,
+``model`` and one ``event:<name>`` column per overlay.
+
+How it works, and why (see docs/FORECASTING.md for the measurements):
+
+1. the history is regularised (duplicates averaged, gaps filled, negatives clipped)
+   and event windows are masked so spikes do not bend the fit;
+2. sub-daily data is split into 24-hour block means (the level) and a mean
+   step-of-week profile of the last four weeks (the shape). Models forecast the level
+   at daily resolution, where they are fast and where the weekly season is 7 steps;
+3. every candidate model is backtested from several origins and the best one (or the
+   mean of the best two) is chosen per series;
+4. intervals are the chosen model's backtest residual quantiles (split-conformal), so
+   an 80% interval held about 80% of actuals in that series' own backtests;
+5. overlays (future uplifts, steps, recurring events) multiply the result.
+
+``forecast_daily_peak`` does the same on the daily maximum: capacity is about peaks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .backtest import BacktestResult, interval_offsets, plan_backtest, run_backtest
+from .events import Event, apply_overlays, mask_events, measure_uplift, occurrences
+from .models import BASELINES, CANDIDATES, MODELS, ModelError, make_model
+from .series import SeriesQuality, daily_peak, infer_step, regularize, to_series
+
+__all__ = ["ForecastResult", "ForecastInputError", "fit_forecast", "forecast_series", "forecast_daily_peak", "forecast_panel"]
+
+import logging
+
+for _name in ("prophet", "cmdstanpy"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+DAY = pd.Timedelta(days=1)
+PROFILE_WEEKS = 4
+
+
+class ForecastInputError(ValueError):
+    """The history cannot be forecast; the message says what was wrong and what is expected."""
+
+
+@dataclass
+class ForecastResult:
+    """A forecast frame plus how it was made (model, backtest scores, repairs, warnings)."""
+
+    frame: pd.DataFrame
+    model: str
+    scores: pd.DataFrame
+    quality: SeriesQuality | None
+    warnings: list[str] = field(default_factory=list)
+    measured_uplifts: dict[str, float] = field(default_factory=dict)
+
+
+def forecast_series(
+    history: pd.DataFrame,
+    horizon_days: float,
+    events: list[Event] | None = None,
+    model: str = "auto",
+    level: float = 80.0,
+    non_negative: bool = True,
+) -> pd.DataFrame:
+    """Forecast one series. Columns in: ``ts, value``. Out: see the module docstring."""
+    return fit_forecast(history, horizon_days, events, model, level, non_negative).frame
+
+
+def fit_forecast(
+    history: pd.DataFrame,
+    horizon_days: float,
+    events: list[Event] | None = None,
+    model: str = "auto",
+    level: float = 80.0,
+    non_negative: bool = True,
+) -> ForecastResult:
+    """Like :func:`forecast_series`, returning the scores and repairs as well."""
+    y, quality, notes = _prepare(history, non_negative)
+    return _forecast(y, quality, notes, horizon_days, events or [], model, level, non_negative)
+
+
+def forecast_daily_peak(
+    history: pd.DataFrame,
+    horizon_days: float,
+    events: list[Event] | None = None,
+    model: str = "auto",
+    level: float = 80.0,
+    non_negative: bool = True,
+) -> ForecastResult:
+    """Forecast the daily maximum. Columns in: ``ts, value`` (any step up to a day).
+
+    Out: one row per UTC day, ``ts`` at midnight, with the same columns as
+    :func:`forecast_series`; ``yhat_upper`` is the conservative peak a plan should use.
+    """
+    y, quality, notes = _prepare(history, non_negative)
+    peaks = daily_peak(y)
+    peaks = peaks.asfreq("D")
+    if peaks.isna().any():
+        peaks = peaks.interpolate(limit_direction="both")
+    return _forecast(peaks, quality, notes, horizon_days, events or [], model, level, non_negative)
+
+
+def _prepare(history: pd.DataFrame, non_negative: bool) -> tuple[pd.Series, SeriesQuality, list[str]]:
+    for col in ("ts", "value"):
+        if col not in history.columns:
+            raise ForecastInputError(f"history needs columns ts and value; missing {col!r}")
+    if history.empty:
+        raise ForecastInputError("history is empty")
+    raw = to_series(history)
+    finite = np.isfinite(raw.to_numpy())
+    if not finite.any():
+        raise ForecastInputError("history has no finite values (all NaN or infinite)")
+    if raw[finite].index.nunique() < 3:
+        raise ForecastInputError(f"history has {raw[finite].index.nunique()} distinct timestamps; need at least 3")
+    notes = []
+    if non_negative and (raw[finite] < 0).any():
+        notes.append(f"{int((raw[finite] < 0).sum())} negative value(s) clipped to 0 (metric is non-negative)")
+    step = infer_step(pd.DatetimeIndex(raw[finite].index))
+    if step > DAY:
+        raise ForecastInputError(f"step is {step}; expected a regular step from 5 minutes to 1 day")
+    y, quality = regularize(raw, step, non_negative=non_negative)
+    if quality.duplicates:
+        notes.append(f"{quality.duplicates} repeated timestamp(s) averaged")
+    if quality.gaps:
+        notes.append(f"{quality.gaps} gap(s) filled, longest {quality.longest_gap_steps} step(s)")
+    return y, quality, notes
+
+
+def _forecast(
+    y: pd.Series,
+    quality: SeriesQuality | None,
+    notes: list[str],
+    horizon_days: float,
+    events: list[Event],
+    model: str,
+    level: float,
+    non_negative: bool,
+) -> ForecastResult:
+    if model != "auto" and model not in MODELS:
+        raise ForecastInputError(f"unknown model {model!r}; expected auto or one of {', '.join(MODELS)}")
+    if not 0 < level < 100:
+        raise ForecastInputError(f"level must be between 0 and 100 (percent), got {level}")
+    index = pd.DatetimeIndex(y.index)
+    step = pd.Timedelta(index[1] - index[0])
+    horizon = int(round(pd.Timedelta(days=horizon_days) / step))
+    if horizon < 1:
+        raise ForecastInputError(f"horizon of {horizon_days} days is shorter than one step ({step})")
+    occ = occurrences(events, index[0].date(), (index[-1] + pd.Timedelta(days=horizon_days)).date())
+    masked = mask_events(y, [o for o in occ if o.start <= index[-1].date()])
+    fitted = masked.interpolate(limit_direction="both") if masked.isna().any() else masked
+    if masked.isna().any():
+        # Fill masked windows from the same weekday/hour of neighbouring weeks, so the
+        # counterfactual keeps the weekly shape.
+        fitted, _ = regularize(masked.dropna(), step, non_negative=non_negative)
+        fitted = fitted.reindex(index).interpolate(limit_direction="both")
+    measured = {}
+    for o in occ:
+        if o.end is not None and o.end <= index[-1].date() and o.event.kind == "uplift":
+            m = measure_uplift(y, fitted, o)
+            if m is not None:
+                measured[o.event.name] = m
+    level_series, profile = _split_level(fitted, step)
+    choice = tuple(CANDIDATES) if model == "auto" else (model,)
+    frame, model_name, scores, more = _forecast_level(level_series, profile, fitted, choice, horizon, step, level)
+    notes += more
+    frame = apply_overlays(frame, [o for o in occ if o.end is None or o.end > index[-1].date()], measured)
+    if non_negative:
+        for c in ("yhat", "yhat_lower", "yhat_upper", "yhat_baseline"):
+            frame[c] = frame[c].clip(lower=0)
+    frame.insert(4, "model", model_name)
+    return ForecastResult(frame, model_name, scores, quality, notes, measured)
+
+
+def _split_level(y: pd.Series, step: pd.Timedelta) -> tuple[pd.Series, np.ndarray | None]:
+    """For sub-daily data: 24h block means ending at the last point, and the mean
+    step-of-week profile (value minus its block mean) of the last weeks."""
+    if step >= DAY:
+        return y, None
+    per_day = int(round(DAY / step))
+    n_days = len(y) // per_day
+    if n_days < 3:
+        raise ForecastInputError(f"history covers {len(y) * step}; need at least 3 days of sub-daily data")
+    tail = y.iloc[len(y) - n_days * per_day:]
+    blocks = tail.to_numpy().reshape(n_days, per_day)
+    means = blocks.mean(axis=1)
+    level = pd.Series(means, index=pd.DatetimeIndex(tail.index[per_day - 1:: per_day]))
+    weeks = min(PROFILE_WEEKS, n_days // 7)
+    if weeks == 0:
+        shape = (blocks - means[:, None])[-1:]
+        profile = np.tile(shape.mean(axis=0), 7)
+    else:
+        recent = (blocks - means[:, None])[-weeks * 7:].reshape(weeks, 7 * per_day)
+        profile = recent.mean(axis=0)
+    return level, profile
+
+
+def _forecast_level(
+    level_series: pd.Series,
+    profile: np.ndarray | None,
+    full: pd.Series,
+    choice: tuple[str, ...],
+    horizon: int,
+    step: pd.Timedelta,
+    level: float,
+) -> tuple[pd.DataFrame, str, pd.DataFrame, list[str]]:
+    notes: list[str] = []
+    y = level_series.to_numpy(dtype=float)
+    index = pd.DatetimeIndex(level_series.index)
+    per_day = 1 if profile is None else int(round(DAY / step))
+    season = 7
+    h_days = int(np.ceil(horizon / per_day))
+    if np.allclose(y, y[0]):
+        notes.append("series is constant: forecast is flat")
+        choice = ("snaive",)
+    plan = plan_backtest(len(y), h_days, season)
+    result: BacktestResult | None = None
+    if plan is None:
+        notes.append(f"history too short ({len(y)} days) for a backtest: fell back to drift")
+        members: tuple[str, ...] = ("drift",) if len(y) < 2 * season else ("seasonal_trend",)
+        name = members[0]
+        scores = pd.DataFrame()
+    else:
+        result = run_backtest(y, index, choice, plan, season)
+        for m, why in result.failed.items():
+            if m in choice:
+                notes.append(f"model {m} failed in backtest ({why})")
+        name, members, scores = result.chosen, result.members, result.scores
+        if len(choice) == 1 and name not in choice:
+            notes.append(f"model {choice[0]} unavailable; used {name}")
+    point_daily = np.mean([make_model(m, season).fit(y, index).predict(h_days) for m in members], axis=0)
+    point = _to_steps(point_daily, profile, per_day)[:horizon]
+    if result is not None:
+        resid = _step_residuals(result, members, full, profile, per_day, season)
+        lo, hi = interval_offsets(resid, horizon, level)
+    else:
+        scale = float(np.std(np.diff(full.to_numpy()))) or 1e-9
+        z = {80: 1.2816, 95: 1.96}.get(int(level), 1.2816)
+        width = z * scale * np.sqrt(np.arange(1, horizon + 1))
+        lo, hi = -width, width
+    ts = full.index[-1] + step * np.arange(1, horizon + 1)
+    frame = pd.DataFrame({"ts": ts, "yhat": point, "yhat_lower": point + lo, "yhat_upper": point + hi})
+    return frame, name, scores, notes
+
+
+def _to_steps(daily: np.ndarray, profile: np.ndarray | None, per_day: int) -> np.ndarray:
+    if profile is None:
+        return daily
+    levels = np.repeat(daily, per_day)
+    return levels + np.tile(profile, int(np.ceil(len(levels) / len(profile))))[: len(levels)]
+
+
+def _step_residuals(
+    result: BacktestResult, members: tuple[str, ...], full: pd.Series, profile: np.ndarray | None,
+    per_day: int, season: int,
+) -> np.ndarray:
+    """Backtest residuals at the series' own step (for sub-daily data, level + profile)."""
+    key = "combo" if len(members) > 1 else members[0]
+    if profile is None:
+        return result.residuals(key)
+    values = full.to_numpy(dtype=float)
+    offset = len(values) - (len(values) // per_day) * per_day
+    rows = []
+    for k, origin in enumerate(result.plan.origins):
+        cut = offset + origin * per_day
+        train = pd.Series(values[:cut], index=full.index[:cut])
+        _, prof = _split_level(train, full.index[1] - full.index[0])
+        pred = _to_steps(result.predictions[key][k], prof, per_day)
+        actual = values[cut: cut + len(pred)]
+        rows.append(actual - pred[: len(actual)])
+    width = min(len(r) for r in rows)
+    return np.stack([r[:width] for r in rows])
+
+
+def _panel_one(args: tuple) -> tuple[str, ForecastResult | Exception]:
+    key, history, horizon_days, events, model, level, peak = args
+    fn = forecast_daily_peak if peak else fit_forecast
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return key, fn(history, horizon_days, events, model, level)
+    except (ForecastInputError, ModelError, ValueError) as exc:
+        return key, exc
+
+
+def forecast_panel(
+    histories: Iterable[tuple[str, pd.DataFrame, list[Event]]],
+    horizon_days: float,
+    model: str = "auto",
+    level: float = 80.0,
+    peak: bool = True,
+    workers: int | None = None,
+) -> dict[str, ForecastResult | Exception]:
+    """Forecast many series on all cores. ``histories`` yields (series_id, ts/value frame,
+    events). A series that cannot be forecast maps to its exception; the rest go on."""
+    jobs = [(k, h, horizon_days, ev, model, level, peak) for k, h, ev in histories]
+    if workers == 1 or len(jobs) < 4:
+        return dict(map(_panel_one, jobs))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return dict(pool.map(_panel_one, jobs, chunksize=max(1, len(jobs) // 32)))
+

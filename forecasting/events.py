@@ -1,0 +1,197 @@
+"""Business-event overlays: the calendar a capacity plan must respect.
+
+An event has a window (``start``..``end``, inclusive days, UTC), a scope (the whole
+fleet, or named clusters, tiers or pools; and which resources) and a kind:
+
+* ``uplift``: demand x (1 + uplift_pct/100) during the window, with optional ramp-up
+  and ramp-down days ("+150%" means x 2.5). Past occurrences in the history are masked
+  before fitting so the spike neither bends the trend nor leaks into the season; if
+  ``recurring: annual``, the event repeats every year (and when ``uplift_pct`` is not
+  given, the uplift measured in last year's occurrence is carried forward).
+* ``step``: a change from ``start`` that persists ("+20% from the Q2 launch").
+* ``holiday``: a known disturbance in the history that is only masked (no uplift ahead),
+  or, with ``country``, every public holiday of that country (``holidays`` package)
+  with the given uplift (often negative).
+
+Overlays multiply the forecast and its interval; the baseline and each event's
+contribution are kept apart (column ``event:<name>``) so a report can show them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["Scope", "Event", "Occurrence", "occurrences", "events_for", "mask_events", "measure_uplift", "apply_overlays"]
+
+
+class Scope(BaseModel):
+    """Where an event applies: ``level`` fleet, cluster, tier or pool, and their names."""
+
+    model_config = ConfigDict(extra="forbid")
+    level: Literal["fleet", "cluster", "tier", "pool"] = "fleet"
+    names: list[str] = Field(default_factory=list)
+    resources: list[Literal["cpu", "memory", "pods", "storage"]] = Field(
+        default_factory=lambda: ["cpu", "memory", "pods"]
+    )
+
+    @model_validator(mode="after")
+    def _names_match_level(self) -> "Scope":
+        if self.level != "fleet" and not self.names:
+            raise ValueError(f"scope level {self.level!r} needs at least one name in 'names'")
+        return self
+
+    def covers(self, dims: dict[str, str]) -> bool:
+        """True if a series with these dimensions (cluster, pool, tier, resource) is in scope."""
+        if dims.get("resource") not in self.resources:
+            return False
+        return self.level == "fleet" or dims.get(self.level) in self.names
+
+
+class Event(BaseModel):
+    """One entry of the events catalog (see the module docstring for the kinds)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    kind: Literal["uplift", "step", "holiday"] = "uplift"
+    start: dt.date | None = None
+    end: dt.date | None = None
+    uplift_pct: float | None = None
+    ramp_up_days: int = Field(0, ge=0)
+    ramp_down_days: int = Field(0, ge=0)
+    recurring: Literal["annual"] | None = None
+    country: str | None = None
+    scope: Scope = Field(default_factory=Scope)
+    reason: str = ""
+
+    @field_validator("uplift_pct")
+    @classmethod
+    def _above_minus_100(cls, v: float | None) -> float | None:
+        if v is not None and v <= -100:
+            raise ValueError(f"uplift_pct must be above -100 (demand cannot fall below zero), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> "Event":
+        if self.country is None and self.start is None:
+            raise ValueError("needs 'start' (or 'country' for public holidays)")
+        if self.kind == "uplift" and self.country is None and self.end is None:
+            raise ValueError("an uplift needs 'end' (use kind: step for a change that persists)")
+        if self.start and self.end and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.kind == "step" and self.uplift_pct is None:
+            raise ValueError("a step needs 'uplift_pct'")
+        return self
+
+
+class Occurrence(BaseModel):
+    """One dated window of an event (an annual event has one per year)."""
+
+    event: Event
+    start: dt.date
+    end: dt.date | None  # None: persists (a step)
+
+
+def occurrences(events: list[Event], first: dt.date, last: dt.date) -> list[Occurrence]:
+    """Every window of every event that overlaps ``first``..``last``."""
+    out: list[Occurrence] = []
+    for ev in events:
+        if ev.country:
+            import holidays
+
+            days = holidays.country_holidays(ev.country, years=range(first.year, last.year + 1))
+            out += [Occurrence(event=ev, start=d, end=d) for d in sorted(days) if first <= d <= last]
+            continue
+        assert ev.start is not None
+        years = range(first.year - ev.start.year - 1, last.year - ev.start.year + 2) if ev.recurring else [0]
+        for k in years:
+            start = _add_years(ev.start, k)
+            end = _add_years(ev.end, k) if ev.end else None
+            if start <= last and (end is None or end >= first):
+                out.append(Occurrence(event=ev, start=start, end=end))
+    return out
+
+
+def _add_years(d: dt.date, k: int) -> dt.date:
+    try:
+        return d.replace(year=d.year + k)
+    except ValueError:  # 29 February
+        return d.replace(year=d.year + k, day=28)
+
+
+def events_for(events: list[Event], dims: dict[str, str]) -> list[Event]:
+    """The events whose scope covers a series with these dimensions."""
+    return [e for e in events if e.scope.covers(dims)]
+
+
+def _day_index(index: pd.DatetimeIndex) -> np.ndarray:
+    return index.tz_convert("UTC").floor("D").date if index.tz is not None else index.floor("D").date
+
+
+def mask_events(y: pd.Series, occ: list[Occurrence]) -> pd.Series:
+    """Set history inside uplift and holiday windows to NaN (steps are left: they persist)."""
+    days = pd.Series(_day_index(pd.DatetimeIndex(y.index)), index=y.index)
+    out = y.copy()
+    for o in occ:
+        if o.event.kind == "step" or o.end is None:
+            continue
+        out[(days >= o.start) & (days <= o.end)] = np.nan
+    return out
+
+
+def measure_uplift(actual: pd.Series, baseline: pd.Series, o: Occurrence) -> float | None:
+    """Uplift in % seen in one past window: mean actual over mean counterfactual, minus 1."""
+    days = pd.Series(_day_index(pd.DatetimeIndex(actual.index)), index=actual.index)
+    inside = (days >= o.start) & (days <= (o.end or o.start))
+    base = float(baseline[inside].mean()) if inside.any() else 0.0
+    if not inside.any() or base <= 0:
+        return None
+    return 100.0 * (float(actual[inside].mean()) / base - 1.0)
+
+
+def _factor(days: np.ndarray, o: Occurrence, uplift_pct: float) -> np.ndarray:
+    """Multiplier per day: 1 outside, 1+u inside, linear ramps at the edges."""
+    u = uplift_pct / 100.0
+    d = np.array([(x - o.start).days for x in days], dtype=float)
+    ramp_up = o.event.ramp_up_days
+    w = np.where(d >= 0, 1.0, 0.0)
+    if ramp_up:
+        w = np.clip((d + ramp_up + 1) / (ramp_up + 1), 0, 1)
+    if o.end is not None:
+        e = np.array([(x - o.end).days for x in days], dtype=float)
+        ramp_down = o.event.ramp_down_days
+        w = np.minimum(w, np.clip(1 - e / (ramp_down + 1), 0, 1) if ramp_down else np.where(e <= 0, 1.0, 0.0))
+    return 1.0 + u * w
+
+
+def apply_overlays(
+    forecast: pd.DataFrame, occ: list[Occurrence], measured: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """Multiply ``yhat``, ``yhat_lower``, ``yhat_upper`` by each occurrence's factor.
+
+    Columns in: ``ts, yhat, yhat_lower, yhat_upper``. Out: the same, plus
+    ``yhat_baseline`` (before any overlay) and ``event:<name>`` (what that event added
+    to ``yhat``, in the series' units). ``measured`` gives the uplift to use for an event
+    declared without ``uplift_pct``.
+    """
+    out = forecast.copy()
+    out["yhat_baseline"] = out["yhat"]
+    days = _day_index(pd.DatetimeIndex(out["ts"]))
+    for o in occ:
+        uplift = o.event.uplift_pct
+        if uplift is None:
+            uplift = (measured or {}).get(o.event.name)
+        if uplift is None or o.event.kind == "holiday" and not o.event.country:
+            continue
+        factor = _factor(days, o, uplift)
+        col = f"event:{o.event.name}"
+        before = out["yhat"].to_numpy()
+        for c in ("yhat", "yhat_lower", "yhat_upper"):
+            out[c] = out[c].to_numpy() * factor
+        added = out["yhat"].to_numpy() - before
+        out[col] = (out[col].to_numpy() if col in out else 0.0) + added
+    return out

@@ -1,0 +1,104 @@
+"""The one data contract between stages: long frames, their column names and checks.
+
+Every stage hands the next a long ("tidy") frame:
+
+====================  ==========================================================
+column                meaning
+====================  ==========================================================
+``series_id``         stable key, ``cluster=a/pool=b/resource=cpu/kind=usage``
+``ts``                UTC timestamp (tz-aware), regular step
+``value``             float in base units (cores, bytes, pods)
+====================  ==========================================================
+
+Forecasts use Prophet's names: ``yhat``, ``yhat_lower``, ``yhat_upper``.
+Dimension values inside a ``series_id`` are percent-encoded, so a label value that
+contains ``/`` or ``=`` (or anything else) cannot break the key.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+import numpy as np
+import pandas as pd
+
+SERIES_ID = "series_id"
+TS = "ts"
+VALUE = "value"
+YHAT = "yhat"
+YHAT_LOWER = "yhat_lower"
+YHAT_UPPER = "yhat_upper"
+
+#: Dimensions that make up a pool-level series key, in key order.
+POOL_DIMS = ("cluster", "pool", "resource", "kind")
+RESOURCES = ("cpu", "memory", "pods", "storage")
+#: ``usage`` is real load, ``requests`` is what the scheduler reserves,
+#: ``capacity`` is a storage system's size (compute capacity comes from the inventory).
+KINDS = ("usage", "requests", "capacity")
+UNITS = {"cpu": "cores", "memory": "bytes", "pods": "pods", "storage": "bytes"}
+
+__all__ = [
+    "SERIES_ID", "TS", "VALUE", "YHAT", "YHAT_LOWER", "YHAT_UPPER", "POOL_DIMS",
+    "RESOURCES", "KINDS", "UNITS", "FrameError", "make_series_id", "parse_series_id",
+    "validate_long", "validate_forecast",
+]
+
+
+class FrameError(ValueError):
+    """A frame does not honour the data contract; the message says which column and why."""
+
+
+def make_series_id(**dims: str) -> str:
+    """Build a stable key from dimension values, in the order given.
+
+    >>> make_series_id(cluster="prod", pool="compute", resource="cpu", kind="usage")
+    'cluster=prod/pool=compute/resource=cpu/kind=usage'
+    """
+    return "/".join(f"{k}={quote(str(v), safe='')}" for k, v in dims.items())
+
+
+def parse_series_id(series_id: str) -> dict[str, str]:
+    """Inverse of :func:`make_series_id`."""
+    out: dict[str, str] = {}
+    for part in series_id.split("/"):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise FrameError(f"series_id {series_id!r}: part {part!r} is not key=value")
+        out[key] = unquote(value)
+    return out
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FrameError(
+            f"{what}: missing column(s) {', '.join(missing)}; have {', '.join(map(str, frame.columns))}"
+        )
+
+
+def validate_long(frame: pd.DataFrame, what: str = "samples") -> pd.DataFrame:
+    """Check a long frame (``series_id, ts, value``): ts tz-aware UTC, values finite.
+
+    Returns the frame unchanged so it can be used inline.
+    """
+    _require(frame, (SERIES_ID, TS, VALUE), what)
+    ts = frame[TS]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        raise FrameError(f"{what}: column ts must be tz-aware UTC timestamps, got {ts.dtype}")
+    values = frame[VALUE].to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = frame.loc[bad].iloc[0]
+        raise FrameError(
+            f"{what}: {int(bad.sum())} non-finite value(s), first in series "
+            f"{first[SERIES_ID]!r} at {first[TS]}"
+        )
+    return frame
+
+
+def validate_forecast(frame: pd.DataFrame, what: str = "forecast") -> pd.DataFrame:
+    """Check a forecast frame (``ts, yhat, yhat_lower, yhat_upper``): bounds ordered."""
+    _require(frame, (TS, YHAT, YHAT_LOWER, YHAT_UPPER), what)
+    if (frame[YHAT_LOWER] > frame[YHAT] + 1e-9).any() or (frame[YHAT] > frame[YHAT_UPPER] + 1e-9).any():
+        raise FrameError(f"{what}: yhat_lower <= yhat <= yhat_upper does not hold")
+    return frame

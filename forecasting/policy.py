@@ -1,0 +1,187 @@
+"""Typed capacity policies and the instance/storage catalog (pydantic, ``extra="forbid"``).
+
+These are the typed inputs of the pure capacity math; ``pipelines.config`` loads them
+from YAML and turns validation errors into messages that name the file and field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Resource", "PoolPolicy", "PolicyMatch", "PolicyOverride", "Policies", "InstanceType",
+    "StorageType", "Catalog", "CatalogError",
+]
+
+Resource = Literal["cpu", "memory", "pods", "storage"]
+Pct = float
+
+
+class CatalogError(ValueError):
+    """An entry of the instance catalog is unknown or invalid; the message names it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PoolPolicy(_Strict):
+    """How one pool is planned. Thresholds and ratios are percentages."""
+
+    threshold_pct: Pct = Field(70.0, gt=0, le=100, description="compute trigger threshold")
+    storage_threshold_pct: Pct = Field(75.0, gt=0, le=100, description="storage trigger threshold")
+    thresholds_pct: dict[Resource, Pct] = Field(default_factory=dict, description="per-resource overrides")
+    redundancy_k: int = Field(2, ge=0, description="N+k: failure units the pool must survive losing")
+    failure_unit: Literal["node", "zone"] = "node"
+    lead_time_days: int = Field(30, ge=0, description="procurement, approval and deployment")
+    spot_ratio_pct: Pct = Field(0.0, ge=0, le=100)
+    reserved_ratio_pct: Pct = Field(0.0, ge=0, le=100)
+    instance_types: list[str] = Field(default_factory=list, description="allowed alternatives to the pool's own type")
+    storage_type: str = "gp3"
+    demand_bound: Literal["upper", "point"] = Field(
+        "upper", description="plan on the interval's upper bound (conservative) or the point forecast"
+    )
+
+    @model_validator(mode="after")
+    def _ratios(self) -> "PoolPolicy":
+        if self.spot_ratio_pct + self.reserved_ratio_pct > 100:
+            raise ValueError(
+                f"spot_ratio_pct + reserved_ratio_pct is {self.spot_ratio_pct + self.reserved_ratio_pct}; at most 100"
+            )
+        for res, v in self.thresholds_pct.items():
+            if not 0 < v <= 100:
+                raise ValueError(f"thresholds_pct.{res} must be in (0, 100], got {v}")
+        return self
+
+    def threshold_for(self, resource: str) -> float:
+        """The trigger threshold (%) for one resource."""
+        if resource in self.thresholds_pct:
+            return self.thresholds_pct[resource]  # type: ignore[index]
+        return self.storage_threshold_pct if resource == "storage" else self.threshold_pct
+
+
+class PolicyMatch(_Strict):
+    """Which pools an override applies to; every given field must match."""
+
+    cluster: str | None = None
+    pool: str | None = None
+    tier: str | None = None
+
+
+class PolicyOverride(_Strict):
+    """Changes to the default policy for the pools that ``match`` selects."""
+
+    match: PolicyMatch
+    set: dict[str, object] = Field(description="PoolPolicy fields to change")
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> "PolicyOverride":
+        unknown = sorted(set(self.set) - set(PoolPolicy.model_fields))
+        if unknown:
+            raise ValueError(f"unknown policy field(s) {', '.join(unknown)}; expected some of {', '.join(PoolPolicy.model_fields)}")
+        return self
+
+
+class Policies(_Strict):
+    """The default policy and ordered overrides (later ones win)."""
+
+    default: PoolPolicy = Field(default_factory=PoolPolicy)
+    overrides: list[PolicyOverride] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _overrides_valid(self) -> "Policies":
+        for i, o in enumerate(self.overrides):
+            try:
+                PoolPolicy.model_validate({**self.default.model_dump(), **o.set})
+            except ValueError as exc:
+                raise ValueError(f"overrides[{i}]: {exc}") from None
+        return self
+
+    def for_pool(self, cluster: str, pool: str, tier: str | None = None) -> PoolPolicy:
+        """The effective policy of one pool."""
+        values = self.default.model_dump()
+        for o in self.overrides:
+            m = o.match
+            if (m.cluster in (None, cluster)) and (m.pool in (None, pool)) and (m.tier in (None, tier)):
+                values.update(o.set)
+        return PoolPolicy.model_validate(values)
+
+
+class InstanceType(_Strict):
+    """One purchasable node type. Allocatable fractions say what Kubernetes can schedule."""
+
+    name: str
+    vcpu: float = Field(gt=0)
+    memory_gib: float = Field(gt=0)
+    max_pods: int = Field(110, gt=0)
+    local_storage_gib: float = Field(0.0, ge=0)
+    on_demand_hourly_usd: float = Field(ge=0)
+    spot_discount_pct: Pct = Field(0.0, ge=0, lt=100)
+    reserved_discount_pct: Pct = Field(0.0, ge=0, lt=100)
+    allocatable_cpu_fraction: float = Field(0.94, gt=0, le=1)
+    allocatable_memory_fraction: float = Field(0.90, gt=0, le=1)
+    lead_time_days: int | None = Field(None, ge=0)
+
+    def allocatable(self) -> dict[str, float]:
+        """Allocatable per node, in base units: cores, bytes, pods."""
+        return {
+            "cpu": self.vcpu * self.allocatable_cpu_fraction,
+            "memory": self.memory_gib * self.allocatable_memory_fraction * 2**30,
+            "pods": float(self.max_pods),
+        }
+
+    def monthly_cost_usd(self, spot_ratio_pct: float, reserved_ratio_pct: float) -> float:
+        """Cost of one node for a month (730 h) with the given purchase mix."""
+        spot, reserved = spot_ratio_pct / 100, reserved_ratio_pct / 100
+        blended = (
+            spot * (1 - self.spot_discount_pct / 100)
+            + reserved * (1 - self.reserved_discount_pct / 100)
+            + (1 - spot - reserved)
+        )
+        return self.on_demand_hourly_usd * 730 * blended
+
+
+class StorageType(_Strict):
+    """A storage class bought in increments."""
+
+    name: str
+    price_per_gb_month_usd: float = Field(ge=0)
+    increment_gib: float = Field(1024, gt=0)
+    lead_time_days: int | None = Field(None, ge=0)
+
+
+class Catalog(_Strict):
+    """Instance types and storage with prices, and the date the prices were taken."""
+
+    prices_as_of: dt.date
+    currency: str = "USD"
+    source: str = ""
+    instance_types: list[InstanceType]
+    storage_types: list[StorageType] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Catalog":
+        names = [t.name for t in self.instance_types]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"instance type(s) listed twice: {', '.join(dupes)}")
+        return self
+
+    def instance(self, name: str) -> InstanceType:
+        for t in self.instance_types:
+            if t.name == name:
+                return t
+        raise CatalogError(
+            f"instance type {name!r} is not in the catalog; known: {', '.join(t.name for t in self.instance_types)}"
+        )
+
+    def storage(self, name: str) -> StorageType:
+        for s in self.storage_types:
+            if s.name == name:
+                return s
+        raise CatalogError(
+            f"storage type {name!r} is not in the catalog; known: {', '.join(s.name for s in self.storage_types) or 'none'}"
+        )

@@ -1,0 +1,1 @@
+"""capplan's I/O and orchestration: config, DuckDB store, ingest, Prefect flows, report, email, CLI."""

@@ -1,0 +1,342 @@
+"""The ``capplan`` command line: demo, ingest, forecast, plan, report, run, runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="capplan: capacity forecasting and expansion planning for Kubernetes fleets.\n\n"
+    "Reads history (demo fleet, files or Prometheus) into DuckDB, forecasts daily peak demand per pool, "
+    "computes N+2 headroom, trigger and order-by dates, and writes a costed expansion plan and report.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 180, soft_wrap=not sys.stdout.isatty())
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 180)
+
+ConfigOpt = typer.Option(Path("capplan.yaml"), "--config", "-c", help="capplan.yaml to use")
+AsOfOpt = typer.Option(None, "--as-of", help="plan date YYYY-MM-DD (default: config's as_of, else today)")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="show Prefect's log lines")
+DebugOpt = typer.Option(False, "--debug", help="show the traceback of an unexpected error")
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    for name in ("prophet", "cmdstanpy", "distributed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def _errors(debug: bool = False) -> Iterator[None]:
+    """Known errors become one plain line: exit 2 for bad configuration, 1 otherwise."""
+    from forecasting.engine import ForecastInputError
+    from forecasting.policy import CatalogError
+
+    from .config import ConfigError
+    from .ingest import IngestError
+    from .store import StoreError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    except (IngestError, StoreError, CatalogError, ForecastInputError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    except Exception as exc:
+        from .prometheus import PrometheusError
+        from .notify import EmailError
+
+        if isinstance(exc, (PrometheusError, EmailError)):
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        if debug:
+            raise
+        err.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run again with --debug for the traceback)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _progress() -> Iterator:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as prog:
+        tasks: dict[str, int] = {}
+
+        def update(done: int, total: int, label: str, stage: str = "ingest") -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=total)
+            prog.update(tasks[stage], completed=done, total=total, description=f"{stage}: {label}")
+
+        yield update
+
+
+def _print_result(result: dict) -> None:
+    s = result["summary"]
+    table = Table(title=s.get("headline", "capacity plan"), show_lines=False)
+    for col in ("cluster", "pool", "resource", "util now", "trigger", "order by", "nodes to add", "monthly cost"):
+        table.add_column(col, justify="right" if col in ("util now", "nodes to add", "monthly cost") else "left")
+    for r in result["table"]:
+        style = {"red": "red", "amber": "yellow"}.get(r["status"], "")
+        table.add_row(r["cluster"], r["pool"], r["resource"], f"{r['utilisation_now_pct']:.0f}%", str(r["trigger_date"] or "-"),
+                      str(r["order_by_date"] or "-"), str(r["nodes_to_add"]), f"${r['monthly_cost_usd']:,.0f}", style=style)
+    console.print(table)
+    console.print(f"added monthly cost ${s['added_monthly_cost_usd']:,.0f} (yearly ${12 * s['added_monthly_cost_usd']:,.0f}); "
+                  f"today's fleet ${s['fleet_monthly_cost_usd']:,.0f}/month")
+    console.print(f"run id: {result['run_id']}")
+    for kind, path in result["files"].items():
+        console.print(f"{kind:>7}: {path}")
+    if result.get("failures"):
+        console.print(f"[yellow]{len(result['failures'])} series could not be forecast; see the report's data-quality section[/]")
+    if result.get("email"):
+        console.print(f"email: {result['email'].get('status')} to {', '.join(result['email'].get('recipients', []))}")
+
+
+def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[bool], dask_address: Optional[str],
+         wait: float, verbose: bool, debug: bool) -> None:
+    _quiet_prefect(verbose)
+    with _errors(debug):
+        from .config import load_config
+        from .flows import RunRequest, monthly_run
+
+        load_config(config, overrides)  # fail fast, before Prefect starts
+        req = RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of), send_email=send,
+                         dask_address=dask_address, wait_s=wait)
+        console.print("[dim]running the monthly job as a Prefect flow (a temporary local Prefect server starts if none is configured)...[/]")
+        result = monthly_run(req)
+        _print_result(result)
+
+
+def _date(text: Optional[str]) -> Optional[dt.date]:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        from .config import ConfigError
+
+        raise ConfigError(f"--as-of: expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+@app.command()
+def demo(
+    config: Path = ConfigOpt,
+    nodes: int = typer.Option(400, "--nodes", help="fleet size (the handbook's estate is 10800)"),
+    seed: int = typer.Option(7, "--seed", help="random seed of the demo generator"),
+    as_of: Optional[str] = AsOfOpt,
+    send: bool = typer.Option(False, "--send", help="email the report (needs the email section configured)"),
+    verbose: bool = VerboseOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Build the demo fleet into DuckDB and run the whole monthly job on it (no servers needed)."""
+    _run(config, as_of, {"source": {"kind": "demo", "demo": {"nodes": nodes, "seed": seed}}}, send or None, None, 0.0, verbose, debug)
+
+
+@app.command()
+def run(
+    config: Path = ConfigOpt,
+    as_of: Optional[str] = AsOfOpt,
+    send: Optional[bool] = typer.Option(None, "--send/--no-send", help="email the report (default: email.enabled)"),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="run the forecast fan-out on this Dask scheduler"),
+    wait: float = typer.Option(0.0, "--wait", help="seconds to wait if another run holds the database"),
+    verbose: bool = VerboseOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Run the monthly job: ingest -> forecast -> plan -> report (-> email)."""
+    _run(config, as_of, {}, send, dask_address, wait, verbose, debug)
+
+
+@app.command()
+def ingest(
+    path: Optional[Path] = typer.Argument(None, help="CSV or Parquet file (with --source file)"),
+    config: Path = ConfigOpt,
+    source: Optional[str] = typer.Option(None, "--source", help="demo | prometheus | file (default: the config's)"),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", help="node inventory CSV (with --source file)"),
+    as_of: Optional[str] = AsOfOpt,
+    verbose: bool = VerboseOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Pull the history window into DuckDB (re-running replaces windows, never duplicates)."""
+    _quiet_prefect(verbose)
+    with _errors(debug):
+        from .config import ConfigError, load_config
+
+        overrides: dict = {}
+        if source:
+            if source not in ("demo", "prometheus", "file"):
+                raise ConfigError(f"--source: expected demo, prometheus or file, got {source!r}")
+            overrides["source"] = {"kind": source}
+        if path:
+            overrides.setdefault("source", {})["file"] = {"path": str(path.resolve())}
+        cfg = load_config(config, overrides)
+        if cfg.source.kind == "file" and inventory:
+            from .ingest import ingest_file
+            from .store import Store
+
+            store = Store(cfg.path(cfg.store.path))
+            from .flows import resolve_as_of
+
+            res = ingest_file(store, cfg.path(cfg.source.file.path), inventory, resolve_as_of(cfg, _date(as_of)), cfg.forecasting.history_days)
+            _store_ingest(cfg, res, _date(as_of))
+            console.print(f"ingested {res.rows} samples of {res.series} series ({res.new_series} new) into {store.path}")
+            return
+        from .flows import RunRequest, ingest_flow
+
+        out = ingest_flow(RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of)))
+        console.print(f"ingested {out['rows']} samples of {out['series']} series ({out['new_series']} new); run {out['run_id']}")
+
+
+def _store_ingest(cfg, res, as_of) -> None:
+    import uuid
+
+    from .flows import resolve_as_of
+    from .ingest import history_window
+    from .store import Store
+
+    store = Store(cfg.path(cfg.store.path))
+    a = resolve_as_of(cfg, as_of)
+    rid = f"{a:%Y-%m}-{uuid.uuid4().hex[:8]}"
+    store.start_run(rid, "ingest", a, cfg.model_dump_json(), history_window(a, cfg.forecasting.history_days))
+    store.finish_run(rid, {"inventory": res.inventory, "storage_pools": res.storage_pools, "data_quality": res.quality}, {}, {"rows": res.rows})
+
+
+@app.command()
+def forecast(
+    input: Path = typer.Option(..., "--input", "-i", help="history CSV with columns timestamp,value (5 min to 1 day step)"),
+    horizon_days: float = typer.Option(..., "--horizon-days", "-H", help="days to forecast after the last timestamp"),
+    output: Path = typer.Option(..., "--output", "-o", help="CSV to write: ts,yhat,yhat_lower,yhat_upper"),
+    model: str = typer.Option("auto", "--model", "-m", help="auto (chosen by backtest) or a model name"),
+    events: Optional[Path] = typer.Option(None, "--events", help="events YAML to overlay (all scopes apply)"),
+    level: float = typer.Option(80.0, "--level", help="interval level in percent"),
+    peak: bool = typer.Option(False, "--peak", help="forecast the daily peak instead of the series' own step"),
+    debug: bool = DebugOpt,
+) -> None:
+    """Forecast one series from a CSV (the stable contract outside tools call)."""
+    with _errors(debug):
+        import pandas as pd
+
+        from forecasting.engine import fit_forecast, forecast_daily_peak
+
+        from .config import load_events
+        from .ingest import IngestError
+
+        if not input.exists():
+            raise IngestError(f"{input}: file not found")
+        try:
+            hist = pd.read_csv(input)
+        except Exception as exc:
+            raise IngestError(f"{input}: cannot read as CSV: {exc}") from None
+        cols = {c.lower().strip(): c for c in hist.columns}
+        if "timestamp" not in cols and "ts" not in cols or "value" not in cols:
+            raise IngestError(f"{input}: expected columns timestamp,value; got {', '.join(map(str, hist.columns))}")
+        ts_col = cols.get("timestamp", cols.get("ts"))
+        ts = pd.to_datetime(hist[ts_col], utc=True, errors="coerce", format="mixed")
+        if ts.isna().any():
+            i = int(ts.isna().to_numpy().argmax())
+            raise IngestError(f"{input}: line {i + 2}: timestamp {hist[ts_col].iloc[i]!r} cannot be parsed")
+        values = pd.to_numeric(hist[cols["value"]], errors="coerce")
+        frame = pd.DataFrame({"ts": ts, "value": values})
+        evs = load_events(events) if events else None
+        if evs:
+            evs = [e.model_copy(update={"scope": e.scope.model_copy(update={"level": "fleet", "resources": ["cpu", "memory", "pods", "storage"]})}) for e in evs]
+        fn = forecast_daily_peak if peak else fit_forecast
+        res = fn(frame, horizon_days, evs, model, level)
+        out = res.frame[["ts", "yhat", "yhat_lower", "yhat_upper"]].copy()
+        out["ts"] = out["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        from .outputs import atomic_write
+
+        atomic_write(output, out.to_csv(index=False))
+        for w in res.warnings:
+            err.print(f"[yellow]note:[/] {w}", highlight=False)
+        err.print(f"model {res.model}; {len(out)} rows written to {output}", highlight=False)
+
+
+@app.command()
+def plan(
+    config: Path = ConfigOpt,
+    what_if: Optional[Path] = typer.Option(None, "--what-if", help="scenario YAML (extra events, thresholds, lead times...)"),
+    as_of: Optional[str] = AsOfOpt,
+    verbose: bool = VerboseOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Re-plan from the latest run, optionally under a what-if scenario (the baseline is kept)."""
+    _quiet_prefect(verbose)
+    with _errors(debug):
+        from .whatif import run_what_if
+
+        res = run_what_if(config, what_if, _date(as_of))
+        console.print(res["text"])
+
+
+@app.command()
+def report(
+    config: Path = ConfigOpt,
+    send: Optional[str] = typer.Option(None, "--send", help="RUN_ID: email that past run's report again (no recompute)"),
+    verbose: bool = VerboseOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Show where the latest report is, or re-send a past run's report by email."""
+    _quiet_prefect(verbose)
+    with _errors(debug):
+        import json
+
+        from .config import load_config
+        from .store import Store
+
+        cfg = load_config(config)
+        store = Store(cfg.path(cfg.store.path))
+        if send:
+            from .notify import send_run_report
+
+            out = send_run_report(cfg, send)
+            console.print(f"sent {out['subject']!r} to {', '.join(out['recipients'])}")
+            return
+        rid = store.latest_run("monthly")
+        if not rid:
+            console.print("no successful run yet; `capplan demo` or `capplan run` makes one")
+            raise typer.Exit(1)
+        info = store.run(rid)
+        files = json.loads(info["summary_json"] or "{}").get("files", {})
+        console.print(f"latest run {rid} (as of {str(info['as_of'])[:10]}):")
+        for k, v in files.items():
+            console.print(f"{k:>7}: {v}")
+
+
+@app.command()
+def runs(config: Path = ConfigOpt, debug: bool = DebugOpt) -> None:
+    """List the runs recorded in the database."""
+    with _errors(debug):
+        from .config import load_config
+        from .store import Store
+
+        cfg = load_config(config)
+        df = Store(cfg.path(cfg.store.path)).runs()
+        table = Table()
+        for c in ("run_id", "kind", "status", "as_of", "started_at", "error"):
+            table.add_column(c)
+        for r in df.itertuples():
+            table.add_row(r.run_id, r.kind, r.status, str(r.as_of)[:10], f"{r.started_at:%Y-%m-%d %H:%M}", (r.error or "")[:80])
+        console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

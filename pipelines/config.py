@@ -1,0 +1,236 @@
+"""The typed configuration: one ``capplan.yaml`` plus the catalogs it names.
+
+Every model forbids unknown keys. :func:`load_config` turns any problem into a
+:class:`ConfigError` whose one-line message names the file, the field and what was
+expected, e.g. ``capplan.yaml: forecasting.horizon_days: expected an integer, got 'soon'``.
+Secrets (SMTP password, Prometheus token) are never in the YAML: the YAML names the
+environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from forecasting.events import Event
+from forecasting.policy import Catalog, Policies
+
+__all__ = ["ConfigError", "Config", "load_config", "load_events", "load_catalog", "load_yaml", "format_validation_error"]
+
+
+class ConfigError(ValueError):
+    """A configuration or catalog file is missing or invalid. The message is one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DemoSource(_Strict):
+    nodes: int = Field(400, ge=20, le=200_000)
+    clusters: int | None = Field(None, ge=1, le=100)
+    seed: int = 7
+
+
+class PrometheusAuth(_Strict):
+    """Names of environment variables holding credentials (never the credentials)."""
+
+    bearer_token_env: str | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+
+
+class PrometheusSource(_Strict):
+    url: str = "http://127.0.0.1:9090"
+    auth: PrometheusAuth = Field(default_factory=PrometheusAuth)
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="e.g. X-Scope-OrgID for Mimir")
+    step: str = "1h"
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0)
+    max_concurrency: int = Field(4, ge=1, le=64)
+    catalog: Path | None = Field(None, description="metric catalog overriding/adding to the defaults")
+    cluster_label: str = "cluster"
+    pool_label: str = "label_node_kubernetes_io_pool"
+    tier_label: str = "label_node_kubernetes_io_tier"
+    zone_label: str = "label_topology_kubernetes_io_zone"
+    instance_type_label: str = "label_node_kubernetes_io_instance_type"
+
+
+class FileSource(_Strict):
+    path: Path | None = None
+
+
+class Source(_Strict):
+    kind: Literal["demo", "prometheus", "file"] = "demo"
+    demo: DemoSource = Field(default_factory=DemoSource)
+    prometheus: PrometheusSource = Field(default_factory=PrometheusSource)
+    file: FileSource = Field(default_factory=FileSource)
+
+
+class Store(_Strict):
+    path: Path = Path("data/capplan.duckdb")
+
+
+class Forecasting(_Strict):
+    horizon_days: int = Field(180, ge=7, le=730)
+    history_days: int = Field(180, ge=14, le=1095)
+    model: str = "auto"
+    level_pct: float = Field(80.0, gt=50, lt=100)
+    workers: int | None = Field(None, ge=1, description="processes for the forecast fan-out (default: all cores)")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from forecasting.models import MODELS
+
+        if v != "auto" and v not in MODELS:
+            raise ValueError(f"expected auto or one of {', '.join(MODELS)}, got {v!r}")
+        return v
+
+
+class Catalogs(_Strict):
+    events: Path = Path("catalogs/events.yaml")
+    instances: Path = Path("catalogs/instances.yaml")
+
+
+class Report(_Strict):
+    dir: Path = Path("reports")
+    title: str = "Capacity plan"
+    max_charts: int = Field(400, ge=1)
+
+
+class Email(_Strict):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    security: Literal["none", "starttls", "ssl"] = "starttls"
+    username_env: str | None = None
+    password_env: str | None = None
+    sender: str = "capplan@localhost"
+    to: list[str] = Field(default_factory=list)
+    cc: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(3, ge=0)
+    retry_delay_s: float = Field(2.0, ge=0)
+
+
+class Executor(_Strict):
+    dask_address: str | None = None
+
+
+class Config(_Strict):
+    """The whole ``capplan.yaml``. Relative paths are relative to the YAML's folder."""
+
+    as_of: dt.date | None = Field(None, description="plan date; default today")
+    source: Source = Field(default_factory=Source)
+    store: Store = Field(default_factory=Store)
+    forecasting: Forecasting = Field(default_factory=Forecasting)
+    policies: Policies = Field(default_factory=Policies)
+    catalogs: Catalogs = Field(default_factory=Catalogs)
+    report: Report = Field(default_factory=Report)
+    email: Email = Field(default_factory=Email)
+    executor: Executor = Field(default_factory=Executor)
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    def path(self, p: Path) -> Path:
+        """Resolve a configured path against the config file's folder."""
+        return p if p.is_absolute() else (self.base_dir / p)
+
+
+def format_validation_error(where: str, exc: ValidationError, prefix: str = "") -> str:
+    """One line: ``file: field.path: what was expected (got ...)``."""
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(x) for x in (prefix, *err["loc"]) if x != "")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here)"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+            msg += f", got {err['input']!r}"
+        parts.append(f"{loc or '(top level)'}: {msg}")
+    more = f" (+{len(exc.errors()) - 3} more)" if len(exc.errors()) > 3 else ""
+    return f"{where}: " + "; ".join(parts) + more
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file; a missing or unparsable file is a :class:`ConfigError`."""
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: Path | str, overrides: dict | None = None) -> Config:
+    """Load and validate ``capplan.yaml`` (with ``overrides`` merged in, e.g. from
+    command-line options) and check that the catalogs it names exist."""
+    path = Path(path)
+    data = load_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    data = _merge(data, overrides or {})
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None
+    cfg.base_dir = path.parent
+    for field in ("events", "instances"):
+        p = cfg.path(getattr(cfg.catalogs, field))
+        if not p.exists():
+            raise ConfigError(f"{path}: catalogs.{field}: file not found: {p}")
+    return cfg
+
+
+def load_events(path: Path) -> list[Event]:
+    """The events catalog: ``events: [ {name, kind, start, end, uplift_pct, scope...} ]``."""
+    data = load_yaml(path) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("events", []), list):
+        raise ConfigError(f"{path}: expected a top-level key 'events' holding a list")
+    events = []
+    for i, raw in enumerate(data.get("events") or []):
+        name = raw.get("name", f"#{i}") if isinstance(raw, dict) else f"#{i}"
+        if isinstance(raw, dict) and isinstance(raw.get("scope"), str):
+            raw = {**raw, "scope": {"level": raw["scope"]}}
+        try:
+            events.append(Event.model_validate(raw))
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(f"{path}: event {name!r}", exc, prefix=f"events[{i}]")) from None
+    names = [e.name for e in events]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: event name(s) used twice: {', '.join(dupes)}")
+    extra = set(data) - {"events"}
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(extra))}; expected 'events'")
+    return events
+
+
+def load_catalog(path: Path) -> Catalog:
+    """The instance and storage catalog with prices."""
+    data = load_yaml(path) or {}
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        loc = exc.errors()[0]["loc"]
+        entry = ""
+        if len(loc) >= 2 and loc[0] in ("instance_types", "storage_types") and isinstance(loc[1], int):
+            items = data.get(loc[0]) or []
+            if loc[1] < len(items) and isinstance(items[loc[1]], dict):
+                entry = f" entry {items[loc[1]].get('name', loc[1])!r}"
+        raise ConfigError(format_validation_error(f"{path}:{entry}" if entry else str(path), exc)) from None

@@ -1,0 +1,212 @@
+"""The management report: a pure function from frames to one self-contained HTML page.
+
+Nothing is loaded from the network: plotly.js is inlined once and every chart is a JSON
+spec in a ``<script type="application/json">`` block, drawn by one small loader. Jinja2
+autoescaping covers every label; chart JSON has ``<``, ``>`` and ``&`` escaped, so no
+label from Prometheus or a config file can become HTML or JavaScript.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import jinja2
+import pandas as pd
+
+from forecasting.events import Event, occurrences
+
+from .charts import UNIT_SCALE, capacity_figure, figure_json
+
+__all__ = ["ReportInputs", "render_report", "headline", "plotly_js", "summary_table"]
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report shows; frames are the run's output tables."""
+
+    run_id: str
+    as_of: dt.date
+    horizon_days: int
+    title: str
+    decisions: pd.DataFrame
+    actions: pd.DataFrame
+    capacity: pd.DataFrame
+    forecasts: pd.DataFrame
+    history: pd.DataFrame  # daily peaks: cluster, pool, resource, kind, ts, value
+    scores: pd.DataFrame
+    quality: pd.DataFrame
+    fleet_costs: pd.DataFrame
+    diff: pd.DataFrame
+    events: list[Event]
+    config_yaml: str
+    prices_as_of: dt.date
+    catalog_rows: list[dict] = field(default_factory=list)
+    policies: list[dict] = field(default_factory=list)
+    previous_run_id: str | None = None
+    max_charts: int = 400
+    notes: list[str] = field(default_factory=list)
+
+
+def plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pipelines", "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["money"] = lambda v: f"${v:,.0f}" if v is not None and v == v else "-"
+    env.filters["pct"] = lambda v: f"{v:.0f}%" if v is not None and v == v and v != float("inf") else ("∞" if v == float("inf") else "-")
+    env.filters["d"] = lambda v: "-" if v is None or (isinstance(v, float) and v != v) or v is pd.NaT else str(v)[:10]
+    return env
+
+
+def headline(decisions: pd.DataFrame, actions: pd.DataFrame, as_of: dt.date) -> str:
+    """E.g. 'Capacity plan 2026-12: 3 pools need orders by 2027-01-15'."""
+    month = f"{as_of:%Y-%m}"
+    if actions is None or actions.empty:
+        return f"Capacity plan {month}: no expansion needed within the horizon"
+    late = actions[actions["late"]]
+    pools = actions[["cluster", "pool"]].drop_duplicates().shape[0]
+    if len(late):
+        n = late[["cluster", "pool"]].drop_duplicates().shape[0]
+        return f"Capacity plan {month}: {n} pool{'s' if n != 1 else ''} must order now; {pools} need expansion"
+    first = actions["order_by_date"].min()
+    return f"Capacity plan {month}: {pools} pool{'s' if pools != 1 else ''} need orders, the first by {first}"
+
+
+def summary_table(decisions: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
+    """One row per pool and resource: utilisation now, trigger, order-by, nodes to add, cost.
+
+    Out: ``cluster, pool, resource, utilisation_now_pct, trigger_date, order_by_date,
+    nodes_to_add, monthly_cost_usd, status``.
+    """
+    add = actions.groupby(["cluster", "pool"]).agg(nodes_to_add=("quantity", "sum"), monthly_cost_usd=("monthly_cost_usd", "sum")).reset_index() if len(actions) else pd.DataFrame(columns=["cluster", "pool", "nodes_to_add", "monthly_cost_usd"])
+    t = decisions.merge(add, on=["cluster", "pool"], how="left")
+    t["nodes_to_add"] = t["nodes_to_add"].fillna(0).astype(int)
+    t["monthly_cost_usd"] = t["monthly_cost_usd"].fillna(0.0)
+    return t[["cluster", "pool", "resource", "utilisation_now_pct", "trigger_date", "order_by_date", "nodes_to_add", "monthly_cost_usd", "status"]]
+
+
+def _cluster_sentences(dec: pd.DataFrame, actions: pd.DataFrame) -> list[dict]:
+    out = []
+    for cluster, g in dec.groupby("cluster", sort=True):
+        red = g[g.status == "red"][["pool"]].drop_duplicates()["pool"].tolist()
+        amber = sorted(set(g[g.status == "amber"]["pool"]) - set(red))
+        a = actions[actions.cluster == cluster] if len(actions) else actions
+        cost = float(a["monthly_cost_usd"].sum()) if len(a) else 0.0
+        if red:
+            text = f"{', '.join(red)} must be ordered now (trigger within lead time)"
+            if amber:
+                text += f"; {', '.join(amber)} trigger within the horizon"
+        elif amber:
+            first = g[g.status == "amber"].sort_values("order_by_date").iloc[0]
+            text = f"{', '.join(amber)} trigger within the horizon; first order by {first.order_by_date} ({first.pool} {first.resource})"
+        else:
+            text = "has headroom for the whole horizon"
+        if cost:
+            text += f"; adds ${cost:,.0f}/month"
+        out.append({"cluster": cluster, "status": "red" if red else ("amber" if amber else "green"), "text": text})
+    return out
+
+
+def _charts(inp: ReportInputs) -> tuple[list[dict], list[dict]]:
+    """Chart specs grouped by cluster; the first storage charts go into their own list."""
+    dec = inp.decisions.set_index(["cluster", "pool", "resource"])
+    usable = inp.capacity.set_index(["cluster", "pool", "resource"])["usable"].to_dict() if len(inp.capacity) else {}
+    end = inp.as_of + dt.timedelta(days=inp.horizon_days)
+    clusters: dict[str, dict] = {}
+    storage = []
+    count = 0
+    fc_groups = dict(tuple(inp.forecasts.groupby(["cluster", "pool", "resource"]))) if len(inp.forecasts) else {}
+    hist_groups = dict(tuple(inp.history.groupby(["cluster", "pool", "resource"]))) if len(inp.history) else {}
+    for key in sorted(fc_groups):
+        if count >= inp.max_charts:
+            inp.notes.append(f"only the first {inp.max_charts} charts are drawn (report.max_charts)")
+            break
+        cluster, pool, resource = key
+        d = dec.loc[key] if key in dec.index else None
+        tier = d["tier"] if d is not None else ""
+        evs = [(o.event.name, o.start, o.end) for o in occurrences(
+            [e for e in inp.events if e.scope.covers({"cluster": cluster, "pool": pool, "tier": tier, "resource": resource})],
+            inp.as_of - dt.timedelta(days=200), end)]
+        threshold = float(d["threshold_pct"]) if d is not None else 70.0
+        full = None
+        f = fc_groups[key]
+        if resource == "storage" and usable.get(key):
+            hit = f[f["yhat_upper"] >= usable[key]]
+            full = hit["ts"].min().date() if len(hit) else None
+        fig = capacity_figure(
+            f"{cluster} / {pool} / {resource}", resource, hist_groups.get(key, pd.DataFrame(columns=["kind", "ts", "value"])),
+            f, usable.get(key), threshold,
+            trigger=_date(d["trigger_date"]) if d is not None else None,
+            order_by=_date(d["order_by_date"]) if d is not None else None, events=evs, full_date=full,
+        )
+        spec = {"id": f"c{count}", "json": figure_json(fig), "pool": pool, "resource": resource,
+                "status": d["status"] if d is not None else "green", "full": full}
+        count += 1
+        if resource == "storage":
+            storage.append({**spec, "cluster": cluster})
+            continue
+        clusters.setdefault(cluster, {}).setdefault(pool, []).append(spec)
+    grouped = [{"cluster": c, "anchor": f"cl{i}", "pools": [{"pool": p, "anchor": f"cl{i}p{j}", "charts": ch}
+                                                         for j, (p, ch) in enumerate(sorted(pools.items()))]}
+               for i, (c, pools) in enumerate(sorted(clusters.items()))]
+    return grouped, storage
+
+
+def _date(v) -> dt.date | None:
+    if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
+        return None
+    return pd.Timestamp(v).date()
+
+
+def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
+    """Frames in, HTML string out. No I/O."""
+    dec, actions = inp.decisions, inp.actions
+    clusters, storage = _charts(inp)
+    chosen = inp.scores[inp.scores["chosen"]] if len(inp.scores) else inp.scores
+    accuracy = []
+    if len(chosen):
+        naive = inp.scores[inp.scores.model == "snaive"].set_index("series_id")
+        for r in chosen.sort_values("series_id").itertuples():
+            accuracy.append({"series": r.series_id.replace("cluster=", "").replace("/pool=", " / ").replace("/resource=", " / ").replace("/kind=", " / "),
+                             "model": r.model, "mase": r.mase, "rel_mase": r.rel_mase,
+                             "coverage_80": r.coverage_80, "coverage_95": r.coverage_95, "bias_pct": r.bias_pct})
+    acc_summary = {}
+    if len(chosen):
+        rel = chosen["rel_mase"].clip(lower=1e-6)
+        import numpy as np
+
+        acc_summary = {"series": len(chosen), "geo_rel_mase": float(np.exp(np.log(rel).mean())),
+                       "coverage_80": float(chosen["coverage_80"].mean()), "coverage_95": float(chosen["coverage_95"].mean()),
+                       "models": chosen["model"].value_counts().to_dict()}
+    q = inp.quality
+    quality_notes = []
+    if len(q):
+        bad = q[(q["coverage_pct"] < 95) | q["stale"] | q["new_series"] | (q["gaps"] > 0)]
+        quality_notes = bad.sort_values("coverage_pct").head(50).to_dict("records")
+        quality_stats = {"series": len(q), "with_gaps": int((q["gaps"] > 0).sum()), "stale": int(q["stale"].sum()),
+                         "new": int(q["new_series"].sum()), "mean_coverage": float(q["coverage_pct"].mean())}
+    else:
+        quality_stats = {}
+    added = float(actions["monthly_cost_usd"].sum()) if len(actions) else 0.0
+    fleet = float(inp.fleet_costs["monthly_cost_usd"].sum()) if len(inp.fleet_costs) else 0.0
+    ctx = {
+        "inp": inp, "headline": headline(dec, actions, inp.as_of), "cluster_sentences": _cluster_sentences(dec, actions),
+        "red": dec[dec.status == "red"].sort_values("order_by_date").to_dict("records"),
+        "amber": dec[dec.status == "amber"].sort_values("order_by_date").to_dict("records"),
+        "too_small": inp.capacity[inp.capacity["too_small"]].to_dict("records") if len(inp.capacity) else [],
+        "actions": actions.sort_values(["order_by_date", "cluster", "pool"]).to_dict("records") if len(actions) else [],
+        "added_monthly": added, "fleet_monthly": fleet, "diff": inp.diff.to_dict("records") if len(inp.diff) else [],
+        "clusters": clusters, "storage": storage, "accuracy": accuracy, "acc": acc_summary,
+        "quality_notes": quality_notes, "quality": quality_stats,
+        "events": inp.events, "plotly_js": plotly_js() if include_plotlyjs else "",
+        "unit_scale": UNIT_SCALE, "generated": inp.as_of,
+    }
+    return _env().get_template("report.html.j2").render(**ctx)

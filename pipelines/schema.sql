@@ -1,0 +1,123 @@
+-- capplan's DuckDB schema. Applied at every connection; every statement is idempotent.
+-- Units: cpu in cores, memory and storage in bytes, pods in pods, money in USD.
+-- A run's outputs are written in one transaction together with status 'succeeded';
+-- readers use only rows whose run succeeded (view completed_runs).
+
+CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,               -- monthly | what-if | ingest
+    status VARCHAR NOT NULL,             -- running | succeeded | failed
+    as_of DATE NOT NULL,
+    month VARCHAR NOT NULL,              -- yyyy-mm the plan is for
+    config_json VARCHAR,
+    window_start TIMESTAMPTZ,
+    window_end TIMESTAMPTZ,
+    started_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    timings_json VARCHAR,
+    summary_json VARCHAR,
+    error VARCHAR,
+    flow_run_id VARCHAR,
+    baseline_run_id VARCHAR,             -- what-if runs: the plan they compare with
+    scenario_json VARCHAR
+);
+
+CREATE OR REPLACE VIEW completed_runs AS
+    SELECT * FROM runs WHERE status = 'succeeded';
+
+-- One row per series ever seen; series_id is stable across runs.
+CREATE TABLE IF NOT EXISTS series (
+    series_id VARCHAR PRIMARY KEY,
+    cluster VARCHAR, pool VARCHAR, node VARCHAR, namespace VARCHAR,
+    resource VARCHAR, kind VARCHAR,
+    level VARCHAR,                       -- node | pool | namespace
+    unit VARCHAR, source VARCHAR,
+    first_seen TIMESTAMPTZ
+);
+
+-- Samples in long format. No primary key (it makes bulk loads ~14x slower):
+-- a re-pulled window is replaced by DELETE + INSERT in one transaction.
+CREATE TABLE IF NOT EXISTS samples (series_id VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, value DOUBLE NOT NULL);
+
+-- Which windows of which query are stored, so a re-run pulls only what is missing.
+CREATE TABLE IF NOT EXISTS ingest_windows (
+    source VARCHAR, query_name VARCHAR, cluster VARCHAR,
+    window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, step_s INTEGER,
+    rows BIGINT, run_id VARCHAR, completed_at TIMESTAMPTZ
+);
+
+CREATE TABLE IF NOT EXISTS inventory (
+    run_id VARCHAR, cluster VARCHAR, pool VARCHAR, tier VARCHAR, zone VARCHAR, node VARCHAR,
+    instance_type VARCHAR, cpu_cores DOUBLE, memory_bytes DOUBLE, pods DOUBLE, storage_bytes DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS storage_pools (run_id VARCHAR, cluster VARCHAR, pool VARCHAR, capacity DOUBLE);
+
+CREATE TABLE IF NOT EXISTS events (
+    run_id VARCHAR, name VARCHAR, kind VARCHAR, start_date DATE, end_date DATE, uplift_pct DOUBLE,
+    recurring VARCHAR, scope_json VARCHAR, reason VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS data_quality (
+    run_id VARCHAR, series_id VARCHAR, cluster VARCHAR, pool VARCHAR, resource VARCHAR, kind VARCHAR,
+    coverage_pct DOUBLE, gaps INTEGER, longest_gap_steps INTEGER, duplicates INTEGER,
+    counter_resets INTEGER, last_ts TIMESTAMPTZ, stale BOOLEAN, new_series BOOLEAN, note VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS forecasts (
+    run_id VARCHAR, series_id VARCHAR, cluster VARCHAR, pool VARCHAR, resource VARCHAR, kind VARCHAR,
+    resolution VARCHAR,                  -- 1d-peak (daily maximum)
+    ts TIMESTAMPTZ, yhat DOUBLE, yhat_lower DOUBLE, yhat_upper DOUBLE, yhat_baseline DOUBLE, model VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS forecast_overlays (
+    run_id VARCHAR, series_id VARCHAR, ts TIMESTAMPTZ, event VARCHAR, contribution DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS backtest_scores (
+    run_id VARCHAR, series_id VARCHAR, model VARCHAR, mae DOUBLE, mase DOUBLE, rel_mase DOUBLE,
+    bias_pct DOUBLE, coverage_80 DOUBLE, coverage_95 DOUBLE, chosen BOOLEAN, origins INTEGER,
+    horizon_steps INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS capacity (
+    run_id VARCHAR, cluster VARCHAR, pool VARCHAR, tier VARCHAR, resource VARCHAR, nodes INTEGER,
+    units INTEGER, failure_unit VARCHAR, redundancy_k INTEGER, capacity DOUBLE, lost DOUBLE,
+    usable DOUBLE, too_small BOOLEAN
+);
+
+CREATE TABLE IF NOT EXISTS headroom (
+    run_id VARCHAR, cluster VARCHAR, pool VARCHAR, tier VARCHAR, resource VARCHAR, kind VARCHAR,
+    ts TIMESTAMPTZ, demand DOUBLE, usable DOUBLE, utilisation_pct DOUBLE, threshold_pct DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS decisions (
+    run_id VARCHAR, cluster VARCHAR, pool VARCHAR, tier VARCHAR, resource VARCHAR, binding_kind VARCHAR,
+    utilisation_now_pct DOUBLE, peak_utilisation_pct DOUBLE, peak_date DATE, threshold_pct DOUBLE,
+    trigger_date DATE, lead_time_days INTEGER, order_by_date DATE, late BOOLEAN,
+    days_of_headroom INTEGER, status VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS plans (
+    run_id VARCHAR, order_by_date DATE, needed_by_date DATE, late BOOLEAN, cluster VARCHAR, pool VARCHAR,
+    tier VARCHAR, action VARCHAR, quantity INTEGER, instance_type VARCHAR, storage_gib DOUBLE,
+    storage_type VARCHAR, spot_ratio_pct DOUBLE, reserved_ratio_pct DOUBLE, monthly_cost_usd DOUBLE,
+    binding_resource VARCHAR, reason VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS fleet_costs (
+    run_id VARCHAR, cluster VARCHAR, pool VARCHAR, tier VARCHAR, instance_type VARCHAR, nodes INTEGER,
+    monthly_cost_usd DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS plan_diffs (
+    run_id VARCHAR, previous_run_id VARCHAR, cluster VARCHAR, pool VARCHAR, resource VARCHAR,
+    trigger_before DATE, trigger_after DATE, shift_days INTEGER, nodes_before INTEGER,
+    nodes_after INTEGER, cost_before_usd DOUBLE, cost_after_usd DOUBLE, why VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS notifications (
+    run_id VARCHAR, sent_at TIMESTAMPTZ, recipients VARCHAR, subject VARCHAR, status VARCHAR, error VARCHAR
+);

@@ -1,0 +1,313 @@
+"""The one module that runs SQL against capplan's DuckDB file.
+
+Connections are short-lived (open, do one thing, close) so an analyst's read-only
+session can open the file between a run's writes. A run's outputs are written in one
+transaction with the run's status, so a reader never sees half a run. Every statement
+takes parameters; table names come only from the fixed set in :data:`RUN_TABLES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+
+__all__ = ["Store", "StoreError", "StoreBusy", "RUN_TABLES"]
+
+#: Tables holding one run's outputs (all carry ``run_id``).
+RUN_TABLES = (
+    "inventory", "storage_pools", "events", "data_quality", "forecasts", "forecast_overlays",
+    "backtest_scores", "capacity", "headroom", "decisions", "plans", "fleet_costs", "plan_diffs",
+)
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; the message says why and what to do."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the database (a run is writing, or another run is active)."""
+
+
+def _schema_sql() -> str:
+    return resources.files("pipelines").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+class Store:
+    """capplan's DuckDB file. ``Store(path).connect()`` yields a connection in UTC."""
+
+    def __init__(self, path: Path | str, busy_timeout_s: float = 30.0):
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        self._initialised = False
+
+    # -- connections -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file (waiting up to ``busy_timeout_s`` while another process writes)."""
+        if read_only and not self.path.exists():
+            raise StoreError(f"{self.path}: no database yet; run `capplan demo` or `capplan run` first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise StoreError(f"{self.path}: cannot open database: {exc}") from None
+                if time.monotonic() > deadline:
+                    raise StoreBusy(
+                        f"{self.path} is in use by another process (a capplan run is writing, or a "
+                        f"notebook holds a read-write connection). Wait for it to finish, or open a copy: "
+                        f"cp {self.path} /tmp/capplan-copy.duckdb"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            if not read_only and not self._initialised:
+                con.execute(_schema_sql())
+                self._initialised = True
+            yield con
+        finally:
+            con.close()
+
+    def init(self) -> None:
+        """Create the schema (idempotent)."""
+        with self.connect():
+            pass
+
+    @contextlib.contextmanager
+    def run_lock(self, wait_s: float = 0.0) -> Iterator[None]:
+        """One run at a time per database: a second run waits ``wait_s`` then refuses."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fh = open(lock_path, "a+")
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "unknown"
+                    fh.close()
+                    raise StoreBusy(
+                        f"another capplan run ({holder}) is using {self.path}; wait for it to finish "
+                        f"or pass --wait SECONDS"
+                    ) from None
+                time.sleep(0.5)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%SZ}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    # -- runs ------------------------------------------------------------------------
+    def start_run(self, run_id: str, kind: str, as_of: dt.date, config_json: str, window: tuple, **extra: str | None) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        with self.connect() as con:
+            con.execute(
+                "INSERT INTO runs (run_id, kind, status, as_of, month, config_json, window_start, window_end, "
+                "started_at, flow_run_id, baseline_run_id, scenario_json) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, kind, as_of, _plan_month(as_of), config_json, window[0], window[1], now,
+                 extra.get("flow_run_id"), extra.get("baseline_run_id"), extra.get("scenario_json")],
+            )
+
+    def fail_run(self, run_id: str, error: str, timings: dict | None = None) -> None:
+        with self.connect() as con:
+            con.execute(
+                "UPDATE runs SET status = 'failed', error = ?, finished_at = ?, timings_json = ? WHERE run_id = ?",
+                [error[:4000], dt.datetime.now(dt.timezone.utc), json.dumps(timings or {}), run_id],
+            )
+
+    def finish_run(self, run_id: str, outputs: dict[str, pd.DataFrame], timings: dict, summary: dict) -> None:
+        """Write every output table and mark the run succeeded, in one transaction."""
+        unknown = set(outputs) - set(RUN_TABLES)
+        if unknown:
+            raise StoreError(f"not a run table: {', '.join(sorted(unknown))}")
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table, frame in outputs.items():
+                    self._insert(con, table, frame, run_id)
+                con.execute(
+                    "UPDATE runs SET status = 'succeeded', finished_at = ?, timings_json = ?, summary_json = ? WHERE run_id = ?",
+                    [dt.datetime.now(dt.timezone.utc), json.dumps(timings), json.dumps(summary, default=str), run_id],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, run_id: str) -> None:
+        if frame is None or frame.empty:
+            return
+        cols = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", [table]
+        ).fetchall()]
+        data = frame.copy()
+        data["run_id"] = run_id
+        missing = [c for c in cols if c not in data.columns]
+        for c in missing:
+            data[c] = None
+        con.register("_frame", data[cols])
+        try:
+            con.execute(f'INSERT INTO "{table}" SELECT * FROM _frame')  # table from RUN_TABLES only
+        finally:
+            con.unregister("_frame")
+
+    def runs(self, read_only: bool = True) -> pd.DataFrame:
+        with self.connect(read_only=read_only) as con:
+            return con.execute(
+                "SELECT run_id, kind, status, as_of, month, started_at, finished_at, error FROM runs ORDER BY started_at"
+            ).df()
+
+    def run(self, run_id: str) -> dict:
+        with self.connect(read_only=True) as con:
+            df = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
+        if df.empty:
+            raise StoreError(f"no run {run_id!r} in {self.path}; `capplan runs` lists them")
+        return df.iloc[0].to_dict()
+
+    def latest_run(self, kind: str = "monthly", before: str | None = None) -> str | None:
+        """The newest succeeded run of ``kind`` (started before run ``before`` if given)."""
+        with self.connect(read_only=True) as con:
+            sql = "SELECT run_id FROM completed_runs WHERE kind = ?"
+            params: list = [kind]
+            if before:
+                sql += " AND started_at < (SELECT started_at FROM runs WHERE run_id = ?)"
+                params.append(before)
+            rows = con.execute(sql + " ORDER BY started_at DESC LIMIT 1", params).fetchall()
+        return rows[0][0] if rows else None
+
+    def table(self, table: str, run_id: str) -> pd.DataFrame:
+        """One run's rows of an output table (without the run_id column)."""
+        if table not in RUN_TABLES:
+            raise StoreError(f"not a run table: {table}")
+        with self.connect(read_only=True) as con:
+            df = con.execute(f'SELECT * FROM "{table}" WHERE run_id = ?', [run_id]).df()
+        return df.drop(columns=["run_id"])
+
+    # -- samples ---------------------------------------------------------------------
+    def upsert_series(self, series: pd.DataFrame, source: str) -> int:
+        """Add series not seen before; returns how many were new."""
+        data = series.drop_duplicates("series_id").copy()
+        data["source"] = source
+        data["first_seen"] = dt.datetime.now(dt.timezone.utc)
+        cols = ["series_id", "cluster", "pool", "node", "namespace", "resource", "kind", "level", "unit", "source", "first_seen"]
+        for c in cols:
+            if c not in data:
+                data[c] = None
+        with self.connect() as con:
+            con.register("_series", data[cols])
+            before = con.execute("SELECT count(*) FROM series").fetchall()[0][0]
+            con.execute("INSERT INTO series SELECT * FROM _series WHERE series_id NOT IN (SELECT series_id FROM series)")
+            after = con.execute("SELECT count(*) FROM series").fetchall()[0][0]
+            con.unregister("_series")
+        return int(after - before)
+
+    def replace_samples(
+        self, samples: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, window: dict | None = None
+    ) -> int:
+        """Replace ``[start, end)`` of the given series with ``samples`` in one transaction
+        (no duplicates; an interruption leaves the old window intact). ``window`` records
+        the pulled window in ``ingest_windows`` in the same transaction."""
+        with self.connect() as con:
+            con.register("_samples", samples[["series_id", "ts", "value"]])
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(
+                    "DELETE FROM samples WHERE ts >= ? AND ts < ? AND series_id IN (SELECT DISTINCT series_id::VARCHAR FROM _samples)",
+                    [start, end],
+                )
+                con.execute("INSERT INTO samples SELECT series_id::VARCHAR, ts, value FROM _samples")
+                if window:
+                    con.execute(
+                        "INSERT INTO ingest_windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [window["source"], window["query_name"], window.get("cluster"), start, end, window.get("step_s"),
+                         len(samples), window.get("run_id"), dt.datetime.now(dt.timezone.utc)],
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("_samples")
+        return len(samples)
+
+    def stored_windows(self, source: str) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(
+                "SELECT query_name, cluster, window_start, window_end, step_s FROM ingest_windows WHERE source = ?", [source]
+            ).df()
+
+    def pool_samples(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Pool-level demand and storage series in ``[start, end)``.
+
+        Out: ``cluster, pool, resource, kind, ts, value``. Pool series stored by the source
+        are used as they are; pools with only node-level series are summed here.
+        """
+        with self.connect() as con:
+            return con.execute(
+                """
+                WITH pool_level AS (
+                    SELECT s.cluster, s.pool, s.resource, s.kind, x.ts, x.value
+                    FROM samples x JOIN series s USING (series_id)
+                    WHERE s.level = 'pool' AND x.ts >= ? AND x.ts < ?
+                ),
+                from_nodes AS (
+                    SELECT s.cluster, s.pool, s.resource, s.kind, x.ts, sum(x.value) AS value
+                    FROM samples x JOIN series s USING (series_id)
+                    WHERE s.level = 'node' AND x.ts >= ? AND x.ts < ?
+                      AND (s.cluster, s.pool, s.resource, s.kind) NOT IN
+                          (SELECT DISTINCT cluster, pool, resource, kind FROM series WHERE level = 'pool')
+                    GROUP BY ALL
+                )
+                SELECT * FROM pool_level UNION ALL SELECT * FROM from_nodes
+                ORDER BY cluster, pool, resource, kind, ts
+                """,
+                [start, end, start, end],
+            ).df()
+
+    def latest_inventory(self) -> pd.DataFrame:
+        """The inventory snapshot of the newest ingest."""
+        with self.connect() as con:
+            return con.execute(
+                "SELECT * EXCLUDE (run_id) FROM inventory WHERE run_id = "
+                "(SELECT run_id FROM runs WHERE run_id IN (SELECT DISTINCT run_id FROM inventory) "
+                " AND status = 'succeeded' ORDER BY started_at DESC LIMIT 1)"
+            ).df()
+
+    def latest_storage_pools(self) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(
+                "SELECT * EXCLUDE (run_id) FROM storage_pools WHERE run_id = "
+                "(SELECT run_id FROM runs WHERE run_id IN (SELECT DISTINCT run_id FROM storage_pools) "
+                " AND status = 'succeeded' ORDER BY started_at DESC LIMIT 1)"
+            ).df()
+
+    def tier_of_pools(self) -> dict[tuple[str, str], str]:
+        inv = self.latest_inventory()
+        return {(r.cluster, r.pool): r.tier for r in inv[["cluster", "pool", "tier"]].drop_duplicates().itertuples()}
+
+
+def _plan_month(as_of: dt.date) -> str:
+    return f"{as_of:%Y-%m}"

@@ -1,0 +1,68 @@
+"""`capplan demo` end to end: three files, DuckDB rows that agree with them and the summary."""
+
+import re
+
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from ..conftest import write_config
+from .test_config import capplan
+
+
+@pytest.fixture(scope="module")
+def demo_cli(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-demo")
+    cfg = write_config(folder)
+    r = capplan("demo", "--config", str(cfg), "--nodes", "120", cwd=folder)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return folder, r
+
+
+def test_demo_writes_the_three_files(demo_cli):
+    folder, r = demo_cli
+    month = folder / "reports" / "2026-11"
+    for name in ("capacity-report.html", "capacity-plan.yaml", "plan.csv"):
+        assert (month / name).stat().st_size > 0
+    doc = yaml.safe_load((month / "capacity-plan.yaml").read_text())
+    assert doc["kind"] == "CapacityPlan" and set(doc["spec"]) >= {"currentCapacity", "businessForecast", "expansionPlan", "alerts"}
+
+
+def test_summary_agrees_with_duckdb(demo_cli):
+    folder, r = demo_cli
+    run_id = re.search(r"run id: (\S+)", r.stdout).group(1)
+    con = duckdb.connect(str(folder / "data" / "capplan.duckdb"), read_only=True)
+    status = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchall()[0][0]
+    assert status == "succeeded"
+    plans = con.execute("SELECT * FROM plans WHERE run_id = ?", [run_id]).df()
+    csv = pd.read_csv(folder / "reports" / "2026-11" / "plan.csv")
+    assert len(plans) == len(csv)
+    assert plans["monthly_cost_usd"].sum() == pytest.approx(csv["monthly_cost_usd"].sum())
+    printed = float(re.search(r"added monthly cost \$([\d,]+)", r.stdout).group(1).replace(",", ""))
+    assert printed == pytest.approx(plans["monthly_cost_usd"].sum(), abs=1)
+    dec = con.execute("SELECT cluster, pool, resource, trigger_date FROM decisions WHERE run_id = ?", [run_id]).df()
+    for row in dec.dropna().itertuples():
+        assert str(row.trigger_date)[:10] in r.stdout
+    counts = con.execute("SELECT count(*) FROM forecasts WHERE run_id = ?", [run_id]).fetchall()[0][0]
+    assert counts > 0
+
+
+def test_rerun_same_month_is_idempotent(demo_cli):
+    folder, _ = demo_cli
+    cfg = folder / "capplan.yaml"
+    con = duckdb.connect(str(folder / "data" / "capplan.duckdb"), read_only=True)
+    samples_before = con.execute("SELECT count(*) FROM samples").fetchall()[0][0]
+    first = con.execute("SELECT run_id FROM runs WHERE kind='monthly' ORDER BY started_at").fetchall()[0][0]
+    con.close()
+    r = capplan("demo", "--config", str(cfg), "--nodes", "120", cwd=folder)
+    assert r.returncode == 0, r.stderr
+    con = duckdb.connect(str(folder / "data" / "capplan.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == samples_before
+    dupes = con.execute("SELECT count(*) FROM (SELECT series_id, ts FROM samples GROUP BY ALL HAVING count(*) > 1)").fetchall()[0][0]
+    assert dupes == 0
+    second = con.execute("SELECT run_id FROM runs WHERE kind='monthly' ORDER BY started_at DESC").fetchall()[0][0]
+    cols = "cluster, pool, action, quantity, instance_type, round(monthly_cost_usd, 2), order_by_date"
+    a = con.execute(f"SELECT {cols} FROM plans WHERE run_id = ? ORDER BY ALL", [first]).fetchall()
+    b = con.execute(f"SELECT {cols} FROM plans WHERE run_id = ? ORDER BY ALL", [second]).fetchall()
+    assert a == b

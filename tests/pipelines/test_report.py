@@ -1,0 +1,58 @@
+"""The report renders from frames, escapes untrusted labels and stays self-contained."""
+
+import datetime as dt
+import re
+
+import pandas as pd
+import pytest
+
+from forecasting.events import Event
+from pipelines.report import ReportInputs, headline, render_report
+
+EVIL = '<script>alert(1)</script>"\'&'
+
+
+def _inputs(cluster=EVIL, pool=EVIL, event_name=EVIL):
+    ts = pd.date_range("2026-12-01", periods=10, freq="D", tz="UTC")
+    hist_ts = pd.date_range("2026-11-01", periods=30, freq="D", tz="UTC")
+    fc = pd.DataFrame({"series_id": "s", "cluster": cluster, "pool": pool, "resource": "cpu", "kind": "usage", "ts": ts,
+                       "yhat": 5.0, "yhat_lower": 4.0, "yhat_upper": 6.0, "yhat_baseline": 5.0, "model": "snaive"})
+    hist = pd.DataFrame({"cluster": cluster, "pool": pool, "resource": "cpu", "kind": "usage", "ts": hist_ts, "value": 4.0})
+    dec = pd.DataFrame([{"cluster": cluster, "pool": pool, "tier": "compute", "resource": "cpu", "binding_kind": "usage",
+                         "utilisation_now_pct": 50.0, "peak_utilisation_pct": 75.0, "peak_date": dt.date(2026, 12, 5),
+                         "threshold_pct": 70.0, "trigger_date": dt.date(2026, 12, 5), "lead_time_days": 30,
+                         "order_by_date": dt.date(2026, 11, 5), "late": True, "days_of_headroom": 4, "status": "red"}])
+    cap = pd.DataFrame([{"cluster": cluster, "pool": pool, "tier": "compute", "resource": "cpu", "nodes": 5, "units": 5,
+                         "failure_unit": "node", "redundancy_k": 2, "capacity": 20.0, "lost": 8.0, "usable": 12.0, "too_small": False}])
+    actions = pd.DataFrame([{"order_by_date": dt.date(2026, 11, 5), "needed_by_date": dt.date(2026, 12, 5), "late": True,
+                             "cluster": cluster, "pool": pool, "tier": "compute", "action": "add-nodes", "quantity": 2,
+                             "instance_type": "c6i.2xlarge", "storage_gib": 0.0, "storage_type": None, "spot_ratio_pct": 70.0,
+                             "reserved_ratio_pct": 0.0, "monthly_cost_usd": 270.5, "binding_resource": "cpu", "reason": f"because {EVIL}"}])
+    ev = Event(name=event_name, start="2026-12-03", end="2026-12-04", uplift_pct=50, reason=EVIL)
+    return ReportInputs(run_id="r1", as_of=dt.date(2026, 11, 27), horizon_days=10, title=EVIL, decisions=dec, actions=actions,
+                        capacity=cap, forecasts=fc, history=hist, scores=pd.DataFrame(), quality=pd.DataFrame(),
+                        fleet_costs=pd.DataFrame({"monthly_cost_usd": [1000.0]}), diff=pd.DataFrame(), events=[ev],
+                        config_yaml=f"x: '{EVIL}'", prices_as_of=dt.date(2026, 11, 1))
+
+
+def test_untrusted_labels_never_become_markup():
+    html = render_report(_inputs(), include_plotlyjs=False)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as text
+    # chart JSON blocks cannot be closed early by a label
+    for block in re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', html, flags=re.S):
+        assert "<" not in block
+
+
+def test_report_is_self_contained():
+    html = render_report(_inputs("prod", "compute", "sale"))
+    assert "http://" not in html.split("<script type=\"text/javascript\">")[0]
+    assert not re.search(r'<(script|link|img)[^>]+(src|href)="https?:', html)
+    assert html.count("Plotly.newPlot") == 1  # one loader; plotly.js inlined once
+    assert "default-src 'none'" in html
+
+
+def test_headline_wording():
+    inp = _inputs("prod", "compute", "sale")
+    assert headline(inp.decisions, inp.actions, inp.as_of) == "Capacity plan 2026-11: 1 pool must order now; 1 need expansion"
+    assert "no expansion needed" in headline(inp.decisions, inp.actions.iloc[0:0], inp.as_of)
