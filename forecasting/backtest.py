@@ -26,6 +26,8 @@ __all__ = ["BacktestPlan", "BacktestResult", "plan_backtest", "run_backtest", "i
 
 N_ORIGINS = 3
 N_BUCKETS = 8
+#: Prefer the combination unless the best single model is clearly (this factor) better.
+COMBO_TOLERANCE = 1.05
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def run_backtest(
     actuals = np.stack([y[o: o + plan.horizon] for o in plan.origins])
     predictions: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
-    for name in dict.fromkeys((*BASELINES, *models)):
+    for name in dict.fromkeys((*models, *BASELINES)):
         try:
             predictions[name] = np.stack(
                 [make_model(name, season).fit(y[:o], index[:o]).predict(plan.horizon) for o in plan.origins]
@@ -99,18 +101,21 @@ def _naive_scale(train: np.ndarray, season: int) -> float:
 
 def _choose(result: BacktestResult, candidates: tuple[str, ...]) -> None:
     mae = {m: float(np.mean(np.abs(result.actuals - p))) for m, p in result.predictions.items()}
-    ranked = sorted((m for m in mae if m in candidates or m in BASELINES), key=mae.get)
+    ranked = sorted((m for m in mae if m in candidates), key=mae.get) or sorted(mae, key=mae.get)
     if not ranked:
         raise ModelError("no model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
     best = ranked[0]
     result.chosen, result.members = best, (best,)
-    singles = [m for m in ranked if m in candidates]
-    if len(singles) >= 2:
-        combo = (result.predictions[singles[0]] + result.predictions[singles[1]]) / 2
+    singles = [m for m in ranked if m in candidates and m not in BASELINES]
+    if len(singles) >= 3:
+        # The mean of the three best is the default: with a handful of origins the single
+        # best is partly luck, and combinations hold up better on unseen series.
+        members = tuple(singles[:3])
+        combo = np.mean([result.predictions[m] for m in members], axis=0)
         combo_mae = float(np.mean(np.abs(result.actuals - combo)))
-        if combo_mae < mae[best]:
+        if combo_mae <= mae[best] * COMBO_TOLERANCE:
             result.predictions["combo"] = combo
-            result.chosen, result.members = "combo", (singles[0], singles[1])
+            result.chosen, result.members = "combo", members
             mae["combo"] = combo_mae
     result.scores = _scores(result, mae)
 

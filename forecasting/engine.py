@@ -169,7 +169,7 @@ def _forecast(
             if m is not None:
                 measured[o.event.name] = m
     level_series, profile = _split_level(fitted, step)
-    choice = tuple(CANDIDATES) if model == "auto" else (model,)
+    choice = (*CANDIDATES, *BASELINES) if model == "auto" else (model,)
     frame, model_name, scores, more = _forecast_level(level_series, profile, fitted, choice, horizon, step, level)
     notes += more
     frame = apply_overlays(frame, [o for o in occ if o.end is None or o.end > index[-1].date()], measured)
@@ -180,9 +180,16 @@ def _forecast(
     return ForecastResult(frame, model_name, scores, quality, notes, measured)
 
 
-def _split_level(y: pd.Series, step: pd.Timedelta) -> tuple[pd.Series, np.ndarray | None]:
-    """For sub-daily data: 24h block means ending at the last point, and the mean
-    step-of-week profile (value minus its block mean) of the last weeks."""
+def _split_level(y: pd.Series, step: pd.Timedelta) -> tuple[pd.Series, dict[str, np.ndarray] | None]:
+    """For sub-daily data: 24h block means ending at the last point, and candidate shape
+    profiles (value minus its block mean), each one week long:
+
+    * ``week``: mean step-of-week shape of the last (up to four) weeks: keeps weekday
+      differences in the daily shape;
+    * ``day``: mean step-of-day shape of the last (up to 28) days, repeated: four to seven
+      times less noisy when every day has the same shape;
+    * ``blend``: their mean.
+    """
     if step >= DAY:
         return y, None
     per_day = int(round(DAY / step))
@@ -192,20 +199,20 @@ def _split_level(y: pd.Series, step: pd.Timedelta) -> tuple[pd.Series, np.ndarra
     tail = y.iloc[len(y) - n_days * per_day:]
     blocks = tail.to_numpy().reshape(n_days, per_day)
     means = blocks.mean(axis=1)
+    shapes = blocks - means[:, None]
     level = pd.Series(means, index=pd.DatetimeIndex(tail.index[per_day - 1:: per_day]))
+    # Medians, not means: the error that matters is absolute, and spikes are common.
+    day = np.tile(np.median(shapes[-min(28, n_days):], axis=0), 7)
     weeks = min(PROFILE_WEEKS, n_days // 7)
     if weeks == 0:
-        shape = (blocks - means[:, None])[-1:]
-        profile = np.tile(shape.mean(axis=0), 7)
-    else:
-        recent = (blocks - means[:, None])[-weeks * 7:].reshape(weeks, 7 * per_day)
-        profile = recent.mean(axis=0)
-    return level, profile
+        return level, {"day": day}
+    week = np.median(shapes[-weeks * 7:].reshape(weeks, 7 * per_day), axis=0)
+    return level, {"week": week, "day": day, "blend": (week + day) / 2}
 
 
 def _forecast_level(
     level_series: pd.Series,
-    profile: np.ndarray | None,
+    profiles: dict[str, np.ndarray] | None,
     full: pd.Series,
     choice: tuple[str, ...],
     horizon: int,
@@ -215,7 +222,7 @@ def _forecast_level(
     notes: list[str] = []
     y = level_series.to_numpy(dtype=float)
     index = pd.DatetimeIndex(level_series.index)
-    per_day = 1 if profile is None else int(round(DAY / step))
+    per_day = 1 if profiles is None else int(round(DAY / step))
     season = 7
     h_days = int(np.ceil(horizon / per_day))
     if np.allclose(y, y[0]):
@@ -237,15 +244,19 @@ def _forecast_level(
         if len(choice) == 1 and name not in choice:
             notes.append(f"model {choice[0]} unavailable; used {name}")
     point_daily = np.mean([make_model(m, season).fit(y, index).predict(h_days) for m in members], axis=0)
-    point = _to_steps(point_daily, profile, per_day)[:horizon]
+    shape = None
     if result is not None:
-        resid = _step_residuals(result, members, full, profile, per_day, season)
+        resid, shape = _step_residuals(result, members, full, profiles, per_day)
         lo, hi = interval_offsets(resid, horizon, level)
     else:
         scale = float(np.std(np.diff(full.to_numpy()))) or 1e-9
         z = {80: 1.2816, 95: 1.96}.get(int(level), 1.2816)
         width = z * scale * np.sqrt(np.arange(1, horizon + 1))
         lo, hi = -width, width
+    if profiles is not None:
+        shape = shape or ("week" if "week" in profiles else "day")
+        notes.append(f"sub-daily shape: {shape} profile")
+    point = _to_steps(point_daily, profiles[shape] if profiles and shape else None, per_day)[:horizon]
     ts = full.index[-1] + step * np.arange(1, horizon + 1)
     frame = pd.DataFrame({"ts": ts, "yhat": point, "yhat_lower": point + lo, "yhat_upper": point + hi})
     return frame, name, scores, notes
@@ -259,25 +270,29 @@ def _to_steps(daily: np.ndarray, profile: np.ndarray | None, per_day: int) -> np
 
 
 def _step_residuals(
-    result: BacktestResult, members: tuple[str, ...], full: pd.Series, profile: np.ndarray | None,
-    per_day: int, season: int,
-) -> np.ndarray:
-    """Backtest residuals at the series' own step (for sub-daily data, level + profile)."""
+    result: BacktestResult, members: tuple[str, ...], full: pd.Series, profiles: dict[str, np.ndarray] | None,
+    per_day: int,
+) -> tuple[np.ndarray, str | None]:
+    """Backtest residuals at the series' own step and, for sub-daily data, the shape
+    profile whose level + profile forecast had the lowest backtest error."""
     key = "combo" if len(members) > 1 else members[0]
-    if profile is None:
-        return result.residuals(key)
+    if profiles is None:
+        return result.residuals(key), None
     values = full.to_numpy(dtype=float)
     offset = len(values) - (len(values) // per_day) * per_day
-    rows = []
+    rows: dict[str, list[np.ndarray]] = {}
     for k, origin in enumerate(result.plan.origins):
         cut = offset + origin * per_day
         train = pd.Series(values[:cut], index=full.index[:cut])
-        _, prof = _split_level(train, full.index[1] - full.index[0])
-        pred = _to_steps(result.predictions[key][k], prof, per_day)
-        actual = values[cut: cut + len(pred)]
-        rows.append(actual - pred[: len(actual)])
-    width = min(len(r) for r in rows)
-    return np.stack([r[:width] for r in rows])
+        _, profs = _split_level(train, full.index[1] - full.index[0])
+        for kind, prof in (profs or {}).items():
+            pred = _to_steps(result.predictions[key][k], prof, per_day)
+            actual = values[cut: cut + len(pred)]
+            rows.setdefault(kind, []).append(actual - pred[: len(actual)])
+    complete = {k: r for k, r in rows.items() if len(r) == len(result.plan.origins) and k in profiles}
+    best = min(complete, key=lambda k: float(np.mean(np.abs(np.concatenate(complete[k])))))
+    width = min(len(r) for r in complete[best])
+    return np.stack([r[:width] for r in complete[best]]), best
 
 
 def _panel_one(args: tuple) -> tuple[str, ForecastResult | Exception]:

@@ -73,6 +73,25 @@ class Drift:
         return self.last_ + self.slope_ * np.arange(1, horizon + 1)
 
 
+class WindowMean:
+    """Flat at the mean of the last season (the last week): the robust choice for a level
+    that wanders without trend, where copying last week copies its noise too."""
+
+    name = "window_mean"
+
+    def __init__(self, season: int):
+        self.season = season
+
+    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "WindowMean":
+        if len(y) < 1:
+            raise ModelError("window_mean needs one point")
+        self.level_ = float(np.mean(y[-self.season:]))
+        return self
+
+    def predict(self, horizon: int) -> np.ndarray:
+        return np.full(horizon, self.level_)
+
+
 class SeasonalTrend:
     """Mean weekly profile of the last few weeks plus a robust, damped linear trend.
 
@@ -229,6 +248,7 @@ class ProphetModel:
 MODELS: dict[str, Callable[[int], Model]] = {
     "snaive": SeasonalNaive,
     "drift": Drift,
+    "window_mean": WindowMean,
     "seasonal_trend": SeasonalTrend,
     "holt_winters": HoltWinters,
     "theta": Theta,
@@ -238,7 +258,7 @@ MODELS: dict[str, Callable[[int], Model]] = {
 #: Scored in every backtest; chosen only if nothing beats them.
 BASELINES = ("snaive", "drift")
 #: What ``model="auto"`` tries besides the baselines.
-CANDIDATES = ("seasonal_trend", "holt_winters", "theta", "stl_arima", "prophet")
+CANDIDATES = ("window_mean", "seasonal_trend", "holt_winters", "theta", "stl_arima", "prophet")
 
 
 def make_model(name: str, season: int) -> Model:
