@@ -130,6 +130,6 @@ def test_backtest_scores_and_choice_are_reported():
     assert {"snaive", "drift"} <= set(s["model"])
     assert s["chosen"].sum() == 1
     chosen = s[s["chosen"]].iloc[0]
-    assert chosen["mae"] == s["mae"].min()
+    assert chosen["mae"] <= s["mae"].min() * 1.05  # the best, or a combination within 5% of it
     assert chosen["rel_mase"] < 1.0  # beats seasonal naive on a clean seasonal series
     assert s.loc[s.model == "snaive", "rel_mase"].iloc[0] == pytest.approx(1.0)
