@@ -29,6 +29,15 @@ def write_config(folder: Path, extra: str = "", nodes: int = 120, clusters: int 
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness():
+    """One temporary Prefect API for the whole session (flows and tasks report to it)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """One small monthly run on the demo fleet (no Prefect server: the plain function)."""

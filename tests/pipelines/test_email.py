@@ -1,0 +1,154 @@
+"""Email through a real SMTP server (aiosmtpd on 127.0.0.1)."""
+
+import email
+import email.policy
+import logging
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import load_config
+from pipelines.notify import EmailError, send_run_report
+from pipelines.store import Store
+
+pytestmark = pytest.mark.integration
+SECRET = "s3cr3t-Pa55word-xyz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Handler:
+    def __init__(self, refuse_first: int = 0):
+        self.messages: list[bytes] = []
+        self.refuse_first = refuse_first
+        self.calls = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.calls += 1
+        if self.calls <= self.refuse_first:
+            return "451 4.3.0 try again later"
+        self.messages.append(envelope.original_content or envelope.content)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password.decode() == SECRET
+        return AuthResult(success=ok)
+
+    servers = []
+
+    def start(refuse_first=0):
+        handler = Handler(refuse_first)
+        port = free_port()
+        ctl = Controller(handler, hostname="127.0.0.1", port=port, authenticator=authenticator, auth_require_tls=False)
+        ctl.start()
+        servers.append(ctl)
+        return handler, port
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def _email_config(demo_run, port, retries=2, extra=""):
+    cfg_path = demo_run["config"]
+    text = cfg_path.read_text()
+    text = text.replace("enabled: false", "enabled: true").replace("port: 25", f"port: {port}")
+    text = text.replace("security: starttls        # none | starttls | ssl", "security: none")
+    text = text.replace("cc: []", f"cc: [cto@example.com]\n  retries: {retries}\n  retry_delay_s: 0.1")
+    path = cfg_path.with_name(f"capplan-email-{port}.yaml")
+    path.write_text(text + extra)
+    return load_config(path)
+
+
+def test_email_parts_headers_inline_chart_and_attachment(demo_run, smtp, monkeypatch, caplog):
+    monkeypatch.setenv("CAPPLAN_SMTP_USER", "capplan")
+    monkeypatch.setenv("CAPPLAN_SMTP_PASSWORD", SECRET)
+    handler, port = smtp()
+    cfg = _email_config(demo_run, port)
+    run_id = demo_run["result"]["run_id"]
+    caplog.set_level(logging.DEBUG)
+    out = send_run_report(cfg, run_id)
+    assert out["status"] == "sent" and out["inline_chart"]
+    assert len(handler.messages) == 1
+    msg = email.message_from_bytes(handler.messages[0], policy=email.policy.default)
+    assert re.match(r"Capacity plan 2026-11: .+", msg["Subject"])
+    assert msg["To"] == "capacity-mgmt@example.com" and msg["Cc"] == "cto@example.com"
+    plain = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    assert "Expansion plan" in plain and "order by" in plain
+    assert "<script" not in html.lower() and not re.search(r'src="https?:', html)
+    cid = re.search(r'src="cid:([^"]+)"', html).group(1)
+    images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert len(images) == 1 and images[0]["Content-ID"].strip("<>") == cid
+    assert images[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+    attachments = [p for p in msg.iter_attachments() if p.get_filename() == "capacity-report.html"]
+    assert len(attachments) == 1 and b"Plotly" in attachments[0].get_content().encode() if isinstance(attachments[0].get_content(), str) else attachments[0].get_content()
+    # the secret is nowhere: message, logs, database, report files
+    assert SECRET.encode() not in handler.messages[0]
+    assert SECRET not in caplog.text
+    assert SECRET.encode() not in Path(demo_run["db"]).read_bytes()
+    for f in (demo_run["folder"] / "reports").rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes()
+    rows = Store(demo_run["db"]).table("plans", run_id)
+    assert str(len(rows)) in msg["Subject"] or "must order now" in msg["Subject"] or "need" in msg["Subject"]
+
+
+def test_refusing_server_is_retried_then_succeeds(demo_run, smtp, monkeypatch):
+    monkeypatch.setenv("CAPPLAN_SMTP_USER", "capplan")
+    monkeypatch.setenv("CAPPLAN_SMTP_PASSWORD", SECRET)
+    handler, port = smtp(refuse_first=2)
+    cfg = _email_config(demo_run, port, retries=2)
+    out = send_run_report(cfg, demo_run["result"]["run_id"])
+    assert out["status"] == "sent" and handler.calls == 3 and len(handler.messages) == 1
+
+
+def test_failure_is_reported_recorded_and_the_report_kept(demo_run, smtp, monkeypatch):
+    monkeypatch.setenv("CAPPLAN_SMTP_USER", "capplan")
+    monkeypatch.setenv("CAPPLAN_SMTP_PASSWORD", SECRET)
+    handler, port = smtp(refuse_first=10)
+    cfg = _email_config(demo_run, port, retries=1)
+    run_id = demo_run["result"]["run_id"]
+    with pytest.raises(EmailError) as exc:
+        send_run_report(cfg, run_id)
+    assert f"127.0.0.1:{port}" in str(exc.value) and "2 attempt(s)" in str(exc.value) and SECRET not in str(exc.value)
+    assert "capplan report --send" in str(exc.value)
+    assert Path(demo_run["result"]["files"]["report"]).exists()
+    with Store(demo_run["db"]).connect(read_only=True) as con:
+        status = con.execute("SELECT status FROM notifications WHERE run_id = ? ORDER BY sent_at DESC LIMIT 1", [run_id]).fetchall()[0][0]
+    assert status == "failed"
+
+
+def test_connection_refused_is_a_clear_error(demo_run, monkeypatch):
+    monkeypatch.setenv("CAPPLAN_SMTP_PASSWORD", SECRET)
+    cfg = _email_config(demo_run, free_port(), retries=0)
+    with pytest.raises(EmailError, match="ConnectionRefusedError"):
+        send_run_report(cfg, demo_run["result"]["run_id"])
+
+
+def test_cli_resend_past_run(demo_run, smtp, monkeypatch):
+    import subprocess
+    import sys
+
+    handler, port = smtp()
+    cfg = _email_config(demo_run, port)
+    path = next(demo_run["folder"].glob(f"capplan-email-{port}.yaml"))
+    env = {**__import__("os").environ, "CAPPLAN_SMTP_USER": "capplan", "CAPPLAN_SMTP_PASSWORD": SECRET}
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "report", "--config", str(path), "--send", demo_run["result"]["run_id"]],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "sent" in r.stdout and len(handler.messages) == 1
+    assert SECRET not in r.stdout + r.stderr
