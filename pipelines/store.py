@@ -259,13 +259,13 @@ class Store:
                 "SELECT query_name, cluster, window_start, window_end, step_s FROM ingest_windows WHERE source = ?", [source]
             ).df()
 
-    def pool_samples(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    def pool_samples(self, start: pd.Timestamp, end: pd.Timestamp, read_only: bool = False) -> pd.DataFrame:
         """Pool-level demand and storage series in ``[start, end)``.
 
         Out: ``cluster, pool, resource, kind, ts, value``. Pool series stored by the source
         are used as they are; pools with only node-level series are summed here.
         """
-        with self.connect() as con:
+        with self.connect(read_only=read_only) as con:
             return con.execute(
                 """
                 WITH pool_level AS (
