@@ -55,6 +55,11 @@ class PrometheusSource(_Strict):
     retries: int = Field(3, ge=0)
     max_concurrency: int = Field(4, ge=1, le=64)
     catalog: Path | None = Field(None, description="metric catalog overriding/adding to the defaults")
+    scrape_interval: str = Field("1m", description="how often the metrics are scraped")
+    rate_window: str = Field("5m", description="window of rate() over counters (at least 2 scrapes)")
+    clusters: list[str] = Field(default_factory=list, description="only these clusters (default: all)")
+    storage_pool: str = Field("storage", description="pool name given to the cluster storage system")
+    max_points_per_request: int = Field(11000, ge=100, le=11000)
     cluster_label: str = "cluster"
     pool_label: str = "label_node_kubernetes_io_pool"
     tier_label: str = "label_node_kubernetes_io_tier"

@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS series (
     first_seen TIMESTAMPTZ
 );
 
+-- avg: the mean over each step (or a raw sample); max: the peak within each step.
+ALTER TABLE series ADD COLUMN IF NOT EXISTS agg VARCHAR DEFAULT 'avg';
+
 -- Samples in long format. No primary key (it makes bulk loads ~14x slower):
 -- a re-pulled window is replaced by DELETE + INSERT in one transaction.
 CREATE TABLE IF NOT EXISTS samples (series_id VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, value DOUBLE NOT NULL);

@@ -212,14 +212,14 @@ class Store:
         data = series.drop_duplicates("series_id").copy()
         data["source"] = source
         data["first_seen"] = dt.datetime.now(dt.timezone.utc)
-        cols = ["series_id", "cluster", "pool", "node", "namespace", "resource", "kind", "level", "unit", "source", "first_seen"]
+        cols = ["series_id", "cluster", "pool", "node", "namespace", "resource", "kind", "level", "unit", "source", "first_seen", "agg"]
         for c in cols:
             if c not in data:
-                data[c] = None
+                data[c] = "avg" if c == "agg" else None
         with self.connect() as con:
             con.register("_series", data[cols])
             before = con.execute("SELECT count(*) FROM series").fetchall()[0][0]
-            con.execute("INSERT INTO series SELECT * FROM _series WHERE series_id NOT IN (SELECT series_id FROM series)")
+            con.execute(f"INSERT INTO series ({', '.join(cols)}) SELECT * FROM _series WHERE series_id NOT IN (SELECT series_id FROM series)")
             after = con.execute("SELECT count(*) FROM series").fetchall()[0][0]
             con.unregister("_series")
         return int(after - before)
@@ -272,6 +272,10 @@ class Store:
                     SELECT s.cluster, s.pool, s.resource, s.kind, x.ts, x.value
                     FROM samples x JOIN series s USING (series_id)
                     WHERE s.level = 'pool' AND x.ts >= ? AND x.ts < ?
+                      -- capacity is about peaks: use the per-step max where the source has it
+                      AND (s.agg = 'max' OR NOT EXISTS (
+                          SELECT 1 FROM series m WHERE m.level = 'pool' AND m.agg = 'max' AND m.cluster = s.cluster
+                            AND m.pool = s.pool AND m.resource = s.resource AND m.kind = s.kind))
                 ),
                 from_nodes AS (
                     SELECT s.cluster, s.pool, s.resource, s.kind, x.ts, sum(x.value) AS value
