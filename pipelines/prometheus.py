@@ -272,12 +272,12 @@ def _to_frame(q: Query, results: list[dict], src: PrometheusSource) -> tuple[pd.
         key = {k: d[k] for k in ("cluster", "pool", "node", "namespace") if d[k] is not None}
         sid = make_series_id(**key, resource=e.resource, kind=e.kind) + ("/agg=max" if d["agg"] == "max" else "")
         dims[sid] = {"series_id": sid, **d}
-        values = np.asarray(r["values"], dtype=object)
-        if len(values) == 0:
+        values = r["values"]
+        if not values:
             continue
-        ts = values[:, 0].astype(float)
-        v = np.array([float(x) for x in values[:, 1]])
-        samples.append(pd.DataFrame({"series_id": sid, "ts": pd.to_datetime(ts, unit="s", utc=True), "value": v}))
+        ts = np.fromiter((p[0] for p in values), dtype=float, count=len(values))
+        v = np.array([p[1] for p in values], dtype=float)  # numpy parses "NaN", "+Inf" too
+        samples.append(pd.DataFrame({"series_id": sid, "ts": pd.to_datetime((ts * 1e6).astype("int64"), unit="us", utc=True), "value": v}))
     frame = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(columns=["series_id", "ts", "value"])
     if len(frame):
         frame = frame[np.isfinite(frame["value"].to_numpy(dtype=float))]  # NaN / +-Inf dropped: they are gaps
