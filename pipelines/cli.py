@@ -31,7 +31,9 @@ DebugOpt = typer.Option(False, "--debug", help="show the traceback of an unexpec
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Quiet by default: failures are reported as one plain line by _errors(); --verbose shows
+    # Prefect's own log (with tracebacks).
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     for name in ("prophet", "cmdstanpy", "distributed"):

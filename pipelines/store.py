@@ -123,6 +123,11 @@ class Store:
     def start_run(self, run_id: str, kind: str, as_of: dt.date, config_json: str, window: tuple, **extra: str | None) -> None:
         now = dt.datetime.now(dt.timezone.utc)
         with self.connect() as con:
+            # Callers hold run_lock(), so a run still 'running' here was interrupted (killed,
+            # power loss): say so instead of leaving it looking alive.
+            con.execute(
+                "UPDATE runs SET status = 'failed', error = 'interrupted: the process ended before the run finished', "
+                "finished_at = ? WHERE status = 'running'", [now])
             con.execute(
                 "INSERT INTO runs (run_id, kind, status, as_of, month, config_json, window_start, window_end, "
                 "started_at, flow_run_id, baseline_run_id, scenario_json) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",

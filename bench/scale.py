@@ -1,0 +1,174 @@
+"""Scale benchmark: the monthly job at the handbook's estate size, stage by stage.
+
+Figures, not a pass/fail test. For each fleet size (default 1,000, 3,000 and 10,800
+nodes; ``--quick``: 200, 400 and 800) it builds the demo fleet (180 days hourly) into a
+fresh DuckDB file and times, separately:
+
+* ingest: generating and bulk-loading node-level samples into DuckDB,
+* aggregate: pool series from node samples (SQL in DuckDB),
+* forecast: daily-peak forecasts with model choice by backtest (all cores),
+* plan: headroom, triggers, sizing and costs,
+* report: HTML rendering (and, with Chromium installed, the time to open it).
+
+It prints wall seconds, peak memory (this process and its children), rows or series per
+second, the growth exponent of each stage in the number of nodes (slope of log time
+against log nodes), and, in the same process, the handbook's reference (default Prophet
+per series, sequentially) on a subset of series, extrapolated to all of them. The last
+line is one JSON object.
+
+    python bench/scale.py [--nodes 10800] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+warnings.filterwarnings("ignore")
+for _n in ("prophet", "cmdstanpy"):
+    logging.getLogger(_n).setLevel(logging.ERROR)
+
+from pipelines.config import load_catalog, load_config, load_events  # noqa: E402
+from pipelines.ingest import history_window, ingest_demo  # noqa: E402
+from pipelines.report import render_report  # noqa: E402
+from pipelines.stages import daily_history, forecast_pools, plan_capacity  # noqa: E402
+from pipelines.store import Store  # noqa: E402
+
+AS_OF = dt.date(2026, 11, 27)
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def open_in_chromium(path: Path) -> float | None:
+    chromium = shutil.which("chromium")
+    if not chromium:
+        return None
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", "--dump-dom"]
+
+    def run(target: str) -> float:
+        with tempfile.TemporaryDirectory() as prof:
+            t = time.perf_counter()
+            subprocess.run([chromium, *flags, f"--user-data-dir={prof}", target], capture_output=True, timeout=300)
+            return time.perf_counter() - t
+
+    blank = Path(tempfile.mkdtemp()) / "blank.html"
+    blank.write_text("<html><body>x</body></html>")
+    base = min(run(blank.as_uri()) for _ in range(2))
+    return max(0.0, min(run(path.as_uri()) for _ in range(2)) - base)
+
+
+def one_size(nodes: int, folder: Path) -> dict:
+    from tests.conftest import write_config
+
+    cfg = load_config(write_config(folder, nodes=nodes, clusters=max(4, round(nodes / 1000))))
+    store = Store(cfg.path(cfg.store.path))
+    events = load_events(cfg.path(cfg.catalogs.events))
+    catalog = load_catalog(cfg.path(cfg.catalogs.instances))
+    out = {"nodes": nodes}
+    ing, out["ingest_s"] = timed(lambda: ingest_demo(store, nodes, AS_OF, 180, 7, max(4, round(nodes / 1000))))
+    out["ingest_rows_per_s"] = ing.rows / out["ingest_s"]
+    start, end = history_window(AS_OF, 180)
+    history, out["aggregate_s"] = timed(lambda: store.pool_samples(start, end))
+    out["aggregate_rows_per_s"] = ing.rows / out["aggregate_s"]
+    tiers = {(r.cluster, r.pool): r.tier for r in ing.inventory[["cluster", "pool", "tier"]].drop_duplicates().itertuples()}
+    tiers |= {(r.cluster, r.pool): "storage" for r in ing.storage_pools.itertuples()}
+    fc, out["forecast_s"] = timed(lambda: forecast_pools(history, events, tiers, 180))
+    out["series"] = int(fc.forecasts["series_id"].nunique())
+    out["forecast_series_per_s"] = out["series"] / out["forecast_s"]
+    plan, out["plan_s"] = timed(lambda: plan_capacity(cfg, catalog, events, AS_OF, "bench", ing.inventory, ing.storage_pools, fc, history))
+    from pipelines.flows import report_inputs
+
+    def render() -> str:
+        return render_report(report_inputs(cfg, catalog, events, AS_OF, "bench", plan, fc, daily_history(history), ing.quality, None))
+
+    html, out["report_s"] = timed(render)
+    page = folder / "report.html"
+    page.write_text(html)
+    out["report_mb"] = page.stat().st_size / 2**20
+    out["run_from_duckdb_s"] = out["aggregate_s"] + out["forecast_s"] + out["plan_s"] + out["report_s"]
+    out["browser_open_s"] = open_in_chromium(page)
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["_history"] = history
+    return out
+
+
+def reference(history: pd.DataFrame, n_series: int, total_series: int) -> dict:
+    """The handbook's reference: default Prophet (yearly on) per hourly series, sequentially."""
+    from prophet import Prophet
+
+    keys = history[history.kind != "capacity"].groupby(["cluster", "pool", "resource", "kind"]).size().index[:n_series]
+    t = time.perf_counter()
+    for key in keys:
+        g = history.set_index(["cluster", "pool", "resource", "kind"]).loc[key]
+        m = Prophet(yearly_seasonality=True)
+        m.fit(pd.DataFrame({"ds": g["ts"].dt.tz_localize(None).to_numpy(), "y": g["value"].to_numpy()}))
+        m.predict(m.make_future_dataframe(periods=180 * 24, freq="h", include_history=False))
+    per_series = (time.perf_counter() - t) / len(keys)
+    return {"reference_s_per_series": per_series, "reference_total_s_est": per_series * total_series, "reference_series_timed": len(keys)}
+
+
+def exponent(sizes: list[int], times: list[float]) -> float:
+    return float(np.polyfit(np.log(sizes), np.log(np.maximum(times, 1e-6)), 1)[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="scale benchmark of the monthly job")
+    ap.add_argument("--nodes", type=int, default=10800, help="the largest fleet")
+    ap.add_argument("--quick", action="store_true", help="200, 400 and 800 nodes")
+    ap.add_argument("--reference-series", type=int, default=4)
+    args = ap.parse_args()
+    sizes = [200, 400, 800] if args.quick else sorted({1000, 3000, args.nodes})
+    results = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = one_size(n, Path(tmp))
+        results.append(r)
+        print(f"{n:>6} nodes: ingest {r['ingest_s']:.1f}s ({r['ingest_rows_per_s']:,.0f} rows/s), aggregate {r['aggregate_s']:.1f}s, "
+              f"forecast {r['forecast_s']:.1f}s ({r['series']} series, {r['forecast_series_per_s']:.1f}/s), plan {r['plan_s']:.1f}s, "
+              f"report {r['report_s']:.1f}s ({r['report_mb']:.1f} MB, opens in {r['browser_open_s'] or float('nan'):.1f}s); "
+              f"DuckDB->report {r['run_from_duckdb_s']:.1f}s; peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
+    biggest = results[-1]
+    ref = reference(biggest.pop("_history"), args.reference_series, biggest["series"])
+    for r in results:
+        r.pop("_history", None)
+    stages = ["ingest_s", "aggregate_s", "forecast_s", "plan_s", "report_s", "run_from_duckdb_s"]
+    exps = {s.replace("_s", ""): round(exponent(sizes, [r[s] for r in results]), 2) for s in stages}
+    print("growth exponents (time ~ nodes^k):", exps)
+    print(f"reference (default Prophet, sequential, hourly): {ref['reference_s_per_series']:.1f} s/series -> "
+          f"{ref['reference_total_s_est']:.0f} s for {biggest['series']} series; capplan forecast {biggest['forecast_s']:.0f} s")
+    print(json.dumps({
+        "nodes": biggest["nodes"], "total_s": round(biggest["run_from_duckdb_s"], 1), "ingest_s": round(biggest["ingest_s"], 1),
+        "forecast_s": round(biggest["forecast_s"], 1), "peak_rss_mb": round(biggest["peak_rss_mb"]), "exponent": exps["run_from_duckdb"],
+        "exponents": exps, "report_mb": round(biggest["report_mb"], 2), "browser_open_s": biggest["browser_open_s"],
+        "ratio_vs_reference": round(ref["reference_total_s_est"] / biggest["forecast_s"], 1), "series": biggest["series"],
+    }))
+
+
+if __name__ == "__main__":
+    main()
