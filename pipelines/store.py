@@ -195,12 +195,11 @@ class Store:
     def latest_run(self, kind: str = "monthly", before: str | None = None) -> str | None:
         """The newest succeeded run of ``kind`` (started before run ``before`` if given)."""
         with self.connect(read_only=True) as con:
-            sql = "SELECT run_id FROM completed_runs WHERE kind = ?"
-            params: list = [kind]
-            if before:
-                sql += " AND started_at < (SELECT started_at FROM runs WHERE run_id = ?)"
-                params.append(before)
-            rows = con.execute(sql + " ORDER BY started_at DESC LIMIT 1", params).fetchall()
+            rows = con.execute(
+                "SELECT run_id FROM completed_runs WHERE kind = ? AND (? IS NULL OR started_at < "
+                "(SELECT started_at FROM runs WHERE run_id = ?)) ORDER BY started_at DESC LIMIT 1",
+                [kind, before, before],
+            ).fetchall()
         return rows[0][0] if rows else None
 
     def table(self, table: str, run_id: str) -> pd.DataFrame:
