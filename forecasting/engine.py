@@ -26,7 +26,7 @@ from __future__ import annotations
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -313,12 +313,24 @@ def forecast_panel(
     level: float = 80.0,
     peak: bool = True,
     workers: int | None = None,
+    progress: "Callable[[int, int], None] | None" = None,
 ) -> dict[str, ForecastResult | Exception]:
     """Forecast many series on all cores. ``histories`` yields (series_id, ts/value frame,
-    events). A series that cannot be forecast maps to its exception; the rest go on."""
+    events). A series that cannot be forecast maps to its exception; the rest go on.
+    ``progress(done, total)`` is called as results arrive."""
     jobs = [(k, h, horizon_days, ev, model, level, peak) for k, h, ev in histories]
+    out: dict[str, ForecastResult | Exception] = {}
     if workers == 1 or len(jobs) < 4:
-        return dict(map(_panel_one, jobs))
+        results = map(_panel_one, jobs)
+        for i, (key, res) in enumerate(results):
+            out[key] = res
+            if progress:
+                progress(i + 1, len(jobs))
+        return out
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return dict(pool.map(_panel_one, jobs, chunksize=max(1, len(jobs) // 32)))
+        for i, (key, res) in enumerate(pool.map(_panel_one, jobs, chunksize=max(1, len(jobs) // 64))):
+            out[key] = res
+            if progress:
+                progress(i + 1, len(jobs))
+    return out
 

@@ -74,17 +74,24 @@ def _errors(debug: bool = False) -> Iterator[None]:
 
 
 @contextmanager
-def _progress() -> Iterator:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as prog:
+def _progress() -> Iterator[None]:
+    """Rich progress bars for the long steps (ingest, forecast) while a command runs."""
+    from .progress import set_reporter
+
+    with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False, disable=not err.is_terminal) as prog:
         tasks: dict[str, int] = {}
 
-        def update(done: int, total: int, label: str, stage: str = "ingest") -> None:
+        def update(stage: str, done: int, total: int, label: str) -> None:
             if stage not in tasks:
                 tasks[stage] = prog.add_task(stage, total=total)
-            prog.update(tasks[stage], completed=done, total=total, description=f"{stage}: {label}")
+            prog.update(tasks[stage], completed=done, total=total, description=f"{stage}: {label}"[:32])
 
-        yield update
+        set_reporter(update)
+        try:
+            yield
+        finally:
+            set_reporter(None)
 
 
 def _print_result(result: dict) -> None:
@@ -119,7 +126,8 @@ def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[boo
         req = RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of), send_email=send,
                          dask_address=dask_address, wait_s=wait)
         console.print("[dim]running the monthly job as a Prefect flow (a temporary local Prefect server starts if none is configured)...[/]")
-        result = monthly_run(req)
+        with _progress():
+            result = monthly_run(req)
         _print_result(result)
 
 
@@ -198,7 +206,8 @@ def ingest(
             return
         from .flows import RunRequest, ingest_flow
 
-        out = ingest_flow(RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of)))
+        with _progress():
+            out = ingest_flow(RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of)))
         console.print(f"ingested {out['rows']} samples of {out['series']} series ({out['new_series']} new); run {out['run_id']}")
 
 

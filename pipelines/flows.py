@@ -79,6 +79,10 @@ def _run_id(as_of: dt.date) -> tuple[str, str | None]:
 @task(name="ingest-history", cache_policy=NO_CACHE)
 def ingest_history(cfg: Config, as_of: dt.date, progress: Progress | None = None) -> IngestResult:
     """Bring the history window into DuckDB from the configured source."""
+    if progress is None:
+        from .progress import report
+
+        progress = lambda done, total, label: report("ingest", done, total, label)  # noqa: E731
     store = Store(cfg.path(cfg.store.path))
     src = cfg.source
     if src.kind == "demo":

@@ -141,7 +141,10 @@ def forecast_pools(
 
 
 def _local_runner(jobs, horizon_days, model, level, workers) -> dict[str, ForecastResult | Exception]:
-    return forecast_panel(jobs, horizon_days, model=model, level=level, peak=True, workers=workers)
+    from .progress import report
+
+    return forecast_panel(jobs, horizon_days, model=model, level=level, peak=True, workers=workers,
+                          progress=lambda done, total: report("forecast", done, total, "series"))
 
 
 def plan_capacity(

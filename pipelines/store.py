@@ -45,8 +45,9 @@ def _schema_sql() -> str:
 class Store:
     """capplan's DuckDB file. ``Store(path).connect()`` yields a connection in UTC."""
 
-    def __init__(self, path: Path | str, busy_timeout_s: float = 30.0):
+    def __init__(self, path: Path | str, busy_timeout_s: float = 30.0, memory_limit: str = "2GB"):
         self.path = Path(path)
+        self.memory_limit = memory_limit  # DuckDB would take up to 80% of RAM by default
         self.busy_timeout_s = busy_timeout_s
         self._initialised = False
 
@@ -60,7 +61,7 @@ class Store:
         deadline = time.monotonic() + self.busy_timeout_s
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only, config={"memory_limit": self.memory_limit})
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
