@@ -34,6 +34,18 @@ def _round(values: np.ndarray | pd.Series, digits: int = 4) -> list:
     return (np.round(v * factor) / factor).tolist()
 
 
+def _x(ts: pd.Series) -> dict:
+    """Regular x values as a start and a step in milliseconds (far smaller than a list of
+    dates: it is what keeps a 50-pool report to a few megabytes)."""
+    days = pd.DatetimeIndex(ts)
+    if days.tz is not None:
+        days = days.tz_convert("UTC").tz_localize(None)
+    steps = np.diff(days.to_numpy()).astype("timedelta64[ms]").astype(np.int64)
+    if len(days) > 1 and (steps == steps[0]).all():
+        return {"x0": days[0].strftime("%Y-%m-%d %H:%M"), "dx": int(steps[0])}
+    return {"x": days.strftime("%Y-%m-%d %H:%M").tolist()}
+
+
 def capacity_figure(
     title: str,
     resource: str,
@@ -58,20 +70,22 @@ def capacity_figure(
     fig = go.Figure()
     for kind in sorted(set(history.get("kind", pd.Series(dtype=str))) | set(forecast.get("kind", pd.Series(dtype=str)))):
         color = COLORS.get(kind, "#555")
-        h = history[history["kind"] == kind] if len(history) else history
+        band = "rgba(31,119,180,0.15)" if kind == "usage" else "rgba(148,103,189,0.15)"
+        h = history[history["kind"] == kind].sort_values("ts") if len(history) else history
         if len(h):
-            fig.add_trace(go.Scatter(x=h["ts"].dt.strftime("%Y-%m-%d").tolist(), y=_round(h["value"] / scale),
-                                     name=f"{kind} (daily peak)", line={"color": color, "width": 1.5}))
-        f = forecast[forecast["kind"] == kind] if len(forecast) else forecast
+            fig.add_trace(go.Scatter(**_x(h["ts"]), y=_round(h["value"] / scale), name=f"{kind} (daily peak)",
+                                     line={"color": color, "width": 1.5}))
+        f = forecast[forecast["kind"] == kind].sort_values("ts") if len(forecast) else forecast
         if len(f):
-            x = f["ts"].dt.strftime("%Y-%m-%d").tolist()
-            fig.add_trace(go.Scatter(x=x + x[::-1], y=_round(f["yhat_upper"] / scale) + _round(f["yhat_lower"] / scale)[::-1],
-                                     fill="toself", fillcolor="rgba(31,119,180,0.15)" if kind == "usage" else "rgba(148,103,189,0.15)",
+            x = _x(f["ts"])
+            fig.add_trace(go.Scatter(**x, y=_round(f["yhat_lower"] / scale), line={"width": 0}, showlegend=False,
+                                     hoverinfo="skip", name=f"{kind} lower"))
+            fig.add_trace(go.Scatter(**x, y=_round(f["yhat_upper"] / scale), fill="tonexty", fillcolor=band,
                                      line={"width": 0}, name=f"{kind} interval", hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=x, y=_round(f["yhat_baseline"] / scale), name=f"{kind} baseline forecast",
+            fig.add_trace(go.Scatter(**x, y=_round(f["yhat_baseline"] / scale), name=f"{kind} baseline forecast",
                                      line={"color": color, "dash": "dot", "width": 1.5}))
             if not np.allclose(f["yhat"].to_numpy(), f["yhat_baseline"].to_numpy()):
-                fig.add_trace(go.Scatter(x=x, y=_round(f["yhat"] / scale), name=f"{kind} with events",
+                fig.add_trace(go.Scatter(**x, y=_round(f["yhat"] / scale), name=f"{kind} with events",
                                          line={"color": "#d62728" if kind == "usage" else "#e377c2", "width": 1.5}))
     if usable is not None:
         fig.add_hline(y=usable / scale, line={"color": "#2ca02c", "width": 2}, annotation_text="N+k usable",
@@ -89,7 +103,7 @@ def capacity_figure(
                                font={"size": 10, "color": color}, yanchor="bottom")
     fig.update_layout(
         title={"text": safe_label(title), "font": {"size": 13}}, height=height, margin={"l": 50, "r": 10, "t": 40, "b": 30},
-        yaxis_title=unit, legend={"orientation": "h", "y": -0.15, "font": {"size": 10}}, template="plotly_white",
+        xaxis={"type": "date"}, yaxis_title=unit, legend={"orientation": "h", "y": -0.15, "font": {"size": 10}}, template="plotly_white",
         hovermode="x unified",
     )
     return fig

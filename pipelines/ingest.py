@@ -59,11 +59,13 @@ def ingest_demo(
     from forecasting.synthetic import fleet_layout
 
     total = len(fleet_layout(nodes, clusters))
+    seen = set(store.stored_windows("demo")["cluster"])
     for i, chunk in enumerate(generate_fleet(nodes, as_of, history_days, "1h", seed, clusters)):
         new += store.upsert_series(chunk.series, source="demo")
         rows += store.replace_samples(
             chunk.samples, start, end,
             {"source": "demo", "query_name": "demo-fleet", "cluster": chunk.cluster, "step_s": 3600},
+            fresh=chunk.cluster not in seen,
         )
         inventories.append(chunk.inventory)
         series_frames.append(chunk.series)

@@ -160,6 +160,11 @@ def _charts(inp: ReportInputs) -> tuple[list[dict], list[dict]]:
     return grouped, storage
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts with missing values as None (so templates show '-', never 'nan')."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
 def _date(v) -> dt.date | None:
     if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
         return None
@@ -202,7 +207,7 @@ def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
         "red": dec[dec.status == "red"].sort_values("order_by_date").to_dict("records"),
         "amber": dec[dec.status == "amber"].sort_values("order_by_date").to_dict("records"),
         "too_small": inp.capacity[inp.capacity["too_small"]].to_dict("records") if len(inp.capacity) else [],
-        "actions": actions.sort_values(["order_by_date", "cluster", "pool"]).to_dict("records") if len(actions) else [],
+        "actions": _records(actions.sort_values(["order_by_date", "cluster", "pool"])) if len(actions) else [],
         "added_monthly": added, "fleet_monthly": fleet, "diff": inp.diff.to_dict("records") if len(inp.diff) else [],
         "clusters": clusters, "storage": storage, "accuracy": accuracy, "acc": acc_summary,
         "quality_notes": quality_notes, "quality": quality_stats,

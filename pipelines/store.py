@@ -230,19 +230,23 @@ class Store:
         return int(after - before)
 
     def replace_samples(
-        self, samples: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, window: dict | None = None
+        self, samples: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, window: dict | None = None,
+        fresh: bool = False,
     ) -> int:
         """Replace ``[start, end)`` of the given series with ``samples`` in one transaction
         (no duplicates; an interruption leaves the old window intact). ``window`` records
-        the pulled window in ``ingest_windows`` in the same transaction."""
+        the pulled window in ``ingest_windows`` in the same transaction. ``fresh`` (nothing of
+        these series stored yet, per ``ingest_windows``) skips the delete, which would scan
+        the whole table for nothing."""
         with self.connect() as con:
             con.register("_samples", samples[["series_id", "ts", "value"]])
             con.execute("BEGIN TRANSACTION")
             try:
-                con.execute(
-                    "DELETE FROM samples WHERE ts >= ? AND ts < ? AND series_id IN (SELECT DISTINCT series_id::VARCHAR FROM _samples)",
-                    [start, end],
-                )
+                if not fresh:
+                    con.execute(
+                        "DELETE FROM samples WHERE ts >= ? AND ts < ? AND series_id IN (SELECT DISTINCT series_id::VARCHAR FROM _samples)",
+                        [start, end],
+                    )
                 con.execute("INSERT INTO samples SELECT series_id::VARCHAR, ts, value FROM _samples")
                 if window:
                     con.execute(

@@ -29,6 +29,7 @@ def test_report_renders_every_chart_without_console_errors(demo_run, tmp_path):
     assert not console_errors, console_errors[:3]
     charts = re.findall(r'<div class="chart[^"]*" id="(c\d+)"', dom)
     assert len(charts) >= 10
+    assert f'data-charts-drawn="{len(charts)}"' in dom  # the loader finished every chart
     drawn = re.findall(r'<div class="chart[^"]*" id="c\d+"[^>]*>.*?<svg', dom, flags=re.S)
     # every chart div holds plotly's SVG
     for cid in charts:
