@@ -133,3 +133,16 @@ def test_backtest_scores_and_choice_are_reported():
     assert chosen["mae"] <= s["mae"].min() * 1.05  # the best, or a combination within 5% of it
     assert chosen["rel_mase"] < 1.0  # beats seasonal naive on a clean seasonal series
     assert s.loc[s.model == "snaive", "rel_mase"].iloc[0] == pytest.approx(1.0)
+
+
+def test_country_holidays_from_the_holidays_package():
+    from forecasting.events import occurrences
+
+    ev = Event(name="cn-holidays", kind="uplift", country="CN", uplift_pct=-30)
+    occ = occurrences([ev], pd.Timestamp("2027-01-01").date(), pd.Timestamp("2027-12-31").date())
+    days = {o.start for o in occ}
+    assert pd.Timestamp("2027-10-01").date() in days  # National Day
+    hist = generate_series(days=60, trend_per_day=0, daily_amp=0, weekly_amp=0, noise=0.1, seed=9, start="2026-08-01")
+    out = forecast_daily_peak(hist, 70, [ev]).frame
+    national_day = out[out.ts.dt.date == pd.Timestamp("2026-10-01").date()].iloc[0]
+    assert national_day["yhat"] == pytest.approx(national_day["yhat_baseline"] * 0.7)

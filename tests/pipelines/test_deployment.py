@@ -4,7 +4,6 @@ worker, and the report and DuckDB rows it produced."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,11 @@ import pytest
 
 from ..conftest import ROOT, write_config
 
+from ..support.promserver import free_port
+
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

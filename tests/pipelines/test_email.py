@@ -4,7 +4,6 @@ import email
 import email.policy
 import logging
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -14,14 +13,11 @@ from pipelines.config import load_config
 from pipelines.notify import EmailError, send_run_report
 from pipelines.store import Store
 
+from ..support.promserver import free_port
+
 pytestmark = pytest.mark.integration
 SECRET = "s3cr3t-Pa55word-xyz"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Handler:

@@ -2,7 +2,6 @@
 gives the same numbers as the single-process run."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,11 @@ from forecasting.events import Event
 from pipelines.scale import chunked, dask_runner
 from pipelines.stages import forecast_pools
 
+from ..support.promserver import free_port
+
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
