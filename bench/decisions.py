@@ -9,7 +9,7 @@ point = point forecast): the median absolute trigger-date error in days and how 
 order-by date would have come too late (predicted trigger after the actual one: the
 lead time would not have been respected). The last line is one JSON object.
 
-    python bench/decisions.py [--quick]
+    python bench/decisions.py [--quick] [--level 80]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from forecasting.series import daily_peak, regularize, to_series  # noqa: E402
 from forecasting.synthetic import generate_series  # noqa: E402
 
 THRESHOLD = 0.70
+LEVEL = 80.0  # interval level; the conservative setting plans on its upper bound (--level)
 
 
 def synthetic_cases(n: int) -> list[tuple[str, pd.DataFrame, float]]:
@@ -83,7 +84,7 @@ def evaluate(cases, cuts=(30, 60)) -> pd.DataFrame:
             hist = pd.DataFrame({"ts": y.index, "value": y.to_numpy()})
             hist = hist[hist.ts < cut_day]
             horizon = len(peaks) - (actual - cut) + 30
-            fc = forecast_daily_peak(hist, horizon).frame
+            fc = forecast_daily_peak(hist, horizon, level=LEVEL).frame
             for setting, col in (("conservative", "yhat_upper"), ("point", "yhat")):
                 hit = fc[fc[col] >= level]
                 predicted = (hit["ts"].iloc[0].normalize() - cut_day.normalize()).days if len(hit) else horizon + 1
@@ -95,8 +96,11 @@ def evaluate(cases, cuts=(30, 60)) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description="decision backtest")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--level", type=float, default=80.0, help="interval level in percent (default 80)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     args = ap.parse_args()
+    global LEVEL
+    LEVEL = args.level
     cases = synthetic_cases(3 if args.quick else 10)
     if not args.quick and args.data.exists():
         cases += real_cases(args.data)
