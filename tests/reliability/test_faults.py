@@ -144,14 +144,14 @@ def test_killed_during_ingest_then_rerun_is_correct(tmp_path):
     cfg = write_config(tmp_path, nodes=400, clusters=4)
     env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "demo", "--config", str(cfg), "--nodes", "400"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     db = tmp_path / "data" / "capplan.duckdb"
     deadline = time.time() + 240
     while time.time() < deadline:  # wait until the ingest has written something, then kill -9
         time.sleep(0.5)
         if db.exists() and db.stat().st_size > 20_000_000:
             break
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and the temporary Prefect server it started
     proc.wait()
     con = duckdb.connect(str(db), read_only=True)  # opens cleanly
     statuses = con.execute("SELECT status FROM runs").fetchall()
@@ -196,3 +196,47 @@ def test_reader_waits_for_a_writer_or_says_why(demo_run):
         assert time.time() - t > 0.5
     finally:
         holder.wait(timeout=30)
+
+
+KILL_DURING_WRITE = r'''
+import os, signal, sys
+from pipelines import store as store_mod
+from pipelines.flows import RunRequest, run_monthly
+
+original = store_mod.Store._insert
+
+def insert_then_die(con, table, frame, run_id):
+    original(con, table, frame, run_id)
+    if table == "forecasts":  # half of the run's outputs are in the open transaction
+        os.kill(os.getpid(), signal.SIGKILL)
+
+store_mod.Store._insert = staticmethod(insert_then_die)
+run_monthly(RunRequest(config_path=sys.argv[1]))
+'''
+
+
+@fault
+@rows_lost
+def test_killed_while_writing_results_leaves_no_half_run(tmp_path):
+    cfg = write_config(tmp_path, nodes=100, clusters=2)
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", KILL_DURING_WRITE, str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, "PREFECT_LOGGING_LEVEL": "CRITICAL"})
+    try:
+        assert proc.wait(timeout=600) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-2000:]
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the temporary Prefect server it started, if any
+        except ProcessLookupError:
+            pass
+    db = tmp_path / "data" / "capplan.duckdb"
+    con = duckdb.connect(str(db), read_only=True)  # opens cleanly
+    assert con.execute("SELECT status FROM runs").fetchall() == [("running",)]
+    for table in ("forecasts", "plans", "decisions", "inventory"):
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] == 0, table  # rolled back
+    con.close()
+    result = run_monthly(RunRequest(config_path=str(cfg)))
+    con = duckdb.connect(str(db), read_only=True)
+    assert dict(con.execute("SELECT status, count(*) FROM runs GROUP BY 1").fetchall()) == {"failed": 1, "succeeded": 1}
+    n = con.execute("SELECT count(*) FROM forecasts").fetchall()[0][0]
+    assert n == con.execute("SELECT count(*) FROM forecasts WHERE run_id = ?", [result["run_id"]]).fetchall()[0][0] > 0
