@@ -97,12 +97,12 @@ def _progress() -> Iterator[None]:
 def _print_result(result: dict) -> None:
     s = result["summary"]
     table = Table(title=s.get("headline", "capacity plan"), show_lines=False)
-    for col in ("cluster", "pool", "resource", "util now", "trigger", "order by", "nodes to add", "monthly cost"):
-        table.add_column(col, justify="right" if col in ("util now", "nodes to add", "monthly cost") else "left")
+    for col in ("cluster", "pool", "resource", "util now", "trigger", "order by", "to add", "monthly cost"):
+        table.add_column(col, justify="right" if col in ("util now", "to add", "monthly cost") else "left")
     for r in result["table"]:
         style = {"red": "red", "amber": "yellow"}.get(r["status"], "")
         table.add_row(r["cluster"], r["pool"], r["resource"], f"{r['utilisation_now_pct']:.0f}%", str(r["trigger_date"] or "-"),
-                      str(r["order_by_date"] or "-"), str(r["nodes_to_add"]), f"${r['monthly_cost_usd']:,.0f}", style=style)
+                      str(r["order_by_date"] or "-"), _to_add(r), f"${r['monthly_cost_usd']:,.0f}", style=style)
     console.print(table)
     console.print(f"added monthly cost ${s['added_monthly_cost_usd']:,.0f} (yearly ${12 * s['added_monthly_cost_usd']:,.0f}); "
                   f"today's fleet ${s['fleet_monthly_cost_usd']:,.0f}/month")
@@ -113,6 +113,12 @@ def _print_result(result: dict) -> None:
         console.print(f"[yellow]{len(result['failures'])} series could not be forecast; see the report's data-quality section[/]")
     if result.get("email"):
         console.print(f"email: {result['email'].get('status')} to {', '.join(result['email'].get('recipients', []))}")
+
+
+def _to_add(row: dict) -> str:
+    if row.get("storage_to_add_gib"):
+        return f"+{row['storage_to_add_gib'] / 1024:g} TiB"
+    return f"{row['nodes_to_add']} nodes" if row["nodes_to_add"] else "-"
 
 
 def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[bool], dask_address: Optional[str],

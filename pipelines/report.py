@@ -84,13 +84,22 @@ def summary_table(decisions: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFram
     """One row per pool and resource: utilisation now, trigger, order-by, nodes to add, cost.
 
     Out: ``cluster, pool, resource, utilisation_now_pct, trigger_date, order_by_date,
-    nodes_to_add, monthly_cost_usd, status``.
+    nodes_to_add, storage_to_add_gib, monthly_cost_usd, status``.
     """
-    add = actions.groupby(["cluster", "pool"]).agg(nodes_to_add=("quantity", "sum"), monthly_cost_usd=("monthly_cost_usd", "sum")).reset_index() if len(actions) else pd.DataFrame(columns=["cluster", "pool", "nodes_to_add", "monthly_cost_usd"])
+    cols = ["cluster", "pool", "nodes_to_add", "storage_to_add_gib", "monthly_cost_usd"]
+    if len(actions):
+        a = actions.assign(nodes=actions["quantity"].where(actions["action"] == "add-nodes", 0),
+                           gib=actions["storage_gib"].fillna(0.0))
+        add = a.groupby(["cluster", "pool"]).agg(nodes_to_add=("nodes", "sum"), storage_to_add_gib=("gib", "sum"),
+                                                 monthly_cost_usd=("monthly_cost_usd", "sum")).reset_index()
+    else:
+        add = pd.DataFrame(columns=cols)
     t = decisions.merge(add, on=["cluster", "pool"], how="left")
     t["nodes_to_add"] = t["nodes_to_add"].fillna(0).astype(int)
+    t["storage_to_add_gib"] = t["storage_to_add_gib"].fillna(0.0).astype(float)
     t["monthly_cost_usd"] = t["monthly_cost_usd"].fillna(0.0)
-    return t[["cluster", "pool", "resource", "utilisation_now_pct", "trigger_date", "order_by_date", "nodes_to_add", "monthly_cost_usd", "status"]]
+    return t[["cluster", "pool", "resource", "utilisation_now_pct", "trigger_date", "order_by_date", "nodes_to_add",
+              "storage_to_add_gib", "monthly_cost_usd", "status"]]
 
 
 def _cluster_sentences(dec: pd.DataFrame, actions: pd.DataFrame) -> list[dict]:
