@@ -187,7 +187,6 @@ def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
     chosen = inp.scores[inp.scores["chosen"]] if len(inp.scores) else inp.scores
     accuracy = []
     if len(chosen):
-        naive = inp.scores[inp.scores.model == "snaive"].set_index("series_id")
         for r in chosen.sort_values("series_id").itertuples():
             accuracy.append({"series": r.series_id.replace("cluster=", "").replace("/pool=", " / ").replace("/resource=", " / ").replace("/kind=", " / "),
                              "model": r.model, "mase": r.mase, "rel_mase": r.rel_mase,

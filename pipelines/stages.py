@@ -20,7 +20,6 @@ from forecasting.headroom import decisions as decide
 from forecasting.headroom import storage_capacity, usable_capacity, utilisation
 from forecasting.planning import build_plan, diff_plans, fleet_cost, plan_document
 from forecasting.policy import Catalog, PoolPolicy
-from forecasting.series import daily_peak
 
 from .config import Config
 from .ingest import history_window

@@ -4,7 +4,6 @@ import email
 import email.policy
 import logging
 import re
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -149,7 +148,7 @@ def test_cli_resend_past_run(demo_run, smtp, monkeypatch):
     import sys
 
     handler, port = smtp()
-    cfg = _email_config(demo_run, port)
+    _email_config(demo_run, port)  # writes capplan-email-<port>.yaml
     path = next(demo_run["folder"].glob(f"capplan-email-{port}.yaml"))
     env = {**__import__("os").environ, "CAPPLAN_SMTP_USER": "capplan", "CAPPLAN_SMTP_PASSWORD": SECRET}
     r = subprocess.run([sys.executable, "-m", "pipelines.cli", "report", "--config", str(path), "--send", demo_run["result"]["run_id"]],

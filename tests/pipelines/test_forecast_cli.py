@@ -1,6 +1,5 @@
 """The stable CLI contract: capplan forecast --input HIST.csv --horizon-days H --output OUT.csv."""
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -1,6 +1,5 @@
 """The analyst notebook runs top to bottom with a real Jupyter kernel against a demo database."""
 
-import os
 
 import nbformat
 import pytest

@@ -1,7 +1,5 @@
 """Ingest from a real Prometheus: backfilled history, compared with what was generated."""
 
-import datetime as dt
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path

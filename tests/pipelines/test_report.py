@@ -4,7 +4,6 @@ import datetime as dt
 import re
 
 import pandas as pd
-import pytest
 
 from forecasting.events import Event
 from pipelines.report import ReportInputs, headline, render_report

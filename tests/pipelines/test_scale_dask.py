@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from forecasting.events import Event
 from pipelines.scale import chunked, dask_runner
 from pipelines.stages import forecast_pools
 

@@ -3,9 +3,7 @@ tests for the capacity math."""
 
 import datetime as dt
 import re
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings

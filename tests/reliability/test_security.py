@@ -5,9 +5,7 @@ import ast
 import email
 import email.policy
 import re
-from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from pipelines.config import Config, Email
