@@ -46,7 +46,7 @@ for _n in ("prophet", "cmdstanpy"):
 from pipelines.config import load_catalog, load_config, load_events  # noqa: E402
 from pipelines.ingest import history_window, ingest_demo  # noqa: E402
 from pipelines.report import render_report  # noqa: E402
-from pipelines.stages import daily_history, forecast_pools, plan_capacity  # noqa: E402
+from pipelines.stages import daily_history, forecast_pools, plan_capacity, pool_tiers  # noqa: E402
 from pipelines.store import Store  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 27)
@@ -96,8 +96,7 @@ def one_size(nodes: int, folder: Path) -> dict:
     start, end = history_window(AS_OF, 180)
     history, out["aggregate_s"] = timed(lambda: store.pool_samples(start, end))
     out["aggregate_rows_per_s"] = ing.rows / out["aggregate_s"]
-    tiers = {(r.cluster, r.pool): r.tier for r in ing.inventory[["cluster", "pool", "tier"]].drop_duplicates().itertuples()}
-    tiers |= {(r.cluster, r.pool): "storage" for r in ing.storage_pools.itertuples()}
+    tiers = pool_tiers(ing.inventory, ing.storage_pools)
     fc, out["forecast_s"] = timed(lambda: forecast_pools(history, events, tiers, 180))
     out["series"] = int(fc.forecasts["series_id"].nunique())
     out["forecast_series_per_s"] = out["series"] / out["forecast_s"]

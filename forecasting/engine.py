@@ -24,6 +24,7 @@ How it works, and why (see docs/FORECASTING.md for the measurements):
 from __future__ import annotations
 
 import warnings
+from statistics import NormalDist
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -156,7 +157,7 @@ def _forecast(
         raise ForecastInputError(f"horizon of {horizon_days} days is shorter than one step ({step})")
     occ = occurrences(events, index[0].date(), (index[-1] + pd.Timedelta(days=horizon_days)).date())
     masked = mask_events(y, [o for o in occ if o.start <= index[-1].date()])
-    fitted = masked.interpolate(limit_direction="both") if masked.isna().any() else masked
+    fitted = masked
     if masked.isna().any():
         # Fill masked windows from the same weekday/hour of neighbouring weeks, so the
         # counterfactual keeps the weekly shape.
@@ -250,7 +251,7 @@ def _forecast_level(
         lo, hi = interval_offsets(resid, horizon, level)
     else:
         scale = float(np.std(np.diff(full.to_numpy()))) or 1e-9
-        z = {80: 1.2816, 95: 1.96}.get(int(level), 1.2816)
+        z = NormalDist().inv_cdf(0.5 + level / 200)
         width = z * scale * np.sqrt(np.arange(1, horizon + 1))
         lo, hi = -width, width
     if profiles is not None:

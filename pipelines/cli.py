@@ -197,38 +197,15 @@ def ingest(
                 raise ConfigError(f"--source: expected demo, prometheus or file, got {source!r}")
             overrides["source"] = {"kind": source}
         if path:
-            overrides.setdefault("source", {})["file"] = {"path": str(path.resolve())}
-        cfg = load_config(config, overrides)
-        if cfg.source.kind == "file" and inventory:
-            from .ingest import ingest_file
-            from .store import Store
-
-            store = Store(cfg.path(cfg.store.path))
-            from .flows import resolve_as_of
-
-            res = ingest_file(store, cfg.path(cfg.source.file.path), inventory, resolve_as_of(cfg, _date(as_of)), cfg.forecasting.history_days)
-            _store_ingest(cfg, res, _date(as_of))
-            console.print(f"ingested {res.rows} samples of {res.series} series ({res.new_series} new) into {store.path}")
-            return
+            overrides.setdefault("source", {}).setdefault("file", {})["path"] = str(path.resolve())
+        if inventory:
+            overrides.setdefault("source", {}).setdefault("file", {})["inventory"] = str(inventory.resolve())
+        load_config(config, overrides)  # fail fast, before Prefect starts
         from .flows import RunRequest, ingest_flow
 
         with _progress():
             out = ingest_flow(RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of)))
         console.print(f"ingested {out['rows']} samples of {out['series']} series ({out['new_series']} new); run {out['run_id']}")
-
-
-def _store_ingest(cfg, res, as_of) -> None:
-    import uuid
-
-    from .flows import resolve_as_of
-    from .ingest import history_window
-    from .store import Store
-
-    store = Store(cfg.path(cfg.store.path))
-    a = resolve_as_of(cfg, as_of)
-    rid = f"{a:%Y-%m}-{uuid.uuid4().hex[:8]}"
-    store.start_run(rid, "ingest", a, cfg.model_dump_json(), history_window(a, cfg.forecasting.history_days))
-    store.finish_run(rid, {"inventory": res.inventory, "storage_pools": res.storage_pools, "data_quality": res.quality}, {}, {"rows": res.rows})
 
 
 @app.command()

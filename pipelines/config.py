@@ -69,6 +69,7 @@ class PrometheusSource(_Strict):
 
 class FileSource(_Strict):
     path: Path | None = None
+    inventory: Path | None = Field(None, description="node inventory CSV (default: the last stored inventory)")
 
 
 class Source(_Strict):

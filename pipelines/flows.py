@@ -9,7 +9,6 @@ atomically after that.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +28,7 @@ from .ingest import IngestResult, history_window, ingest_demo
 from .outputs import run_dir, write_outputs
 from .report import ReportInputs, headline, render_report
 from .stages import (
-    ForecastOutputs, PlanOutputs, daily_history, forecast_pools, load_pool_history, plan_capacity, previous_plan,
+    ForecastOutputs, PlanOutputs, daily_history, forecast_pools, load_pool_history, plan_capacity, pool_tiers, previous_plan,
 )
 from .store import Store
 
@@ -92,7 +91,8 @@ def ingest_history(cfg: Config, as_of: dt.date, progress: Progress | None = None
 
         if not src.file.path:
             raise IngestError("source.file.path is not set (or pass --source file PATH)")
-        return ingest_file(store, cfg.path(src.file.path), None, as_of, cfg.forecasting.history_days)
+        inventory = cfg.path(src.file.inventory) if src.file.inventory else None
+        return ingest_file(store, cfg.path(src.file.path), inventory, as_of, cfg.forecasting.history_days)
     from .prometheus import ingest_prometheus
 
     return ingest_prometheus(store, cfg, as_of, progress)
@@ -168,8 +168,7 @@ def run_monthly(request: RunRequest, progress: Progress | None = None) -> dict[s
             ing = ingest_history(cfg, as_of, progress)
             timings["ingest_s"] = time.perf_counter() - t
             log.info("ingested %d samples of %d series (%d new)", ing.rows, ing.series, ing.new_series)
-            tiers = {(r.cluster, r.pool): r.tier for r in ing.inventory[["cluster", "pool", "tier"]].drop_duplicates().itertuples()}
-            tiers |= {(r.cluster, r.pool): "storage" for r in ing.storage_pools.itertuples()}
+            tiers = pool_tiers(ing.inventory, ing.storage_pools)
             t = time.perf_counter()
             runner = _dask_runner(request.dask_address or cfg.executor.dask_address)
             fc, history = forecast_demand(cfg, events, tiers, as_of, runner)
@@ -278,6 +277,3 @@ def report_flow(config_path: str, run_id: str, send: bool = True) -> dict[str, A
 
     return send_run_report(cfg, run_id) if send else {"run_id": run_id}
 
-
-def summary_json(result: dict) -> str:
-    return json.dumps(result, default=str)

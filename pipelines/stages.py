@@ -25,7 +25,7 @@ from .config import Config
 from .ingest import history_window
 from .store import Store
 
-__all__ = ["ForecastOutputs", "PlanOutputs", "load_pool_history", "forecast_pools", "plan_capacity", "policy_lookup", "daily_history"]
+__all__ = ["ForecastOutputs", "PlanOutputs", "pool_tiers", "load_pool_history", "forecast_pools", "plan_capacity", "policy_lookup", "daily_history"]
 
 Progress = Callable[[int, int, str], None]
 FORECAST_KEYS = ["cluster", "pool", "resource", "kind"]
@@ -65,6 +65,12 @@ def policy_lookup(cfg: Config) -> Callable[[str, str, str | None], PoolPolicy]:
         return cache[key]
 
     return lookup
+
+
+def pool_tiers(inventory: pd.DataFrame, storage_pools: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(cluster, pool) -> tier, for event scopes; storage pools have tier ``storage``."""
+    tiers = {(r.cluster, r.pool): r.tier for r in inventory[["cluster", "pool", "tier"]].drop_duplicates().itertuples()}
+    return tiers | {(r.cluster, r.pool): "storage" for r in storage_pools.itertuples()}
 
 
 def load_pool_history(store: Store, as_of: dt.date, history_days: int) -> pd.DataFrame:

@@ -309,18 +309,6 @@ class Store:
                 " AND status = 'succeeded' ORDER BY started_at DESC LIMIT 1)"
             ).df()
 
-    def latest_storage_pools(self) -> pd.DataFrame:
-        with self.connect() as con:
-            return con.execute(
-                "SELECT * EXCLUDE (run_id) FROM storage_pools WHERE run_id = "
-                "(SELECT run_id FROM runs WHERE run_id IN (SELECT DISTINCT run_id FROM storage_pools) "
-                " AND status = 'succeeded' ORDER BY started_at DESC LIMIT 1)"
-            ).df()
-
-    def tier_of_pools(self) -> dict[tuple[str, str], str]:
-        inv = self.latest_inventory()
-        return {(r.cluster, r.pool): r.tier for r in inv[["cluster", "pool", "tier"]].drop_duplicates().itertuples()}
-
 
 def _plan_month(as_of: dt.date) -> str:
     return f"{as_of:%Y-%m}"

@@ -38,7 +38,7 @@ from .config import ConfigError, format_validation_error, load_catalog, load_con
 from .ingest import history_window
 from .outputs import run_dir, write_outputs
 from .report import render_report
-from .stages import ForecastOutputs, daily_history, load_pool_history, plan_capacity
+from .stages import ForecastOutputs, daily_history, load_pool_history, plan_capacity, pool_tiers
 from .store import Store
 
 __all__ = ["Scenario", "load_scenario", "run_what_if"]
@@ -106,8 +106,7 @@ def run_what_if(config_path: Path, scenario_path: Path | None, as_of: dt.date | 
     catalog = load_catalog(cfg.path(cfg.catalogs.instances))
     inventory = store.table("inventory", base_id)
     storage_pools = store.table("storage_pools", base_id)
-    tiers = {(r.cluster, r.pool): r.tier for r in inventory[["cluster", "pool", "tier"]].drop_duplicates().itertuples()}
-    tiers |= {(r.cluster, r.pool): "storage" for r in storage_pools.itertuples()}
+    tiers = pool_tiers(inventory, storage_pools)
     base_fc = store.table("forecasts", base_id)
     frames, overlays = [], []
     for sid, f in _rebase(base_fc).groupby("series_id", sort=True):
