@@ -2,8 +2,9 @@
 
 ``forecast_series(history, horizon_days)`` takes ``ts, value`` at any regular step
 from 5 minutes to a day and returns ``ts, yhat, yhat_lower, yhat_upper`` at the same
-step for the ``horizon_days`` after the last timestamp, plus ``yhat_baseline``,
-``model`` and one ``event:<name>`` column per overlay.
+step for the ``horizon_days`` after the last timestamp, plus ``yhat_baseline`` and
+``model``; :func:`fit_forecast` also returns what each event added
+(``ForecastResult.contributions``: ``ts, event, contribution``).
 
 How it works, and why (see docs/FORECASTING.md for the measurements):
 
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .backtest import BacktestResult, interval_offsets, plan_backtest, run_backtest
-from .events import Event, apply_overlays, mask_events, measure_uplift, occurrences
+from .events import CONTRIBUTION_COLUMNS, Event, apply_overlays, mask_events, measure_uplift, occurrences
 from .models import BASELINES, CANDIDATES, MODELS, ModelError, make_model
 from .series import SeriesQuality, daily_peak, infer_step, regularize, to_series
 
@@ -62,6 +63,8 @@ class ForecastResult:
     quality: SeriesQuality | None
     warnings: list[str] = field(default_factory=list)
     measured_uplifts: dict[str, float] = field(default_factory=dict)
+    #: What each event added to ``yhat``: ``ts, event, contribution`` (non-zero rows).
+    contributions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CONTRIBUTION_COLUMNS))
 
 
 def forecast_series(
@@ -173,12 +176,12 @@ def _forecast(
     choice = (*CANDIDATES, *BASELINES) if model == "auto" else (model,)
     frame, model_name, scores, more = _forecast_level(level_series, profile, fitted, choice, horizon, step, level)
     notes += more
-    frame = apply_overlays(frame, [o for o in occ if o.end is None or o.end > index[-1].date()], measured)
+    frame, contributions = apply_overlays(frame, [o for o in occ if o.end is None or o.end > index[-1].date()], measured)
     if non_negative:
         for c in ("yhat", "yhat_lower", "yhat_upper", "yhat_baseline"):
             frame[c] = frame[c].clip(lower=0)
     frame.insert(4, "model", model_name)
-    return ForecastResult(frame, model_name, scores, quality, notes, measured)
+    return ForecastResult(frame, model_name, scores, quality, notes, measured, contributions)
 
 
 def _split_level(y: pd.Series, step: pd.Timedelta) -> tuple[pd.Series, dict[str, np.ndarray] | None]:

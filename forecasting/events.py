@@ -14,19 +14,24 @@ fleet, or named clusters, tiers or pools; and which resources) and a kind:
   with the given uplift (often negative).
 
 Overlays multiply the forecast and its interval; the baseline and each event's
-contribution are kept apart (column ``event:<name>``) so a report can show them.
+contribution are kept apart (a long ``ts, event, contribution`` frame) so a report can
+show them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["Scope", "Event", "Occurrence", "occurrences", "events_for", "mask_events", "measure_uplift", "apply_overlays"]
+__all__ = ["Scope", "Event", "Occurrence", "Overlaid", "occurrences", "events_for", "mask_events", "measure_uplift",
+           "apply_overlays", "CONTRIBUTION_COLUMNS"]
+
+#: Columns of the per-event contributions frame (long: one row per event and day).
+CONTRIBUTION_COLUMNS = ["ts", "event", "contribution"]
 
 
 class Scope(BaseModel):
@@ -168,19 +173,29 @@ def _factor(days: np.ndarray, o: Occurrence, uplift_pct: float) -> np.ndarray:
     return 1.0 + u * w
 
 
+class Overlaid(NamedTuple):
+    """A forecast with overlays applied, and what each event added to ``yhat``."""
+
+    frame: pd.DataFrame
+    contributions: pd.DataFrame  # ts, event, contribution (series units); non-zero rows only
+
+
 def apply_overlays(
     forecast: pd.DataFrame, occ: list[Occurrence], measured: dict[str, float] | None = None
-) -> pd.DataFrame:
-    """Multiply ``yhat``, ``yhat_lower``, ``yhat_upper`` by each occurrence's factor.
+) -> Overlaid:
+    """Multiply every value column of ``forecast`` by each occurrence's factor.
 
-    Columns in: ``ts, yhat, yhat_lower, yhat_upper``. Out: the same, plus
-    ``yhat_baseline`` (before any overlay) and ``event:<name>`` (what that event added
-    to ``yhat``, in the series' units). ``measured`` gives the uplift to use for an event
-    declared without ``uplift_pct``.
+    Columns in: ``ts`` and value columns (``yhat``, ``yhat_lower``, ``yhat_upper`` and
+    any quantile columns). Out: :class:`Overlaid`: the same frame plus ``yhat_baseline``
+    (``yhat`` before any overlay), and ``contributions`` (``ts, event, contribution``:
+    what that event added to ``yhat``, in the series' units). ``measured`` gives the
+    uplift to use for an event declared without ``uplift_pct``.
     """
     out = forecast.copy()
+    values = [c for c in out.columns if c != "ts"]
     out["yhat_baseline"] = out["yhat"]
     days = _day_index(pd.DatetimeIndex(out["ts"]))
+    parts = []
     for o in occ:
         uplift = o.event.uplift_pct
         if uplift is None:
@@ -188,10 +203,14 @@ def apply_overlays(
         if uplift is None or o.event.kind == "holiday" and not o.event.country:
             continue
         factor = _factor(days, o, uplift)
-        col = f"event:{o.event.name}"
         before = out["yhat"].to_numpy()
-        for c in ("yhat", "yhat_lower", "yhat_upper"):
+        for c in values:
             out[c] = out[c].to_numpy() * factor
         added = out["yhat"].to_numpy() - before
-        out[col] = (out[col].to_numpy() if col in out else 0.0) + added
-    return out
+        keep = added != 0
+        if keep.any():
+            parts.append(pd.DataFrame({"ts": out["ts"].to_numpy()[keep], "event": o.event.name, "contribution": added[keep]}))
+    contributions = pd.DataFrame(columns=CONTRIBUTION_COLUMNS)
+    if parts:
+        contributions = pd.concat(parts, ignore_index=True).groupby(["ts", "event"], as_index=False, sort=True)["contribution"].sum()
+    return Overlaid(out, contributions)

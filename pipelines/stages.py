@@ -127,11 +127,8 @@ def forecast_pools(
             "yhat_upper": f["yhat_upper"], "yhat_baseline": f["yhat_baseline"], "model": f["model"],
         })
         frames.append(base)
-        for col in [c for c in f.columns if c.startswith("event:")]:
-            contrib = f[col].to_numpy()
-            keep = np.abs(contrib) > 0
-            if keep.any():
-                overlays.append(pd.DataFrame({"series_id": sid, "ts": f["ts"][keep], "event": col[6:], "contribution": contrib[keep]}))
+        if len(res.contributions):
+            overlays.append(res.contributions.assign(series_id=sid)[["series_id", "ts", "event", "contribution"]])
         if not res.scores.empty:
             scores.append(res.scores.assign(series_id=sid))
         for w in res.warnings:

@@ -114,15 +114,14 @@ def run_what_if(config_path: Path, scenario_path: Path | None, as_of: dt.date | 
         dims = {"cluster": d.cluster, "pool": d.pool, "tier": tiers.get((d.cluster, d.pool), d.pool), "resource": d.resource}
         f = f.sort_values("ts").reset_index(drop=True)
         occ = [o for o in occurrences(events_for(events, dims), as_of, f["ts"].max().date()) if o.end is None or o.end >= as_of]
-        out = apply_overlays(f[["ts", "yhat", "yhat_lower", "yhat_upper"]], occ)
+        out, contributions = apply_overlays(f[["ts", "yhat", "yhat_lower", "yhat_upper"]], occ)
         for w in scenario.added_workload:
             if (w.cluster, w.pool, w.resource) == (d.cluster, d.pool, d.resource) and d.kind in w.kinds:
                 add = np.where(out["ts"].dt.date >= w.from_date, w.amount, 0.0)
                 for c in ("yhat", "yhat_lower", "yhat_upper"):
                     out[c] = out[c] + add
-        for col in [c for c in out.columns if c.startswith("event:")]:
-            keep = out[col].abs() > 0
-            overlays.append(pd.DataFrame({"series_id": sid, "ts": out["ts"][keep], "event": col[6:], "contribution": out[col][keep]}))
+        if len(contributions):
+            overlays.append(contributions.assign(series_id=sid)[["series_id", "ts", "event", "contribution"]])
         frames.append(f.assign(yhat=out["yhat"], yhat_lower=out["yhat_lower"], yhat_upper=out["yhat_upper"]))
     fc = ForecastOutputs(
         forecasts=pd.concat(frames, ignore_index=True),

@@ -44,11 +44,14 @@ def test_future_uplift_multiplies_forecast_and_is_kept_apart():
     start = (last + pd.Timedelta(days=10)).date()
     end = (last + pd.Timedelta(days=12)).date()
     ev = Event(name="sale", start=start, end=end, uplift_pct=150)
-    out = forecast_daily_peak(hist, 30, [ev]).frame
+    res = forecast_daily_peak(hist, 30, [ev])
+    out = res.frame
     inside = out[(out.ts.dt.date >= start) & (out.ts.dt.date <= end)]
     outside = out[out.ts.dt.date < start]
     assert np.allclose(inside["yhat"], inside["yhat_baseline"] * 2.5)
-    assert np.allclose(inside["event:sale"], inside["yhat"] - inside["yhat_baseline"])
+    contrib = res.contributions.set_index("ts")
+    assert set(contrib["event"]) == {"sale"}
+    assert np.allclose(contrib.loc[inside["ts"], "contribution"], (inside["yhat"] - inside["yhat_baseline"]).to_numpy())
     assert np.allclose(outside["yhat"], outside["yhat_baseline"])
     assert (inside["yhat_upper"] >= inside["yhat"]).all()
 
