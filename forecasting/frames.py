@@ -40,7 +40,7 @@ UNITS = {"cpu": "cores", "memory": "bytes", "pods": "pods", "storage": "bytes"}
 __all__ = [
     "SERIES_ID", "TS", "VALUE", "YHAT", "YHAT_LOWER", "YHAT_UPPER", "POOL_DIMS",
     "RESOURCES", "KINDS", "UNITS", "FrameError", "make_series_id", "parse_series_id",
-    "validate_long", "validate_forecast",
+    "validate_long", "validate_forecast", "CONTRACTS", "check_frame",
 ]
 
 
@@ -101,4 +101,32 @@ def validate_forecast(frame: pd.DataFrame, what: str = "forecast") -> pd.DataFra
     _require(frame, (TS, YHAT, YHAT_LOWER, YHAT_UPPER), what)
     if (frame[YHAT_LOWER] > frame[YHAT] + 1e-9).any() or (frame[YHAT] > frame[YHAT_UPPER] + 1e-9).any():
         raise FrameError(f"{what}: yhat_lower <= yhat <= yhat_upper does not hold")
+    return frame
+
+
+#: The frames handed from stage to stage, by name: the columns each must have (more are
+#: allowed). :func:`check_frame` is called at every stage boundary of a run.
+CONTRACTS: dict[str, tuple[str, ...]] = {
+    # ingest -> forecast: pool-level demand and storage history, long
+    "pool_history": ("cluster", "pool", "resource", "kind", "ts", "value"),
+    # ingest -> plan: one row per node, allocatable in base units
+    "inventory": ("cluster", "pool", "tier", "zone", "node", "instance_type", "cpu_cores", "memory_bytes", "pods"),
+    # forecast -> plan: daily-peak forecasts per pool series
+    "forecasts": ("series_id", "cluster", "pool", "resource", "kind", "ts", "yhat", "yhat_lower", "yhat_upper",
+                  "yhat_baseline", "model"),
+    # plan -> report: one row per pool and resource
+    "decisions": ("cluster", "pool", "tier", "resource", "binding_kind", "trigger_date", "order_by_date", "late", "status"),
+    # plan -> report: one row per action
+    "actions": ("order_by_date", "needed_by_date", "late", "cluster", "pool", "tier", "action", "quantity",
+                "monthly_cost_usd", "reason"),
+}
+
+
+def check_frame(frame: pd.DataFrame, contract: str, where: str = "") -> pd.DataFrame:
+    """Check ``frame`` against :data:`CONTRACTS` (columns present; ``ts`` tz-aware when
+    present and the frame is not empty). Returns the frame so it can be used inline."""
+    what = f"{where}: {contract}" if where else contract
+    _require(frame, CONTRACTS[contract], what)
+    if len(frame) and "ts" in frame.columns and not isinstance(frame["ts"].dtype, pd.DatetimeTZDtype):
+        raise FrameError(f"{what}: column ts must be tz-aware UTC timestamps, got {frame['ts'].dtype}")
     return frame
