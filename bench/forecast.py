@@ -1,20 +1,40 @@
-"""Forecast benchmark: capplan's auto choice vs the handbook's reference and predict_linear.
+"""Forecast benchmark: accuracy against baselines, and interval coverage per kind of series.
 
-Figures, not a pass/fail test. On every hourly real series in ../shared/data/real (5-minute
-cluster traces are averaged to hourly first) and on seeded synthetic series, the last
-14 days (or a quarter of the series, whichever is shorter, at least 7 days) are held out
-and forecast from the rest. Printed per method:
+Figures, not a pass/fail test. Two parts, both printed, then one JSON line.
+
+**Accuracy** (unchanged method, comparable with earlier runs): on every hourly real series
+in ../shared/data/real (5-minute cluster traces are averaged to hourly first) and on
+seeded synthetic series, the last 14 days (or a quarter of the series, whichever is
+shorter, at least 7 days) are held out and forecast from the rest. Printed per method:
 
 * rel_mase: MAE over the MAE of weekly seasonal naive on the same hold-out (geometric
   mean over series; below 1 beats naive),
 * coverage_80: share of held-out points inside the 80% interval,
 * peak_err_pct: mean absolute error of the daily peak, in % of the mean daily peak,
-* s_per_series: seconds per series (model choice included for auto).
+* s_per_series: seconds per series (model choice and interval calibration included).
 
-Methods: ``auto`` (capplan: model choice by backtest, conformal intervals), ``reference``
-(the handbook: ``Prophet(yearly_seasonality=True)``, defaults otherwise, its own 80%
-interval) and ``predict_linear`` (Prometheus-style least-squares line over the last 7
-days, no interval). The last line is one JSON object.
+Methods: ``auto`` (capplan), ``reference`` (the handbook: ``Prophet(yearly_seasonality=True)``,
+defaults otherwise, its own 80% interval) and ``predict_linear`` (Prometheus-style
+least-squares line over the last 7 days, no interval).
+
+**Coverage per kind** (held out: the intervals are calibrated on the history before each
+cut only): every series is cut 14, 28 and 42 days before its end (where at least 35 days
+stay for training) and forecast 14 days ahead, at its own step (``fit_forecast``) and
+as daily peaks (``forecast_daily_peak``). Coverage of the 80% interval (``yhat_lower`` ..
+``yhat_upper``) and of the 95% one (``q025`` .. ``q975``) is the share of held-out values
+inside, averaged over forecasts. Kinds:
+
+* usage: the real series as they are;
+* requests: step-like series: from each real series, requests reset at random "deploys"
+  (exponential gaps, mean 2-7 days) to the 95th percentile of the last three days of
+  usage and held until the next one; and the demo fleet's requests (``generate_fleet``:
+  held a week, pods a day);
+* storage: synthetic monotone growth with noise and occasional cleanups (2-8% freed
+  every 20-60 days on average), and the demo fleet's storage pools.
+
+Baseline in the same run: seasonal naive with the empirical 10/90% and 2.5/97.5%
+quantiles of the training data's week-over-week changes (a classic naive interval).
+Targets: 80% coverage within 0.78-0.85 and 95% coverage >= 0.92, per kind and path.
 
     python bench/forecast.py [--quick] [--data DIR]
 """
@@ -22,11 +42,13 @@ days, no interval). The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +58,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from forecasting import fit_forecast, forecast_daily_peak  # noqa: E402
-from forecasting.synthetic import generate_series  # noqa: E402
+from forecasting.series import daily_peak, regularize, to_series  # noqa: E402
+from forecasting.synthetic import generate_fleet, generate_series  # noqa: E402
 
 warnings.filterwarnings("ignore")
 for name in ("prophet", "cmdstanpy"):
@@ -161,17 +184,178 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+# --- series kinds for the coverage part ----------------------------------------------
+
+COVER_HOLD_DAYS = 14
+COVER_CUTS = 3
+COVER_MIN_TRAIN_DAYS = 35
+TARGET_80 = (0.78, 0.85)
+TARGET_95 = 0.92
+
+
+def seed_of(name: str) -> int:
+    """A stable seed per series name (Python's hash() is salted per process)."""
+    return zlib.crc32(name.encode())
+
+
+def requests_from_usage(df: pd.DataFrame, seed: int, mean_gap_days: tuple[float, float] = (2, 7)) -> pd.DataFrame:
+    """Step-like requests from a usage series (columns ``ts, value`` in and out).
+
+    At random deploys (exponential gaps; the mean gap is drawn per series from
+    ``mean_gap_days``) requests are reset to the 95th percentile of the last three days
+    of usage, and held until the next deploy: piecewise constant, jumps both ways.
+    """
+    rng = np.random.default_rng(seed)
+    s = df.set_index("ts")["value"]
+    high = s.rolling("3D", min_periods=1).quantile(0.95).to_numpy()
+    per_day = pd.Timedelta(days=1) / s.index.to_series().diff().median()
+    gaps = 1 + rng.exponential(rng.uniform(*mean_gap_days) * per_day, size=int(len(s) / per_day) + 10).astype(int)
+    at = np.concatenate([[0], np.cumsum(gaps)])
+    at = at[at < len(s)]
+    held = np.full(len(s), np.nan)
+    held[at] = high[at]
+    return pd.DataFrame({"ts": s.index, "value": pd.Series(held).ffill().to_numpy()})
+
+
+def storage_series(days: int, seed: int) -> pd.DataFrame:
+    """Hourly used storage: monotone growth (more on weekdays and in the day, noisy) with
+    occasional cleanups (every 20-60 days on average, 2-8% freed over 1-6 hours)."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2026-01-01", periods=days * 24, freq="h", tz="UTC")
+    base = 1000.0
+    rate = base * rng.uniform(0.001, 0.006) / 24
+    hour, weekday = ts.hour.to_numpy(), ts.dayofweek.to_numpy() < 5
+    inc = rate * (1 + 0.6 * np.sin(2 * np.pi * (hour - 6) / 24)) * np.where(weekday, 1.2, 0.5)
+    y = base + np.cumsum(inc * rng.lognormal(0, 0.5, len(ts)))
+    gap = rng.uniform(20, 60) * 24
+    t = int(rng.exponential(gap))
+    freed = np.zeros(len(ts))
+    while t < len(ts):
+        width = int(rng.integers(1, 7))
+        freed[t: t + width] += rng.uniform(0.02, 0.08) * y[t] / width
+        t += int(rng.exponential(gap)) + 24
+    return pd.DataFrame({"ts": ts, "value": y - np.cumsum(freed) + rng.normal(0, base * 0.0005, len(ts))})
+
+
+def fleet_series() -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """The demo fleet's step-like requests (cpu and memory held a week, pods a day; one
+    node per pool shape) and its storage pools. Before the Double-11 festival, which
+    would need its event declared."""
+    requests, storage = {}, {}
+    for chunk in generate_fleet(nodes=40, as_of=dt.date(2026, 10, 1), history_days=120, seed=11):
+        meta = chunk.series
+        for pool, res in (("compute", "cpu"), ("data", "memory"), ("compute", "pods")):
+            sid = meta[(meta.pool == pool) & (meta.resource == res) & (meta.kind == "requests") & (meta.level == "node")]["series_id"].iloc[0]
+            requests[f"fleet-{chunk.cluster}-{pool}-{res}-requests"] = _samples(chunk, sid)
+        sid = meta[(meta.pool == "storage") & (meta.kind == "usage")]["series_id"].iloc[0]
+        storage[f"fleet-{chunk.cluster}-storage"] = _samples(chunk, sid)
+    return requests, storage
+
+
+def _samples(chunk, series_id: str) -> pd.DataFrame:
+    s = chunk.samples[chunk.samples.series_id == series_id]
+    return s[["ts", "value"]].reset_index(drop=True)
+
+
+def series_by_kind(real: dict[str, pd.DataFrame]) -> dict[str, dict[str, pd.DataFrame]]:
+    """usage / requests / storage series, as described in the module docstring."""
+    fleet_requests, fleet_storage = fleet_series()
+    requests = {f"{k}-requests": requests_from_usage(v, seed_of(k)) for k, v in real.items()}
+    storage = {f"storage-{i}": storage_series(days=70 + 10 * i, seed=300 + i) for i in range(8)}
+    return {"usage": dict(real), "requests": {**requests, **fleet_requests}, "storage": {**storage, **fleet_storage}}
+
+
+def cover_cuts(df: pd.DataFrame, n: int = COVER_CUTS) -> list[pd.Timestamp]:
+    """Cut points 14, 28, 42... days before the end that leave 35 days of training."""
+    end, start = df["ts"].max(), df["ts"].min()
+    cuts = [end - pd.Timedelta(days=COVER_HOLD_DAYS * k) for k in range(1, n + 1)]
+    return [c for c in cuts if c - start >= pd.Timedelta(days=COVER_MIN_TRAIN_DAYS)]
+
+
+def held_out_peaks(test: pd.DataFrame) -> pd.DataFrame:
+    """Daily peaks of the held-out part (``ts`` at midnight, ``value``)."""
+    y, _ = regularize(to_series(test))
+    p = daily_peak(y)
+    return pd.DataFrame({"ts": p.index, "value": p.to_numpy()})
+
+
+def naive_interval(train: pd.DataFrame, frame: pd.DataFrame, peak: bool) -> pd.DataFrame:
+    """Baseline: last week repeated, +- the empirical quantiles of the training data's
+    week-over-week changes (at the series' step, or of its daily peaks)."""
+    s = train.set_index("ts")["value"]
+    if peak:
+        y, _ = regularize(to_series(train))
+        s = daily_peak(y).asfreq("D").interpolate(limit_direction="both")
+    step = s.index[1] - s.index[0]
+    week = int(pd.Timedelta(days=7) / step)
+    diffs = (s.to_numpy()[week:] - s.to_numpy()[:-week])
+    q = np.quantile(diffs, [0.025, 0.1, 0.9, 0.975]) if len(diffs) else np.zeros(4)
+    last = s.to_numpy()[-week:]
+    point = np.tile(last, len(frame) // week + 1)[: len(frame)]
+    return pd.DataFrame({"ts": frame["ts"].to_numpy(), "q025": point + q[0], "q100": point + q[1], "q900": point + q[2], "q975": point + q[3]})
+
+
+def _coverage(j: pd.DataFrame, lo80: str, hi80: str) -> tuple[float, float]:
+    c80 = float(np.mean((j.value >= j[lo80]) & (j.value <= j[hi80])))
+    c95 = float(np.mean((j.value >= j.q025) & (j.value <= j.q975)))
+    return c80, c95
+
+
+def coverage_run(kinds: dict[str, dict[str, pd.DataFrame]], n_cuts: int = COVER_CUTS) -> pd.DataFrame:
+    """One row per (kind, series, cut, path): held-out coverage of capplan's 80% and 95%
+    intervals and of the naive baseline's, and capplan's mean relative 80% width."""
+    rows = []
+    for kind, series in kinds.items():
+        for name, df in series.items():
+            for i, cut in enumerate(cover_cuts(df, n_cuts)):
+                train = df[df.ts <= cut].reset_index(drop=True)
+                test = df[(df.ts > cut) & (df.ts <= cut + pd.Timedelta(days=COVER_HOLD_DAYS))]
+                for path in ("own", "peak"):
+                    if path == "own":
+                        frame = fit_forecast(train, COVER_HOLD_DAYS).frame
+                        actual = test[["ts", "value"]]
+                    else:
+                        frame = forecast_daily_peak(train, COVER_HOLD_DAYS + 1).frame
+                        actual = held_out_peaks(test)
+                    j = actual.merge(frame, on="ts")
+                    b = actual.merge(naive_interval(train, frame, path == "peak"), on="ts")
+                    c80, c95 = _coverage(j, "yhat_lower", "yhat_upper")
+                    b80, b95 = _coverage(b, "q100", "q900")
+                    width = float(np.mean(j.yhat_upper - j.yhat_lower) / max(np.mean(np.abs(j.value)), 1e-12))
+                    rows.append({"kind": kind, "series": name, "cut": i, "path": path, "coverage_80": c80, "coverage_95": c95,
+                                 "naive_80": b80, "naive_95": b95, "rel_width_80": width})
+            print(f"  {kind:9s} {name:55s} done", flush=True)
+    return pd.DataFrame(rows)
+
+
+def coverage_summary(res: pd.DataFrame) -> pd.DataFrame:
+    """Per kind and path: mean coverage (capplan and naive), median relative width and
+    whether the targets are met."""
+    g = res.groupby(["kind", "path"])
+    out = pd.DataFrame({
+        "forecasts": g.size(), "series": g["series"].nunique(),
+        "coverage_80": g["coverage_80"].mean(), "coverage_95": g["coverage_95"].mean(),
+        "naive_80": g["naive_80"].mean(), "naive_95": g["naive_95"].mean(),
+        "rel_width_80": g["rel_width_80"].median(),
+    })
+    out["met_80"] = out["coverage_80"].between(*TARGET_80)
+    out["met_95"] = out["coverage_95"] >= TARGET_95
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
-    ap.add_argument("--quick", action="store_true", help="a few series and no reference Prophet (checks the path)")
+    ap.add_argument("--quick", action="store_true", help="a few series, one cut, no reference Prophet (checks the path)")
     args = ap.parse_args()
     real = load_real(args.data) if args.data.exists() else {}
     synth = synthetic()
     methods = ["auto", "predict_linear"] if args.quick else list(METHODS)
+    kinds = series_by_kind(real)
     if args.quick:
         real = dict(list(real.items())[:4])
         synth = dict(list(synth.items())[:2])
+        kinds = {k: dict(list(v.items())[:3]) for k, v in kinds.items()}
     print(f"real series: {len(real)}, synthetic: {len(synth)}; methods: {', '.join(methods)}")
     res_real = run(real, methods) if real else pd.DataFrame()
     res_syn = run(synth, methods)
@@ -183,6 +367,16 @@ def main() -> None:
         print(f"\n{label}:\n{s.round(3).to_string()}")
         figures[label] = s.round(4).to_dict("index")
         print("auto chose:", res[res.method == "auto"]["model"].value_counts().to_dict())
+    print(f"\ncoverage per kind (held out, {COVER_HOLD_DAYS}-day horizon): " + ", ".join(f"{k}: {len(v)} series" for k, v in kinds.items()))
+    cov = coverage_summary(coverage_run(kinds, 1 if args.quick else COVER_CUTS))
+    print(cov.round(3).to_string())
+    # Calibration error: mean distance of the two coverages from their nominal levels.
+    cal_err = float(np.mean(np.abs(cov["coverage_80"] - 0.8) + np.abs(cov["coverage_95"] - 0.95)))
+    naive_err = float(np.mean(np.abs(cov["naive_80"] - 0.8) + np.abs(cov["naive_95"] - 0.95)))
+    missed = [f"{k}/{p} {lvl}" for (k, p), r in cov.iterrows() for lvl in ("80", "95") if not r[f"met_{lvl}"]]
+    print(f"targets (80% in {TARGET_80[0]}-{TARGET_80[1]}, 95% >= {TARGET_95}): "
+          + ("all met" if not missed else "not met for " + ", ".join(missed)))
+    print(f"calibration error |c80-0.8|+|c95-0.95|: capplan {cal_err:.3f}, naive {naive_err:.3f} (ratio {cal_err / naive_err:.2f})")
     auto = figures.get("real", figures["synthetic"])["auto"]
     ref = figures.get("real", figures["synthetic"]).get("reference")
     out = {
@@ -195,6 +389,11 @@ def main() -> None:
         "synthetic_auto_geo_rel_mase": figures["synthetic"]["auto"]["geo_rel_mase"],
         "synthetic_auto_coverage_80": figures["synthetic"]["auto"]["coverage_80"],
         "ratio_mase_auto_vs_reference": (auto["geo_rel_mase"] / ref["geo_rel_mase"]) if ref else None,
+        "coverage": {f"{k}_{p}": {"c80": round(float(r.coverage_80), 4), "c95": round(float(r.coverage_95), 4),
+                                  "naive_c80": round(float(r.naive_80), 4), "naive_c95": round(float(r.naive_95), 4),
+                                  "forecasts": int(r.forecasts)} for (k, p), r in cov.iterrows()},
+        "coverage_targets_missed": missed,
+        "calibration_error": round(cal_err, 4), "naive_calibration_error": round(naive_err, 4),
     }
     print(json.dumps(out))
 

@@ -1,33 +1,61 @@
-"""Rolling-origin backtests, scores, model choice and conformal intervals.
+"""Rolling-origin backtests, scores, model choice and calibrated error quantiles.
 
-A backtest cuts the history at a few origins (one week apart, the last one ``h``
-steps before the end), fits each model on what came before and compares the next
-``h`` steps with what happened. From that:
+Two backtests, for two different questions:
 
-* scores per model: MAE, MASE (scaled by the in-sample weekly seasonal naive error),
-  relative MASE (MAE over the seasonal naive's MAE on the same windows), bias, and the
-  coverage of 80% and 95% intervals measured leave-one-origin-out (honest);
-* the choice: the model with the lowest MAE, or the mean of the best two when that
-  is lower still ("combo");
-* interval offsets: empirical quantiles of the chosen model's residuals per horizon
-  bucket (split-conformal), widened with sqrt(h) past the backtested horizon.
+* **choice** (:func:`plan_backtest`, :func:`run_backtest`): every model is cut at three
+  origins one week apart, the last one ``h`` steps before the end, and scored on the next
+  ``h`` steps: MAE, MASE (scaled by the in-sample weekly seasonal naive error), relative
+  MASE (MAE over the seasonal naive's MAE on the same windows) and bias. The model with
+  the lowest MAE wins, or the mean of the best three when it is within 5% of it ("combo").
+* **calibration** (:func:`plan_calibration`, :func:`calibration_predictions`): only the
+  chosen model, cut at up to :data:`N_CALIBRATION` origins spread over the second part of
+  the history at irregular spacing (so a series that changes in weekly steps is seen from
+  every phase of its week, not only the day after a step), each scored on as much of the
+  horizon as the history holds. Its errors feed :func:`fit_error_model`.
+
+The error model (docs/FORECASTING.md, "Intervals") is ``offset(h, p) = s(h) * z_p``:
+``s(h)`` is the error's root mean square per horizon band (1, 2-3, 4-7, 8-15... days),
+made non-decreasing and extended past the backtested horizon at least like sqrt(h);
+``z_p`` are the quantiles of the errors divided by ``s(h)``, pooled over all horizons (so
+skew and heavy tails are measured on every error, not on a handful per band), widened for
+the few independent origins behind them; and ``s(h)`` never falls below the series' own
+day-to-day variability, so no band has zero width because the backtest saw a flat stretch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
+from scipy.special import stdtrit
 
 from .models import BASELINES, ModelError, make_model
 
-__all__ = ["BacktestPlan", "BacktestResult", "plan_backtest", "run_backtest", "interval_offsets"]
+__all__ = [
+    "BacktestPlan", "BacktestResult", "ErrorModel", "plan_backtest", "run_backtest", "plan_calibration",
+    "calibration_predictions", "fit_error_model", "day_to_day_scale", "loo_coverage",
+]
 
 N_ORIGINS = 3
-N_BUCKETS = 8
 #: Prefer the combination unless the best single model is clearly (this factor) better.
 COMBO_TOLERANCE = 1.05
+#: Origins of the calibration backtest (the three choice origins included). More origins
+#: give steadier quantiles; each costs one fit per member model (bench/forecast.py).
+N_CALIBRATION = 10
+#: The earliest calibration origin keeps this share of the history for training.
+CALIBRATION_MIN_TRAIN = 0.4
+#: A horizon band is measured only when this many origins reach into it.
+MIN_BAND_ORIGINS = 3
+#: Past the backtested horizon the error scale grows at least like h ** this.
+MIN_GROWTH = 0.5
+#: The error scale is at least this multiple of the mean absolute day-to-day change.
+FLOOR_FACTOR = 1.0
+#: ... and at least this share of the series' mean level (a constant series still gets a band).
+RELATIVE_FLOOR = 1e-5
+#: The error distribution is never narrower than a Student-t with this many degrees of
+#: freedom scaled to the measured RMS (unit variance): errors are a mix of calm and
+#: turbulent windows, so their centre is narrower and their tails wider than a normal's.
+TAIL_DOF = 4
 
 
 @dataclass(frozen=True)
@@ -121,6 +149,8 @@ def _choose(result: BacktestResult, candidates: tuple[str, ...]) -> None:
 
 
 def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
+    """One row per model. ``coverage_80``/``coverage_95`` are filled by the engine for the
+    chosen model from the calibration backtest (leave-one-origin-out); NaN for the rest."""
     naive_mae = mae.get("snaive", np.nan)
     rows = []
     for model, pred in result.predictions.items():
@@ -131,8 +161,8 @@ def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
             "mase": mae[model] / result.scale,
             "rel_mase": mae[model] / naive_mae if naive_mae and naive_mae > 0 else np.nan,
             "bias_pct": 100 * float(np.mean(-resid)) / max(float(np.mean(np.abs(result.actuals))), 1e-9),
-            "coverage_80": _loo_coverage(resid, 80),
-            "coverage_95": _loo_coverage(resid, 95),
+            "coverage_80": np.nan,
+            "coverage_95": np.nan,
             "chosen": model == result.chosen,
             "origins": len(result.plan.origins),
             "horizon_steps": result.plan.horizon,
@@ -140,36 +170,219 @@ def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _loo_coverage(resid: np.ndarray, level: float) -> float:
-    """Share of held-out actuals inside intervals built from the *other* origins."""
-    if resid.shape[0] < 2:
-        return float("nan")
-    hits = []
-    for k in range(resid.shape[0]):
-        others = np.delete(resid, k, axis=0)
-        lo, hi = interval_offsets(others, resid.shape[1], level)
-        hits.append((resid[k] >= lo) & (resid[k] <= hi))
-    return float(np.mean(hits))
+# --- calibration backtest -------------------------------------------------------------
 
 
-def interval_offsets(resid: np.ndarray, horizon: int, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper offsets to add to a point forecast, one per horizon step.
+def plan_calibration(n: int, horizon: int, season: int, choice: BacktestPlan, n_origins: int = N_CALIBRATION) -> tuple[int, ...]:
+    """Calibration origins: the choice origins plus more, counted back from one step
+    before the end down to :data:`CALIBRATION_MIN_TRAIN` of the history.
 
-    ``resid`` is (origins, backtest horizon) of actual minus forecast. Quantiles are
-    taken per bucket of horizon steps, made non-decreasing in width, and extended
-    past the backtested horizon in proportion to sqrt(h).
+    The spacing is the even one rounded to a whole number of days that is not within a
+    day of a multiple of the season, so successive origins fall on different weekdays
+    and at different distances from the last weekly step change (the choice origins are
+    all on one weekday). Origins near the end have short windows: they measure the short
+    horizons on the most recent data. ``horizon`` is unused: windows end at the data.
     """
-    h_bt = resid.shape[1]
-    alpha = (100 - level) / 200
-    edges = np.unique(np.linspace(0, h_bt, min(N_BUCKETS, h_bt) + 1).astype(int))
-    lo_b, hi_b = [], []
-    for a, b in zip(edges[:-1], edges[1:]):
-        chunk = resid[:, a:b].ravel()
-        lo_b.append(min(np.quantile(chunk, alpha), 0.0))
-        hi_b.append(max(np.quantile(chunk, 1 - alpha), 0.0))
-    lo = np.minimum.accumulate(np.repeat(lo_b, np.diff(edges)))
-    hi = np.maximum.accumulate(np.repeat(hi_b, np.diff(edges)))
-    if horizon <= h_bt:
-        return lo[:horizon], hi[:horizon]
-    grow = np.sqrt(np.arange(h_bt + 1, horizon + 1) / h_bt)
-    return np.concatenate([lo, lo[-1] * grow]), np.concatenate([hi, hi[-1] * grow])
+    first = max(2 * season + 2, int(n * CALIBRATION_MIN_TRAIN))
+    extra = max(n_origins - len(choice.origins), 0)
+    if first >= n - 1 or extra == 0:
+        return choice.origins
+    even = (n - 1 - first) / max(extra - 1, 1)
+    spacing = min((s for s in range(2, 2 * season + int(even) + 2) if 1 < s % season < season - 1),
+                  key=lambda s: abs(s - even))
+    spread = {n - 1 - k * spacing for k in range(extra)}
+    return tuple(sorted(set(choice.origins) | {o for o in spread if o >= first}))
+
+
+def calibration_predictions(
+    y: np.ndarray,
+    index: pd.DatetimeIndex,
+    members: tuple[str, ...],
+    origins: tuple[int, ...],
+    horizon: int,
+    season: int,
+    known: dict[int, np.ndarray] | None = None,
+) -> dict[int, np.ndarray]:
+    """Point forecasts of the mean of ``members`` from each origin, ``min(horizon, n - o)``
+    steps long. ``known`` holds forecasts already made (the choice backtest's); an origin
+    where a member cannot be fitted is left out."""
+    out: dict[int, np.ndarray] = {}
+    for o in origins:
+        h = min(horizon, len(y) - o)
+        if h < 1:
+            continue
+        if known and o in known and len(known[o]) >= h:
+            out[o] = known[o][:h]
+            continue
+        try:
+            out[o] = np.mean([make_model(m, season).fit(y[:o], index[:o]).predict(h) for m in members], axis=0)
+        except (ModelError, ValueError, np.linalg.LinAlgError, RuntimeError):
+            continue
+    return out
+
+
+def ragged(rows: list[np.ndarray]) -> np.ndarray:
+    """Stack rows of different lengths into one (rows, longest) array, NaN-padded."""
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+# --- error model ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorModel:
+    """Calibrated forecast error quantiles: ``offset(day d, p) = s(d) * z(p)``.
+
+    ``band_ends``/``band_scale``: the last day of each horizon band and the (non-decreasing)
+    root mean square error measured in it; ``growth``: exponent of the scale's growth past
+    the last band; ``z``: sorted standardized errors (pooled); ``n_origins``: how many
+    origins they came from; ``floor``: the minimum scale; ``dependence``: the average
+    correlation of two standardized errors from the same origin (see
+    :func:`forecasting.risk.crossing_probability`).
+    """
+
+    band_ends: np.ndarray
+    band_scale: np.ndarray
+    growth: float
+    z: np.ndarray
+    n_origins: int
+    floor: float
+    dependence: float = 1.0
+
+    def scale(self, days: np.ndarray) -> np.ndarray:
+        """Error scale at 1-based horizon ``days`` (floor included)."""
+        days = np.asarray(days, dtype=float)
+        if len(self.band_ends) == 0:
+            return np.full(days.shape, self.floor)
+        i = np.searchsorted(self.band_ends, days)  # band holding each day
+        inside = self.band_scale[np.minimum(i, len(self.band_scale) - 1)]
+        last_day, last = float(self.band_ends[-1]), float(self.band_scale[-1])
+        beyond = last * (np.maximum(days, last_day) / last_day) ** self.growth
+        return np.maximum(np.where(days <= last_day, inside, beyond), self.floor)
+
+    def z_quantiles(self, probs: np.ndarray) -> np.ndarray:
+        """Standardized error quantiles: the pooled errors' own quantiles, never closer
+        to zero than those of the unit-variance Student-t (:data:`TAIL_DOF`). The
+        minimum matters where the backtest saw a flat stretch (all errors zero) and in
+        the tails, which ten origins cannot show."""
+        probs = np.asarray(probs, dtype=float)
+        base = stdtrit(TAIL_DOF, probs) * np.sqrt((TAIL_DOF - 2) / TAIL_DOF)
+        if len(self.z) == 0:
+            return base
+        emp = np.quantile(self.z, probs)
+        return np.where(probs >= 0.5, np.maximum(emp, base), np.minimum(emp, base))
+
+    def offsets(self, horizon: int, steps_per_day: int, probs: np.ndarray) -> np.ndarray:
+        """(horizon, len(probs)) offsets to add to a point forecast at each step.
+
+        Offsets below the median are <= 0 and above it >= 0 (the point forecast stays
+        inside every central interval); each row is non-decreasing in ``p``.
+        """
+        probs = np.asarray(probs, dtype=float)
+        days = np.arange(horizon) // steps_per_day + 1
+        out = self.scale(days)[:, None] * self.z_quantiles(probs)[None, :]
+        out[:, probs < 0.5] = np.minimum(out[:, probs < 0.5], 0.0)
+        out[:, probs > 0.5] = np.maximum(out[:, probs > 0.5], 0.0)
+        return out
+
+
+def _bands(last_day: int) -> list[tuple[int, int]]:
+    """Horizon bands in days, doubling: (1, 1), (2, 3), (4, 7), (8, 15), ..."""
+    out, start = [], 1
+    while start <= last_day:
+        end = min(2 * start - 1, last_day)
+        out.append((start, end))
+        start = end + 1
+    return out
+
+
+def fit_error_model(resid: np.ndarray, steps_per_day: int, floor: float) -> ErrorModel:
+    """Fit :class:`ErrorModel` to backtest errors.
+
+    ``resid``: (origins, steps) of actual minus forecast, NaN where the origin's window
+    ended; ``floor``: minimum error scale (see :func:`day_to_day_scale`).
+    """
+    resid = np.atleast_2d(np.asarray(resid, dtype=float))
+    finite = np.isfinite(resid)
+    n_origins = int(finite.any(axis=1).sum())
+    if n_origins == 0:
+        return ErrorModel(np.array([]), np.array([]), MIN_GROWTH, np.array([]), 0, floor)
+    day = np.arange(resid.shape[1]) // steps_per_day + 1
+    last_day = int(day[finite.any(axis=0)].max())
+    ends, scales = [], []
+    for a, b in _bands(last_day):
+        chunk = resid[:, (day >= a) & (day <= b)]
+        if np.isfinite(chunk).any(axis=1).sum() < min(MIN_BAND_ORIGINS, n_origins):
+            break  # one or two windows that long say little: extrapolate instead
+        ends.append(b)
+        scales.append(float(np.sqrt(np.nanmean(chunk**2))))
+    band_ends = np.array(ends, dtype=float)
+    # Errors do not shrink with the horizon: a smaller RMS further out is sampling noise.
+    band_scale = np.maximum.accumulate(np.maximum(np.array(scales), floor))
+    growth = _growth(band_ends, band_scale)
+    model = ErrorModel(band_ends, band_scale, growth, np.array([]), n_origins, floor)
+    z = resid / model.scale(np.broadcast_to(day, resid.shape))
+    return ErrorModel(band_ends, band_scale, growth, np.sort(z[finite]), n_origins, floor, _dependence(z))
+
+
+def _dependence(z: np.ndarray) -> float:
+    """Average correlation between two standardized errors of the same origin, as in a
+    one-factor model ``z = sqrt(r) W + sqrt(1 - r) e``: E[(sum z)^2 - sum z^2] is
+    D (D - 1) r for an origin with D errors. 1 when it cannot be measured."""
+    pairs, squares = 0.0, 0.0
+    for row in z:
+        row = row[np.isfinite(row)]
+        if len(row) >= 2:
+            pairs += float(row.sum() ** 2 - np.sum(row**2))
+            squares += float((len(row) - 1) * np.sum(row**2))
+    return float(np.clip(pairs / squares, 0.0, 1.0)) if squares > 0 else 1.0
+
+
+def _growth(ends: np.ndarray, scale: np.ndarray) -> float:
+    """Exponent of the scale's growth past the measured bands: the log-log slope over
+    the measured bands, at least :data:`MIN_GROWTH` (a random walk) and at most 1 (a
+    wrong trend)."""
+    if len(ends) < 2 or scale[0] <= 0:
+        return MIN_GROWTH
+    mid = np.log(ends)
+    slope = float(np.polyfit(mid, np.log(scale), 1)[0])
+    return float(np.clip(slope, MIN_GROWTH, 1.0))
+
+
+def day_to_day_scale(daily: np.ndarray, days: int = 56) -> float:
+    """The floor for the error scale: how much the daily series' day-to-day change varies
+    (mean absolute deviation of the changes from their median, over the last ``days``
+    days, times :data:`FLOOR_FACTOR`), and at least :data:`RELATIVE_FLOOR` of its level.
+
+    About the median, so a steady trend (storage filling up) adds nothing: it is
+    forecast, not uncertain. A series held flat between steps has a median change of
+    zero and a floor of the mean step size times the share of days with a step, so a
+    backtest that happened to see only a flat stretch cannot give a zero-width band.
+    """
+    tail = np.asarray(daily, dtype=float)[-(days + 1):]
+    tail = tail[np.isfinite(tail)]
+    change = np.diff(tail)
+    spread = float(np.mean(np.abs(change - np.median(change)))) if len(change) else 0.0
+    level = float(np.mean(np.abs(tail))) if len(tail) else 0.0
+    return max(FLOOR_FACTOR * spread, RELATIVE_FLOOR * level, 1e-12)
+
+
+def loo_coverage(resid: np.ndarray, steps_per_day: int, floor: float, levels: tuple[float, ...] = (80, 95)) -> dict[float, float]:
+    """Share of each origin's actuals inside the ``levels`` intervals of an error model
+    fitted on the *other* origins (honest: the origin being checked is not used)."""
+    rows = [k for k in range(resid.shape[0]) if np.isfinite(resid[k]).any()]
+    if len(rows) < 2:
+        return {lvl: float("nan") for lvl in levels}
+    probs = np.array([p for lvl in levels for p in ((1 - lvl / 100) / 2, (1 + lvl / 100) / 2)])
+    hits: dict[float, list[np.ndarray]] = {lvl: [] for lvl in levels}
+    for k in rows:
+        row = resid[k]
+        ok = np.isfinite(row)
+        off = fit_error_model(np.delete(resid, k, axis=0), steps_per_day, floor).offsets(len(row), steps_per_day, probs)[ok]
+        for i, lvl in enumerate(levels):
+            hits[lvl].append((row[ok] >= off[:, 2 * i]) & (row[ok] <= off[:, 2 * i + 1]))
+    return {lvl: float(np.mean(np.concatenate(h))) for lvl, h in hits.items()}

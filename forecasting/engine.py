@@ -1,23 +1,29 @@
 """The public forecasting API: one series or a panel in, forecast frames out.
 
 ``forecast_series(history, horizon_days)`` takes ``ts, value`` at any regular step
-from 5 minutes to a day and returns ``ts, yhat, yhat_lower, yhat_upper`` at the same
-step for the ``horizon_days`` after the last timestamp, plus ``yhat_baseline`` and
-``model``; :func:`fit_forecast` also returns what each event added
-(``ForecastResult.contributions``: ``ts, event, contribution``).
+from 5 minutes to a day and returns, at the same step for the ``horizon_days`` after
+the last timestamp: ``ts, yhat, yhat_lower, yhat_upper, model``, one column per
+predictive quantile (``q010`` ... ``q990``, :data:`forecasting.frames.QUANTILE_COLUMNS`)
+and ``yhat_baseline``. :func:`fit_forecast` also returns what each event added
+(``ForecastResult.contributions``: ``ts, event, contribution``) and how much the errors
+of different steps move together (``ForecastResult.dependence``, for
+:mod:`forecasting.risk`).
 
 How it works, and why (see docs/FORECASTING.md for the measurements):
 
 1. the history is regularised (duplicates averaged, gaps filled, negatives clipped)
    and event windows are masked so spikes do not bend the fit;
-2. sub-daily data is split into 24-hour block means (the level) and a mean
-   step-of-week profile of the last four weeks (the shape). Models forecast the level
-   at daily resolution, where they are fast and where the weekly season is 7 steps;
-3. every candidate model is backtested from several origins and the best one (or the
-   mean of the best two) is chosen per series;
-4. intervals are the chosen model's backtest residual quantiles (split-conformal), so
-   an 80% interval held about 80% of actuals in that series' own backtests;
-5. overlays (future uplifts, steps, recurring events) multiply the result.
+2. sub-daily data is split into 24-hour block means (the level) and a median
+   step-of-week or step-of-day profile (the shape). Models forecast the level at daily
+   resolution, where they are fast and where the weekly season is 7 steps;
+3. every candidate model is backtested from three origins and the best one (or the
+   mean of the best three) is chosen per series;
+4. the chosen model is backtested again from up to ten origins spread over the second
+   part of the history; its errors there, per horizon band, give the quantiles
+   (:func:`forecasting.backtest.fit_error_model`). ``yhat_lower``/``yhat_upper`` are the
+   ``level`` interval of the same quantile function;
+5. overlays (future uplifts, steps, recurring events) multiply the result, quantiles
+   included.
 
 ``forecast_daily_peak`` does the same on the daily maximum: capacity is about peaks.
 """
@@ -33,8 +39,12 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from .backtest import BacktestResult, interval_offsets, plan_backtest, run_backtest
+from .backtest import (
+    BacktestResult, calibration_predictions, day_to_day_scale, fit_error_model, loo_coverage, plan_backtest,
+    plan_calibration, ragged, run_backtest,
+)
 from .events import CONTRIBUTION_COLUMNS, Event, apply_overlays, mask_events, measure_uplift, occurrences
+from .frames import QUANTILE_COLUMNS, QUANTILES
 from .models import BASELINES, CANDIDATES, MODELS, ModelError, make_model
 from .series import SeriesQuality, daily_peak, infer_step, regularize, to_series
 
@@ -65,6 +75,10 @@ class ForecastResult:
     measured_uplifts: dict[str, float] = field(default_factory=dict)
     #: What each event added to ``yhat``: ``ts, event, contribution`` (non-zero rows).
     contributions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CONTRIBUTION_COLUMNS))
+    #: How much of the forecast error is shared between steps (0: independent, 1: moves
+    #: in lockstep), measured on the calibration backtest; pass it to
+    #: :func:`forecasting.risk.crossing_probability` with a daily-peak frame.
+    dependence: float = 1.0
 
 
 def forecast_series(
@@ -174,14 +188,14 @@ def _forecast(
                 measured[o.event.name] = m
     level_series, profile = _split_level(fitted, step)
     choice = (*CANDIDATES, *BASELINES) if model == "auto" else (model,)
-    frame, model_name, scores, more = _forecast_level(level_series, profile, fitted, choice, horizon, step, level)
+    frame, model_name, scores, more, dependence = _forecast_level(level_series, profile, fitted, choice, horizon, step, level)
     notes += more
     frame, contributions = apply_overlays(frame, [o for o in occ if o.end is None or o.end > index[-1].date()], measured)
     if non_negative:
-        for c in ("yhat", "yhat_lower", "yhat_upper", "yhat_baseline"):
+        for c in ("yhat", "yhat_lower", "yhat_upper", "yhat_baseline", *QUANTILE_COLUMNS):
             frame[c] = frame[c].clip(lower=0)
     frame.insert(4, "model", model_name)
-    return ForecastResult(frame, model_name, scores, quality, notes, measured, contributions)
+    return ForecastResult(frame, model_name, scores, quality, notes, measured, contributions, dependence)
 
 
 def _split_level(y: pd.Series, step: pd.Timedelta) -> tuple[pd.Series, dict[str, np.ndarray] | None]:
@@ -222,7 +236,12 @@ def _forecast_level(
     horizon: int,
     step: pd.Timedelta,
     level: float,
-) -> tuple[pd.DataFrame, str, pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, str, pd.DataFrame, list[str], float]:
+    """Point forecast at the series' own step plus calibrated quantiles, and the errors'
+    dependence between steps.
+
+    Out: ``ts, yhat, yhat_lower, yhat_upper`` and one column per :data:`QUANTILE_COLUMNS`.
+    """
     notes: list[str] = []
     y = level_series.to_numpy(dtype=float)
     index = pd.DatetimeIndex(level_series.index)
@@ -248,22 +267,45 @@ def _forecast_level(
         if len(choice) == 1 and name not in choice:
             notes.append(f"model {choice[0]} unavailable; used {name}")
     point_daily = np.mean([make_model(m, season).fit(y, index).predict(h_days) for m in members], axis=0)
-    shape = None
-    if result is not None:
-        resid, shape = _step_residuals(result, members, full, profiles, per_day)
-        lo, hi = interval_offsets(resid, horizon, level)
-    else:
-        scale = float(np.std(np.diff(full.to_numpy()))) or 1e-9
-        z = NormalDist().inv_cdf(0.5 + level / 200)
-        width = z * scale * np.sqrt(np.arange(1, horizon + 1))
-        lo, hi = -width, width
+    shape = _shape_choice(result, members, full, profiles, per_day) if result is not None and profiles else None
     if profiles is not None:
         shape = shape or ("week" if "week" in profiles else "day")
         notes.append(f"sub-daily shape: {shape} profile")
+    probs = np.array([*QUANTILES, (1 - level / 100) / 2, (1 + level / 100) / 2])
+    floor = day_to_day_scale(y)
+    dependence = 1.0
+    if result is not None:
+        resid = _calibration_residuals(y, index, members, result, full, profiles, shape, per_day, h_days, season)
+        errors = fit_error_model(resid, per_day, floor)
+        offsets, dependence = errors.offsets(horizon, per_day, probs), errors.dependence
+        scores = _with_coverage(scores, resid, per_day, floor)
+    else:
+        offsets = _fallback_offsets(full, horizon, floor, probs)
     point = _to_steps(point_daily, profiles[shape] if profiles and shape else None, per_day)[:horizon]
     ts = full.index[-1] + step * np.arange(1, horizon + 1)
-    frame = pd.DataFrame({"ts": ts, "yhat": point, "yhat_lower": point + lo, "yhat_upper": point + hi})
-    return frame, name, scores, notes
+    frame = pd.DataFrame({"ts": ts, "yhat": point, "yhat_lower": point + offsets[:, -2], "yhat_upper": point + offsets[:, -1]})
+    for j, col in enumerate(QUANTILE_COLUMNS):
+        frame[col] = point + offsets[:, j]
+    return frame, name, scores, notes, dependence
+
+
+def _fallback_offsets(full: pd.Series, horizon: int, floor: float, probs: np.ndarray) -> np.ndarray:
+    """Without a backtest: normal errors growing like a random walk of the step-to-step
+    changes (no evidence of anything better), never below the day-to-day floor."""
+    scale = max(float(np.std(np.diff(full.to_numpy()))), floor)
+    z = np.array([NormalDist().inv_cdf(float(p)) for p in probs])
+    return scale * np.sqrt(np.arange(1, horizon + 1))[:, None] * z[None, :]
+
+
+def _with_coverage(scores: pd.DataFrame, resid: np.ndarray, per_day: int, floor: float) -> pd.DataFrame:
+    """Fill the chosen model's ``coverage_80``/``coverage_95``: leave-one-origin-out over
+    the calibration backtest (each origin checked against intervals from the others)."""
+    scores = scores.copy()
+    chosen = scores["chosen"].to_numpy(dtype=bool)
+    for lvl, cov in loo_coverage(resid, per_day, floor, (80, 95)).items():
+        scores.loc[chosen, f"coverage_{lvl:g}"] = cov
+    scores["origins"] = np.where(chosen, resid.shape[0], scores["origins"])
+    return scores
 
 
 def _to_steps(daily: np.ndarray, profile: np.ndarray | None, per_day: int) -> np.ndarray:
@@ -273,30 +315,54 @@ def _to_steps(daily: np.ndarray, profile: np.ndarray | None, per_day: int) -> np
     return levels + np.tile(profile, int(np.ceil(len(levels) / len(profile))))[: len(levels)]
 
 
-def _step_residuals(
-    result: BacktestResult, members: tuple[str, ...], full: pd.Series, profiles: dict[str, np.ndarray] | None,
-    per_day: int,
-) -> tuple[np.ndarray, str | None]:
-    """Backtest residuals at the series' own step and, for sub-daily data, the shape
-    profile whose level + profile forecast had the lowest backtest error."""
+def _shape_choice(
+    result: BacktestResult, members: tuple[str, ...], full: pd.Series, profiles: dict[str, np.ndarray], per_day: int,
+) -> str:
+    """The shape profile whose level + profile forecast had the lowest error at the
+    choice backtest's origins."""
     key = "combo" if len(members) > 1 else members[0]
-    if profiles is None:
-        return result.residuals(key), None
     values = full.to_numpy(dtype=float)
     offset = len(values) - (len(values) // per_day) * per_day
     rows: dict[str, list[np.ndarray]] = {}
     for k, origin in enumerate(result.plan.origins):
         cut = offset + origin * per_day
-        train = pd.Series(values[:cut], index=full.index[:cut])
-        _, profs = _split_level(train, full.index[1] - full.index[0])
+        _, profs = _split_level(pd.Series(values[:cut], index=full.index[:cut]), full.index[1] - full.index[0])
         for kind, prof in (profs or {}).items():
             pred = _to_steps(result.predictions[key][k], prof, per_day)
             actual = values[cut: cut + len(pred)]
             rows.setdefault(kind, []).append(actual - pred[: len(actual)])
     complete = {k: r for k, r in rows.items() if len(r) == len(result.plan.origins) and k in profiles}
-    best = min(complete, key=lambda k: float(np.mean(np.abs(np.concatenate(complete[k])))))
-    width = min(len(r) for r in complete[best])
-    return np.stack([r[:width] for r in complete[best]]), best
+    return min(complete, key=lambda k: float(np.mean(np.abs(np.concatenate(complete[k])))))
+
+
+def _calibration_residuals(
+    y: np.ndarray, index: pd.DatetimeIndex, members: tuple[str, ...], result: BacktestResult, full: pd.Series,
+    profiles: dict[str, np.ndarray] | None, shape: str | None, per_day: int, h_days: int, season: int,
+) -> np.ndarray:
+    """Actual minus forecast at the series' own step from every calibration origin:
+    (origins, steps), NaN-padded where an origin's window reaches the end of the history.
+
+    Sub-daily forecasts are rebuilt as level + the chosen shape profile of the history
+    before each origin, so the errors include the shape's.
+    """
+    key = "combo" if len(members) > 1 else members[0]
+    known = {o: result.predictions[key][k] for k, o in enumerate(result.plan.origins)}
+    origins = plan_calibration(len(y), h_days, season, result.plan)
+    preds = calibration_predictions(y, index, members, origins, h_days, season, known)
+    if profiles is None:
+        return ragged([y[o: o + len(p)] - p for o, p in preds.items()])
+    values = full.to_numpy(dtype=float)
+    offset = len(values) - (len(values) // per_day) * per_day
+    rows = []
+    for o, p in preds.items():
+        cut = offset + o * per_day
+        _, profs = _split_level(pd.Series(values[:cut], index=full.index[:cut]), full.index[1] - full.index[0])
+        if not profs or shape not in profs:
+            continue
+        pred = _to_steps(p, profs[shape], per_day)
+        actual = values[cut: cut + len(pred)]
+        rows.append(actual - pred[: len(actual)])
+    return ragged(rows)
 
 
 def _panel_one(args: tuple) -> tuple[str, ForecastResult | Exception]:

@@ -10,7 +10,8 @@ column                meaning
 ``value``             float in base units (cores, bytes, pods)
 ====================  ==========================================================
 
-Forecasts use Prophet's names: ``yhat``, ``yhat_lower``, ``yhat_upper``.
+Forecasts use Prophet's names: ``yhat``, ``yhat_lower``, ``yhat_upper``, plus one
+column per predictive quantile (:data:`QUANTILE_COLUMNS`: ``q010`` ... ``q990``).
 Dimension values inside a ``series_id`` are percent-encoded, so a label value that
 contains ``/`` or ``=`` (or anything else) cannot break the key.
 """
@@ -29,6 +30,28 @@ YHAT = "yhat"
 YHAT_LOWER = "yhat_lower"
 YHAT_UPPER = "yhat_upper"
 
+#: Probabilities of the predictive quantiles on every forecast frame: dense in the
+#: tails, where capacity decisions are made (docs/FORECASTING.md, "Quantiles").
+QUANTILES = (0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95, 0.975, 0.99)
+
+
+def quantile_column(q: float) -> str:
+    """Column name of the ``q`` quantile: ``q`` times 1000 on three digits.
+
+    >>> quantile_column(0.025), quantile_column(0.5), quantile_column(0.99)
+    ('q025', 'q500', 'q990')
+    """
+    if not 0 < q < 1:
+        raise ValueError(f"quantile must be strictly between 0 and 1, got {q}")
+    milli = round(q * 1000)
+    if abs(milli - q * 1000) > 1e-6:
+        raise ValueError(f"quantile {q} is not a whole number of thousandths")
+    return f"q{milli:03d}"
+
+
+#: ``q010, q025, ..., q990``: one column per :data:`QUANTILES` entry, in that order.
+QUANTILE_COLUMNS = tuple(quantile_column(q) for q in QUANTILES)
+
 #: Dimensions that make up a pool-level series key, in key order.
 POOL_DIMS = ("cluster", "pool", "resource", "kind")
 RESOURCES = ("cpu", "memory", "pods", "storage")
@@ -38,7 +61,8 @@ KINDS = ("usage", "requests", "capacity")
 UNITS = {"cpu": "cores", "memory": "bytes", "pods": "pods", "storage": "bytes"}
 
 __all__ = [
-    "SERIES_ID", "TS", "VALUE", "YHAT", "YHAT_LOWER", "YHAT_UPPER", "POOL_DIMS",
+    "SERIES_ID", "TS", "VALUE", "YHAT", "YHAT_LOWER", "YHAT_UPPER", "QUANTILES", "QUANTILE_COLUMNS",
+    "quantile_column", "POOL_DIMS",
     "RESOURCES", "KINDS", "UNITS", "FrameError", "make_series_id", "parse_series_id",
     "validate_long", "validate_forecast", "CONTRACTS", "check_frame",
 ]

