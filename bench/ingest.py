@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,14 +27,12 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from pipelines.config import load_config  # noqa: E402
-from pipelines.prometheus import build_queries, ingest_prometheus, load_metric_catalog, parse_duration, plan_chunks  # noqa: E402
-from pipelines.store import Store  # noqa: E402
-from tests.conftest import write_config  # noqa: E402
-from tests.support.promserver import PrometheusServer, make_fleet, write_openmetrics  # noqa: E402
+from pipelines.config import load_config
+from pipelines.domain import HistoryWindow
+from pipelines.io.sources.prometheus import build_queries, ingest_prometheus, load_metric_catalog, parse_duration, plan_chunks
+from pipelines.io.store import Store
+from pipelines.testing.promserver import PrometheusServer, make_fleet, write_openmetrics
+from pipelines.testing.site import demo_site
 
 
 def main() -> None:
@@ -55,7 +52,7 @@ def main() -> None:
         server = PrometheusServer(folder, folder / "data.om")
         print(f"fleet: {len(fleet.nodes)} nodes, {days} days hourly; backfill {time.perf_counter() - t:.1f} s")
         try:
-            cfg_path = write_config(folder / "site")
+            cfg_path = demo_site(folder / "site", as_of=as_of)
             text = cfg_path.read_text().replace("kind: demo                # demo | prometheus | file", "kind: prometheus")
             text = text.replace("    url: http://127.0.0.1:9090\n    step: 1h", f"    url: {server.url}\n    step: 1h\n    scrape_interval: 1h\n    rate_window: 1h")
             text = text.replace("history_days: 180", f"history_days: {days}")
@@ -81,7 +78,7 @@ def main() -> None:
             # end to end
             store = Store(cfg.path(cfg.store.path))
             t = time.perf_counter()
-            res = ingest_prometheus(store, cfg, as_of)
+            res = ingest_prometheus(store, cfg, HistoryWindow.ending(as_of, days))
             e2e_s = time.perf_counter() - t
             points = res.rows
 

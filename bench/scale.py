@@ -1,8 +1,10 @@
 """Scale benchmark: the monthly job at the handbook's estate size, stage by stage.
 
 Figures, not a pass/fail test. For each fleet size (default 1,000, 3,000 and 10,800
-nodes; ``--quick``: 200, 400 and 800) it builds the demo fleet (180 days hourly) into a
-fresh DuckDB file and times, separately:
+nodes; ``--quick``: 200, 400 and 800) it runs the monthly job itself
+(``pipelines.jobs.monthly.monthly_job`` under the run lifecycle, as ``capplan run`` does,
+without Prefect) on the demo fleet (180 days hourly) in a fresh folder, and reads its step
+timings:
 
 * ingest: generating and bulk-loading node-level samples into DuckDB,
 * aggregate: pool series from node samples (SQL in DuckDB),
@@ -28,7 +30,6 @@ import logging
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -37,17 +38,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 for _n in ("prophet", "cmdstanpy"):
     logging.getLogger(_n).setLevel(logging.ERROR)
 
-from pipelines.config import load_catalog, load_config, load_events  # noqa: E402
-from pipelines.ingest import history_window, ingest_demo  # noqa: E402
-from pipelines.report import render_report  # noqa: E402
-from pipelines.stages import daily_history, forecast_pools, plan_capacity, pool_tiers  # noqa: E402
-from pipelines.store import Store  # noqa: E402
+from pipelines.jobs import RunContext, Steps, execute  # noqa: E402
+from pipelines.jobs.monthly import monthly_job  # noqa: E402
+from pipelines.testing.site import demo_site  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 27)
 
@@ -84,36 +81,24 @@ def open_in_chromium(path: Path) -> float | None:
 
 
 def one_size(nodes: int, folder: Path) -> dict:
-    from tests.conftest import write_config
-
-    cfg = load_config(write_config(folder, nodes=nodes, clusters=max(4, round(nodes / 1000))))
-    store = Store(cfg.path(cfg.store.path))
-    events = load_events(cfg.path(cfg.catalogs.events))
-    catalog = load_catalog(cfg.path(cfg.catalogs.instances))
-    out = {"nodes": nodes}
-    ing, out["ingest_s"] = timed(lambda: ingest_demo(store, nodes, AS_OF, 180, 7, max(4, round(nodes / 1000))))
-    out["ingest_rows_per_s"] = ing.rows / out["ingest_s"]
-    start, end = history_window(AS_OF, 180)
-    history, out["aggregate_s"] = timed(lambda: store.pool_samples(start, end))
-    out["aggregate_rows_per_s"] = ing.rows / out["aggregate_s"]
-    tiers = pool_tiers(ing.inventory, ing.storage_pools)
-    fc, out["forecast_s"] = timed(lambda: forecast_pools(history, events, tiers, 180))
-    out["series"] = int(fc.forecasts["series_id"].nunique())
+    """The monthly job itself (the same code as `capplan run`), timed step by step."""
+    clusters = max(4, round(nodes / 1000))
+    ctx = RunContext.create(demo_site(folder, nodes=nodes, clusters=clusters, as_of=AS_OF))
+    steps = Steps()
+    result = execute(ctx, monthly_job, steps)
+    t = steps.timings
+    rows = result.summary["ingest"]["rows"]
+    out = {"nodes": nodes, "ingest_s": t["ingest_history_s"], "ingest_rows_per_s": rows / t["ingest_history_s"],
+           "aggregate_s": t["load_history_s"], "aggregate_rows_per_s": rows / t["load_history_s"],
+           "forecast_s": t["forecast_demand_s"], "plan_s": t["plan_capacity_s"], "report_s": t["render_report_s"]}
+    out["series"] = int(ctx.store.table("forecasts", result.run_id)["series_id"].nunique())
     out["forecast_series_per_s"] = out["series"] / out["forecast_s"]
-    plan, out["plan_s"] = timed(lambda: plan_capacity(cfg, catalog, events, AS_OF, "bench", ing.inventory, ing.storage_pools, fc, history))
-    from pipelines.flows import report_inputs
-
-    def render() -> str:
-        return render_report(report_inputs(cfg, catalog, events, AS_OF, "bench", plan, fc, daily_history(history), ing.quality, None))
-
-    html, out["report_s"] = timed(render)
-    page = folder / "report.html"
-    page.write_text(html)
+    page = result.files["report"]
     out["report_mb"] = page.stat().st_size / 2**20
     out["run_from_duckdb_s"] = out["aggregate_s"] + out["forecast_s"] + out["plan_s"] + out["report_s"]
     out["browser_open_s"] = open_in_chromium(page)
     out["peak_rss_mb"] = peak_rss_mb()
-    out["_history"] = history
+    out["_history"] = ctx.store.pool_samples(*ctx.window)
     return out
 
 

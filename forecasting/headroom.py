@@ -18,7 +18,7 @@ from .policy import PoolPolicy
 
 __all__ = [
     "ALLOC_COLUMNS", "PolicyLookup", "pool_capacity", "usable_capacity", "storage_capacity",
-    "utilisation", "decisions",
+    "utilisation", "decisions", "mark_for_review", "DECISION_COLUMNS",
 ]
 
 #: Inventory column holding each resource's allocatable, in base units.
@@ -131,6 +131,8 @@ def decisions(util: pd.DataFrame, policy_of: PolicyLookup, as_of: dt.date, horiz
     when there is none).
     """
     rows = []
+    if util.empty:
+        return pd.DataFrame(columns=DECISION_COLUMNS)
     for (cluster, pool, tier, res), g in util.groupby(["cluster", "pool", "tier", "resource"], sort=True):
         p = policy_of(cluster, pool, tier)
         best: dict | None = None
@@ -157,9 +159,55 @@ def decisions(util: pd.DataFrame, policy_of: PolicyLookup, as_of: dt.date, horiz
             "threshold_pct": best["threshold"], "trigger_date": trigger, "lead_time_days": lead,
             "order_by_date": order_by, "late": late,
             "days_of_headroom": (trigger - as_of).days if trigger else horizon_days,
-            "status": "red" if late else ("amber" if trigger else "green"),
+            "status": "red" if late else ("amber" if trigger else "green"), "review_reason": None,
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=DECISION_COLUMNS)
+
+
+DECISION_COLUMNS = [
+    "cluster", "pool", "tier", "resource", "binding_kind", "utilisation_now_pct", "peak_utilisation_pct", "peak_date",
+    "threshold_pct", "trigger_date", "lead_time_days", "order_by_date", "late", "days_of_headroom", "status",
+    "review_reason",
+]
+#: The demand kinds a resource is planned on (compute capacity comes from the inventory).
+EXPECTED_KINDS = {"cpu": ("usage", "requests"), "memory": ("usage", "requests"), "pods": ("requests",), "storage": ("usage",)}
+
+
+def mark_for_review(dec: pd.DataFrame, usable: pd.DataFrame, forecast_keys: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
+    """Keep every pool and resource in the plan, marking those without a usable forecast.
+
+    In: :func:`decisions` output; ``usable`` (``cluster, pool, tier, resource``: every pool
+    resource that has capacity); ``forecast_keys`` (``cluster, pool, resource, kind`` that
+    were forecast); ``failures`` (``cluster, pool, resource, kind, message``: series that
+    could not be forecast). Out: ``dec`` plus a ``red`` row with ``review_reason`` "no
+    forecast: ..." for each pool resource that has capacity but no forecast at all; a
+    resource forecast on only some of its kinds keeps its decision, gets a
+    ``review_reason`` and is at least ``amber``.
+    """
+    done = set(map(tuple, forecast_keys[["cluster", "pool", "resource", "kind"]].drop_duplicates().to_numpy()))
+    why = {}
+    for r in failures.itertuples():
+        why.setdefault((r.cluster, r.pool, r.resource), []).append(f"{r.kind}: {r.message}")
+    out = dec.copy()
+    extra = []
+    for r in usable[["cluster", "pool", "tier", "resource"]].drop_duplicates().itertuples():
+        key = (r.cluster, r.pool, r.resource)
+        kinds = EXPECTED_KINDS.get(r.resource, ())
+        have = [k for k in kinds if (*key, k) in done]
+        missing = [k for k in kinds if (*key, k) not in done]
+        if not missing:
+            continue
+        reasons = "; ".join(why.get(key, [])) or f"no history for {', '.join(missing)}"
+        if not have:
+            extra.append({"cluster": r.cluster, "pool": r.pool, "tier": r.tier, "resource": r.resource, "late": False,
+                          "status": "red", "review_reason": f"no forecast: review ({reasons})"})
+            continue
+        at = (out["cluster"] == r.cluster) & (out["pool"] == r.pool) & (out["resource"] == r.resource)
+        out.loc[at, "review_reason"] = f"no forecast for {', '.join(missing)} ({reasons}); decided on {', '.join(have)}"
+        out.loc[at & (out["status"] == "green"), "status"] = "amber"
+    if extra:
+        out = pd.concat([out, pd.DataFrame(extra)], ignore_index=True) if len(out) else pd.DataFrame(extra)
+    return out.reindex(columns=DECISION_COLUMNS).sort_values(["cluster", "pool", "resource"], ignore_index=True)
 
 
 def _earlier(a: dict, b: dict) -> bool:

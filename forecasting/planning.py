@@ -261,7 +261,24 @@ def build_plan(
             rows.append({**common, "action": "add-nodes", "quantity": count, "instance_type": itype, "storage_gib": 0.0,
                          "storage_type": None, "monthly_cost_usd": count * t.monthly_cost_usd(p.spot_ratio_pct, p.reserved_ratio_pct),
                          "binding_resource": sizing.binding_resource, "reason": f"{why}; {sizing.reason}"})
+    rows += _review_actions(decisions, as_of)
     return pd.DataFrame(rows, columns=ACTION_COLUMNS)
+
+
+def _review_actions(decisions: pd.DataFrame, as_of: dt.date) -> list[dict]:
+    """One ``review`` action (due today, no cost) per pool with a resource that has no
+    forecast at all: such a pool is never silently left out of a plan."""
+    if "review_reason" not in decisions:
+        return []
+    blind = decisions[decisions["review_reason"].notna() & decisions["trigger_date"].isna() & (decisions["status"] == "red")]
+    rows = []
+    for (cluster, pool, tier), d in blind.groupby(["cluster", "pool", "tier"], sort=True):
+        rows.append({"order_by_date": as_of, "needed_by_date": None, "late": False, "cluster": cluster, "pool": pool,
+                     "tier": tier, "action": "review", "quantity": 0, "instance_type": None, "storage_gib": 0.0,
+                     "storage_type": None, "spot_ratio_pct": 0.0, "reserved_ratio_pct": 0.0, "monthly_cost_usd": 0.0,
+                     "binding_resource": ",".join(d["resource"]),
+                     "reason": "; ".join(f"{r.resource}: {r.review_reason}" for r in d.itertuples())})
+    return rows
 
 
 def plan_document(
@@ -282,7 +299,7 @@ def plan_document(
     timeline = []
     if len(actions):
         for (order_by, needed_by), g in actions.sort_values(["order_by_date", "cluster", "pool"]).groupby(
-            ["order_by_date", "needed_by_date"], sort=True
+            ["order_by_date", "needed_by_date"], sort=True, dropna=False  # a review has no needed-by date
         ):
             acts = []
             for a in g.itertuples():
@@ -295,7 +312,7 @@ def plan_document(
                 if a.late:
                     item["late"] = True
                 acts.append(item)
-            timeline.append({"timeline": str(order_by), "neededBy": str(needed_by),
+            timeline.append({"timeline": str(order_by), "neededBy": str(needed_by) if pd.notna(needed_by) else None,
                              "reason": "; ".join(sorted({a["reason"].split(";")[0] for a in acts})[:3]), "actions": acts})
     monthly = float(actions["monthly_cost_usd"].sum()) if len(actions) else 0.0
     return {

@@ -32,10 +32,11 @@ DebugOpt = typer.Option(False, "--debug", help="show the traceback of an unexpec
 
 def _quiet_prefect(verbose: bool) -> None:
     # Quiet by default: failures are reported as one plain line by _errors(); --verbose shows
-    # Prefect's own log (with tracebacks).
+    # Prefect's own log (with tracebacks). Must run before prefect is imported.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    from .orchestration import prefect_defaults
+
+    prefect_defaults()
     for name in ("prophet", "cmdstanpy", "distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -47,8 +48,8 @@ def _errors(debug: bool = False) -> Iterator[None]:
     from forecasting.policy import CatalogError
 
     from .config import ConfigError
-    from .ingest import IngestError
-    from .store import StoreError
+    from .io.sources import IngestError
+    from .io.store import StoreError
 
     try:
         yield
@@ -61,8 +62,8 @@ def _errors(debug: bool = False) -> Iterator[None]:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     except Exception as exc:
-        from .prometheus import PrometheusError
-        from .notify import EmailError
+        from .io.smtp import EmailError
+        from .io.sources.prometheus import PrometheusError
 
         if isinstance(exc, (PrometheusError, EmailError)):
             err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
@@ -101,8 +102,11 @@ def _print_result(result: dict) -> None:
         table.add_column(col, justify="right" if col in ("util now", "to add", "monthly cost") else "left")
     for r in result["table"]:
         style = {"red": "red", "amber": "yellow"}.get(r["status"], "")
-        table.add_row(r["cluster"], r["pool"], r["resource"], f"{r['utilisation_now_pct']:.0f}%", str(r["trigger_date"] or "-"),
-                      str(r["order_by_date"] or "-"), _to_add(r), f"${r['monthly_cost_usd']:,.0f}", style=style)
+        util = r["utilisation_now_pct"]
+        table.add_row(r["cluster"], r["pool"], r["resource"], "-" if util is None or util != util else f"{util:.0f}%",
+                      _text(r["trigger_date"]), _text(r["order_by_date"]),
+                      "no forecast: review" if r.get("review_reason") and _text(r["trigger_date"]) == "-" else _to_add(r),
+                      f"${r['monthly_cost_usd']:,.0f}", style=style)
     console.print(table)
     console.print(f"added monthly cost ${s['added_monthly_cost_usd']:,.0f} (yearly ${12 * s['added_monthly_cost_usd']:,.0f}); "
                   f"today's fleet ${s['fleet_monthly_cost_usd']:,.0f}/month")
@@ -113,6 +117,13 @@ def _print_result(result: dict) -> None:
         console.print(f"[yellow]{len(result['failures'])} series could not be forecast; see the report's data-quality section[/]")
     if result.get("email"):
         console.print(f"email: {result['email'].get('status')} to {', '.join(result['email'].get('recipients', []))}")
+
+
+def _text(value) -> str:
+    """A date or other cell as text; missing values (None, NaN, NaT) as '-'."""
+    import pandas as pd
+
+    return "-" if value is None or pd.isna(value) else str(value)[:10]
 
 
 def _to_add(row: dict) -> str:
@@ -126,15 +137,26 @@ def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[boo
     _quiet_prefect(verbose)
     with _errors(debug):
         from .config import load_config
-        from .flows import RunRequest, monthly_run
+        from .jobs import RunRequest
 
         load_config(config, overrides)  # fail fast, before Prefect starts
         req = RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of), send_email=send,
                          dask_address=dask_address, wait_s=wait)
-        console.print("[dim]running the monthly job as a Prefect flow (a temporary local Prefect server starts if none is configured)...[/]")
+        console.print(f"[dim]running the monthly job as a Prefect flow ({_prefect_where()})...[/]")
+        from .orchestration.flows import monthly_run
+
         with _progress():
             result = monthly_run(req)
         _print_result(result)
+
+
+def _prefect_where() -> str:
+    """Which Prefect API a flow reports to, and where Prefect keeps its files."""
+    home = os.environ.get("PREFECT_HOME", "~/.prefect")
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        return f"Prefect API {api}"
+    return f"no Prefect server configured: a temporary local one starts (up to a minute the first time); Prefect home {home}"
 
 
 def _date(text: Optional[str]) -> Optional[dt.date]:
@@ -201,11 +223,13 @@ def ingest(
         if inventory:
             overrides.setdefault("source", {}).setdefault("file", {})["inventory"] = str(inventory.resolve())
         load_config(config, overrides)  # fail fast, before Prefect starts
-        from .flows import RunRequest, ingest_flow
+        from .jobs import RunRequest
+        from .orchestration.flows import ingest_flow
 
         with _progress():
             out = ingest_flow(RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of)))
-        console.print(f"ingested {out['rows']} samples of {out['series']} series ({out['new_series']} new); run {out['run_id']}")
+        s = out["summary"]
+        console.print(f"ingested {s['rows']} samples of {s['series']} series ({s['new_series']} new); run {out['run_id']}")
 
 
 @app.command()
@@ -226,7 +250,7 @@ def forecast(
         from forecasting.engine import fit_forecast, forecast_daily_peak
 
         from .config import load_events
-        from .ingest import IngestError
+        from .io.sources import IngestError
 
         if not input.exists():
             raise IngestError(f"{input}: file not found")
@@ -252,7 +276,7 @@ def forecast(
         out = res.frame[["ts", "yhat", "yhat_lower", "yhat_upper"]].copy()
         out["ts"] = out["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         output.parent.mkdir(parents=True, exist_ok=True)
-        from .outputs import atomic_write
+        from .io.files import atomic_write
 
         atomic_write(output, out.to_csv(index=False))
         for w in res.warnings:
@@ -268,13 +292,17 @@ def plan(
     verbose: bool = VerboseOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Re-plan from the latest run, optionally under a what-if scenario (the baseline is kept)."""
+    """Re-plan from the latest run, optionally under a what-if scenario (the baseline is kept).
+
+    Files go to reports/<yyyy-mm>/what-if/<name>/; the monthly report is never touched."""
     _quiet_prefect(verbose)
     with _errors(debug):
-        from .whatif import run_what_if
+        from .jobs import RunRequest, run
+        from .jobs.whatif import what_if_text
 
-        res = run_what_if(config, what_if, _date(as_of))
-        console.print(res["text"])
+        res = run(RunRequest(config_path=str(config), kind="what-if", scenario_path=str(what_if) if what_if else None,
+                             as_of=_date(as_of)))
+        console.print(what_if_text(res.summary, res.run_id, res.files.get("report", "-")))
 
 
 @app.command()
@@ -290,12 +318,12 @@ def report(
         import json
 
         from .config import load_config
-        from .store import Store
+        from .io.store import Store
 
         cfg = load_config(config)
         store = Store(cfg.path(cfg.store.path))
         if send:
-            from .notify import send_run_report
+            from .jobs.notify import send_run_report
 
             out = send_run_report(cfg, send)
             console.print(f"sent {out['subject']!r} to {', '.join(out['recipients'])}")
@@ -316,7 +344,7 @@ def runs(config: Path = ConfigOpt, debug: bool = DebugOpt) -> None:
     """List the runs recorded in the database."""
     with _errors(debug):
         from .config import load_config
-        from .store import Store
+        from .io.store import Store
 
         cfg = load_config(config)
         df = Store(cfg.path(cfg.store.path)).runs()

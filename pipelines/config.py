@@ -79,7 +79,7 @@ class Source(_Strict):
     file: FileSource = Field(default_factory=FileSource)
 
 
-class Store(_Strict):
+class StoreSettings(_Strict):
     path: Path = Path("data/capplan.duckdb")
 
 
@@ -135,7 +135,7 @@ class Config(_Strict):
 
     as_of: dt.date | None = Field(None, description="plan date; default today")
     source: Source = Field(default_factory=Source)
-    store: Store = Field(default_factory=Store)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     forecasting: Forecasting = Field(default_factory=Forecasting)
     policies: Policies = Field(default_factory=Policies)
     catalogs: Catalogs = Field(default_factory=Catalogs)

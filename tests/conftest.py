@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from pipelines.orchestration import prefect_defaults
+from pipelines.testing.site import demo_site
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "real"
 AS_OF = dt.date(2026, 11, 27)
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+prefect_defaults()  # before anything imports prefect: cold-start timeout, no analytics
 
 
 def write_config(folder: Path, extra: str = "", nodes: int = 120, clusters: int = 2) -> Path:
     """A capplan.yaml in ``folder`` using the shipped catalogs and a small demo fleet."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ROOT / "catalogs", folder / "catalogs", dirs_exist_ok=True)
-    text = (ROOT / "capplan.yaml").read_text()
-    text = text.replace("demo: {nodes: 400, seed: 7}", f"demo: {{nodes: {nodes}, clusters: {clusters}, seed: 7}}")
-    text = text.replace("# as_of: 2026-12-01        # plan date; default: today", f"as_of: {AS_OF}")
-    path = folder / "capplan.yaml"
-    path.write_text(text + extra)
-    return path
+    return demo_site(folder, extra, nodes, clusters, AS_OF)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,9 +34,9 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """One small monthly run on the demo fleet (no Prefect server: the plain function)."""
-    from pipelines.flows import RunRequest, run_monthly
+    from pipelines.jobs import RunRequest, run
 
     folder = tmp_path_factory.mktemp("demo")
     cfg = write_config(folder)
-    result = run_monthly(RunRequest(config_path=str(cfg)))
+    result = run(RunRequest(config_path=str(cfg))).as_dict()
     return {"folder": folder, "config": cfg, "result": result, "db": folder / "data" / "capplan.duckdb"}

@@ -44,7 +44,7 @@ def test_report_renders_every_chart_without_console_errors(demo_run, tmp_path):
 @pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed")
 def test_hostile_labels_render_as_text_in_the_browser(tmp_path):
     from .test_report import _inputs
-    from pipelines.report import render_report
+    from pipelines.present.report import render_report
 
     page = tmp_path / "evil.html"
     page.write_text(render_report(_inputs()))

@@ -10,8 +10,9 @@ from pipelines.config import ConfigError, load_catalog, load_config, load_events
 from ..conftest import ROOT, write_config
 
 
-def capplan(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+def capplan(*args, cwd=None, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout)
 
 
 def test_shipped_config_loads():

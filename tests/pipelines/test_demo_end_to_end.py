@@ -1,5 +1,7 @@
-"""`capplan demo` end to end: three files, DuckDB rows that agree with them and the summary."""
+"""`capplan demo` end to end, from a cold start (a fresh, empty Prefect home, as on a new
+machine): three files, DuckDB rows that agree with them and the summary."""
 
+import os
 import re
 
 import duckdb
@@ -11,12 +13,22 @@ from ..conftest import write_config
 from .test_config import capplan
 
 
+def cold_env(home) -> dict:
+    """The environment of a new machine: no Prefect server configured, an empty Prefect home,
+    and Prefect's own startup timeout (capplan must set a longer one itself)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    home.mkdir()
+    return env | {"PREFECT_HOME": str(home)}
+
+
 @pytest.fixture(scope="module")
 def demo_cli(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli-demo")
     cfg = write_config(folder)
-    r = capplan("demo", "--config", str(cfg), "--nodes", "120", cwd=folder)
+    home = folder / "fresh-prefect-home"
+    r = capplan("demo", "--config", str(cfg), "--nodes", "120", cwd=folder, env=cold_env(home), timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert (home / "prefect.db").exists()  # the temporary server really started in the fresh home
     return folder, r
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from ..conftest import ROOT, write_config
 
-from ..support.promserver import free_port
+from pipelines.testing.promserver import free_port
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -82,7 +82,7 @@ def test_deploy_schedule_trigger_and_worker_run(prefect_server, tmp_path):
             break
         time.sleep(2)
     assert scheduled and all(r["expected_start_time"][8:16] in ("01T09:00",) for r in scheduled)
-    assert api(env, "GET", "/deployments/name/monthly-run/what-if")["parameters"]["request"]["kind"] == "what-if"
+    assert api(env, "GET", "/deployments/name/what-if/scenario")["parameters"]["request"]["kind"] == "what-if"
     out = prefect(env, "deployment", "run", "monthly-run/monthly", "--params", json.dumps({"request": {"config_path": str(cfg)}}))
     run_id = next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
     prefect(env, "worker", "start", "--pool", "capplan", "--run-once", timeout=900)
@@ -96,5 +96,21 @@ def test_deploy_schedule_trigger_and_worker_run(prefect_server, tmp_path):
     assert runs[0][2] == run_id and runs[0][0].endswith(run_id[:8])  # one id shared by DuckDB and Prefect
     assert con.execute("SELECT count(*) FROM plans WHERE run_id = ?", [runs[0][0]]).fetchall()[0][0] >= 0
     assert con.execute("SELECT count(*) FROM forecasts WHERE run_id = ?", [runs[0][0]]).fetchall()[0][0] > 0
+    con.close()
     artifacts = api(env, "POST", "/artifacts/filter", {"artifacts": {"key": {"any_": ["capacity-plan"]}}})
     assert artifacts and "Capacity plan 2026-11" in artifacts[0]["data"]
+
+    # The what-if deployment re-plans under a scenario and leaves the monthly files byte-identical.
+    month = tmp_path / "site" / "reports" / "2026-11"
+    before = {p.name: p.read_bytes() for p in month.iterdir() if p.is_file()}
+    scenario = {"name": "launch-x3", "event_uplifts": {"q2-product-launch": 60}, "policies": {"lead_time_days": 90}}
+    out = prefect(env, "deployment", "run", "what-if/scenario", "--params",
+                  json.dumps({"request": {"config_path": str(cfg), "kind": "what-if", "scenario_path": None, "scenario": scenario}}))
+    wid = next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
+    prefect(env, "worker", "start", "--pool", "capplan", "--run-once", timeout=900)
+    assert api(env, "GET", f"/flow_runs/{wid}")["state"]["type"] == "COMPLETED"
+    assert {p.name: p.read_bytes() for p in month.iterdir() if p.is_file()} == before
+    assert (month / "what-if" / "launch-x3" / "capacity-report.html").stat().st_size > 100_000
+    con = duckdb.connect(str(tmp_path / "site" / "data" / "capplan.duckdb"), read_only=True)
+    kind, baseline, status = con.execute("SELECT kind, baseline_run_id, status FROM runs WHERE flow_run_id = ?", [wid]).fetchall()[0]
+    assert (kind, baseline, status) == ("what-if", runs[0][0], "succeeded")

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from pipelines.config import load_config
-from pipelines.notify import EmailError, send_run_report
-from pipelines.store import Store
+from pipelines.io.smtp import EmailError
+from pipelines.jobs.notify import send_run_report
+from pipelines.io.store import Store
 
 from ..conftest import AS_OF
-from ..support.promserver import free_port
+from pipelines.testing.promserver import free_port
 
 pytestmark = pytest.mark.integration
 SECRET = "s3cr3t-Pa55word-xyz"
@@ -102,7 +103,7 @@ def test_email_parts_headers_inline_chart_and_attachment(demo_run, smtp, monkeyp
     for f in (demo_run["folder"] / "reports").rglob("*"):
         if f.is_file():
             assert SECRET.encode() not in f.read_bytes()
-    from pipelines.report import headline
+    from pipelines.present.tables import headline
 
     store = Store(demo_run["db"])
     actions = store.table("plans", run_id)

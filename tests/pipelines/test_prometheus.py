@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from pipelines.config import load_config
-from pipelines.prometheus import PrometheusError, Puller, Query, escape_label_value, ingest_prometheus, plan_chunks, render
-from pipelines.store import Store
+from pipelines.domain import HistoryWindow
+from pipelines.io.sources.prometheus import PrometheusError, Puller, Query, escape_label_value, ingest_prometheus, plan_chunks, render
+from pipelines.io.store import Store
 
 from ..conftest import AS_OF, write_config
-from ..support.promserver import PROMETHEUS, PROMTOOL, PrometheusServer, free_port, make_fleet, write_openmetrics
+from pipelines.testing.promserver import PROMETHEUS, PROMTOOL, PrometheusServer, free_port, make_fleet, write_openmetrics
 
 needs_prometheus = pytest.mark.skipif(not (PROMETHEUS and PROMTOOL), reason="Debian's prometheus is not installed (make test installs it as root)")
 
@@ -27,6 +28,11 @@ def prom(tmp_path_factory):
     server = PrometheusServer(folder, folder / "data.om")
     yield fleet, server
     server.stop()
+
+
+def window(cfg) -> HistoryWindow:
+    """The history window a run on ``cfg`` reads."""
+    return HistoryWindow.ending(cfg.as_of, cfg.forecasting.history_days)
 
 
 def prom_config(folder: Path, url: str, extra: str = "") -> Path:
@@ -67,7 +73,7 @@ def test_ingest_matches_what_was_generated(prom, tmp_path):
     fleet, server = prom
     cfg = load_config(prom_config(tmp_path, server.url))
     store = Store(cfg.path(cfg.store.path))
-    res = ingest_prometheus(store, cfg, AS_OF)
+    res = ingest_prometheus(store, cfg, window(cfg))
     assert len(res.inventory) == len(fleet.nodes)
     inv = res.inventory.set_index("node").sort_index()
     exp = fleet.nodes.set_index("node").sort_index()
@@ -99,7 +105,7 @@ def test_ingest_matches_what_was_generated(prom, tmp_path):
     con.close()
     # a re-run pulls nothing already stored and changes nothing
     before = store.pool_samples(pd.Timestamp(AS_OF, tz="UTC") - pd.Timedelta(days=180), pd.Timestamp(AS_OF, tz="UTC"))
-    again = ingest_prometheus(store, cfg, AS_OF)
+    again = ingest_prometheus(store, cfg, window(cfg))
     assert again.rows == 0
     after = store.pool_samples(pd.Timestamp(AS_OF, tz="UTC") - pd.Timedelta(days=180), pd.Timestamp(AS_OF, tz="UTC"))
     pd.testing.assert_frame_equal(before, after)
@@ -126,13 +132,13 @@ def test_bad_promql_in_a_user_catalog_names_the_query(prom, tmp_path):
     cfg = load_config(prom_config(tmp_path, server.url, "\n    catalog: mine.yaml"))
     store = Store(cfg.path(cfg.store.path))
     with pytest.raises(PrometheusError, match=r"query 'my_broken' \(clusters: all\) failed with HTTP 400"):
-        ingest_prometheus(store, cfg, AS_OF)
+        ingest_prometheus(store, cfg, window(cfg))
 
 
 def test_server_down_is_retried_then_named(tmp_path):
     cfg = load_config(prom_config(tmp_path, f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(PrometheusError, match=r"query '\w+' \(clusters: all\) failed after 2 attempt\(s\).*ConnectionError"):
-        ingest_prometheus(Store(cfg.path(cfg.store.path)), cfg, AS_OF)
+        ingest_prometheus(Store(cfg.path(cfg.store.path)), cfg, window(cfg))
 
 
 class FlakyProxy:
@@ -212,12 +218,12 @@ def test_slow_server_times_out_then_is_reported(prom, tmp_path):
 
 @needs_prometheus
 def test_monthly_run_fails_cleanly_then_a_rerun_completes(prom, tmp_path):
-    from pipelines.flows import RunRequest, run_monthly
+    from pipelines.jobs import RunRequest, run
 
     fleet, server = prom
     down = prom_config(tmp_path, f"http://127.0.0.1:{free_port()}")
     with pytest.raises(PrometheusError):
-        run_monthly(RunRequest(config_path=str(down)))
+        run(RunRequest(config_path=str(down)))
     db = tmp_path / "data" / "capplan.duckdb"
     con = duckdb.connect(str(db), read_only=True)
     runs = con.execute("SELECT run_id, status, error FROM runs").fetchall()
@@ -227,7 +233,7 @@ def test_monthly_run_fails_cleanly_then_a_rerun_completes(prom, tmp_path):
     con.close()
     assert not (tmp_path / "reports" / "2026-11").exists()
     up = prom_config(tmp_path, server.url)
-    result = run_monthly(RunRequest(config_path=str(up)))
+    result = run(RunRequest(config_path=str(up))).as_dict()
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT status FROM runs WHERE run_id = ?", [result["run_id"]]).fetchall()[0][0] == "succeeded"
     assert con.execute("SELECT count(DISTINCT pool) FROM decisions WHERE run_id = ?", [result["run_id"]]).fetchall()[0][0] == 3

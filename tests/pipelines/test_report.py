@@ -6,7 +6,8 @@ import re
 import pandas as pd
 
 from forecasting.events import Event
-from pipelines.report import ReportInputs, headline, render_report
+from pipelines.present.report import ReportInputs, render_report
+from pipelines.present.tables import headline
 
 EVIL = '<script>alert(1)</script>"\'&'
 

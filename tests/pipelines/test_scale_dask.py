@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.scale import chunked, dask_runner
-from pipelines.stages import forecast_pools
+from pipelines.orchestration.dask import chunked, dask_runner
+from pipelines.jobs import RunContext
+from pipelines.jobs.stages import forecast_pools, local_fan_out
 
-from ..support.promserver import free_port
+from pipelines.testing.promserver import free_port
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -59,17 +60,12 @@ def test_chunked_keeps_everything_in_order():
 
 
 def test_dask_results_equal_single_process(demo_run, dask_cluster):
-    from pipelines.stages import load_pool_history
-    from pipelines.store import Store
-    from pipelines.config import load_events, load_config
-
-    cfg = load_config(demo_run["config"])
-    history = load_pool_history(Store(demo_run["db"]), cfg.as_of, 180)
+    ctx = RunContext.create(demo_run["config"], {"forecasting": {"horizon_days": 90, "workers": 1}})
+    history = ctx.store.pool_samples(*ctx.window)
     history = history[history.cluster == history.cluster.iloc[0]]
-    events = load_events(cfg.path(cfg.catalogs.events))
     tiers = {}
-    local = forecast_pools(history, events, tiers, 90, workers=1)
-    remote = forecast_pools(history, events, tiers, 90, runner=dask_runner(dask_cluster))
+    local = forecast_pools(ctx, history, tiers, local_fan_out())
+    remote = forecast_pools(ctx, history, tiers, dask_runner(dask_cluster))
     cols = ["series_id", "ts", "yhat", "yhat_lower", "yhat_upper", "model"]
     a = local.forecasts[cols].sort_values(["series_id", "ts"]).reset_index(drop=True)
     b = remote.forecasts[cols].sort_values(["series_id", "ts"]).reset_index(drop=True)

@@ -13,7 +13,8 @@ from forecasting.headroom import decisions, usable_capacity, utilisation
 from forecasting.planning import usable_after
 from forecasting.policy import PoolPolicy
 from pipelines.config import ConfigError, load_catalog, load_config, load_events
-from pipelines.ingest import IngestError, read_samples_file
+from pipelines.io.sources import IngestError
+from pipelines.io.sources.file import read_samples_file
 
 from ..conftest import write_config
 from ..forecasting.test_headroom import AS_OF, demand_frame, nodes, policy

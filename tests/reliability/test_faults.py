@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from pipelines.config import load_config
-from pipelines.flows import RunRequest, run_monthly
-from pipelines.prometheus import PrometheusError, Puller, Query, ingest_prometheus
-from pipelines.store import Store, StoreBusy
+from pipelines.jobs import RunRequest, run
+from pipelines.io.sources.prometheus import PrometheusError, Puller, Query, ingest_prometheus
+from pipelines.io.store import Store, StoreBusy
 
 from ..conftest import AS_OF, write_config
-from ..pipelines.test_prometheus import prom_config
+from ..pipelines.test_prometheus import prom_config, window
 
 fault = pytest.mark.reliability(kind="fault")
 rows_lost = pytest.mark.reliability(kind="rows_lost")
@@ -126,7 +126,7 @@ def test_nan_inf_empty_and_vanishing_series(tmp_path):
     try:
         cfg = load_config(prom_config(tmp_path, fake.url))
         store = Store(cfg.path(cfg.store.path))
-        res = ingest_prometheus(store, cfg, AS_OF)
+        res = ingest_prometheus(store, cfg, window(cfg))
         with store.connect(read_only=True) as con:
             vals = con.execute("SELECT value FROM samples x JOIN series s USING (series_id) WHERE s.pool = 'p' AND s.level = 'pool'").df()["value"]
         assert np.isfinite(vals).all() and len(vals) == finite
@@ -156,7 +156,7 @@ def test_killed_during_ingest_then_rerun_is_correct(tmp_path):
     statuses = con.execute("SELECT status FROM runs").fetchall()
     con.close()
     assert statuses in ([("running",)], [])
-    result = run_monthly(RunRequest(config_path=str(cfg), overrides={"source": {"demo": {"nodes": 400, "clusters": 4}}}))
+    result = run(RunRequest(config_path=str(cfg), overrides={"source": {"demo": {"nodes": 400, "clusters": 4}}})).as_dict()
     con = duckdb.connect(str(db), read_only=True)
     runs = dict(con.execute("SELECT run_id, status FROM runs").fetchall())
     assert runs[result["run_id"]] == "succeeded"
@@ -199,8 +199,8 @@ def test_reader_waits_for_a_writer_or_says_why(demo_run):
 
 KILL_DURING_WRITE = r'''
 import os, signal, sys
-from pipelines import store as store_mod
-from pipelines.flows import RunRequest, run_monthly
+from pipelines.io import store as store_mod
+from pipelines.jobs import RunRequest, run
 
 original = store_mod.Store._insert
 
@@ -210,7 +210,7 @@ def insert_then_die(con, table, frame, run_id):
         os.kill(os.getpid(), signal.SIGKILL)
 
 store_mod.Store._insert = staticmethod(insert_then_die)
-run_monthly(RunRequest(config_path=sys.argv[1]))
+run(RunRequest(config_path=sys.argv[1]))
 '''
 
 
@@ -234,7 +234,7 @@ def test_killed_while_writing_results_leaves_no_half_run(tmp_path):
     for table in ("forecasts", "plans", "decisions", "inventory"):
         assert con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] == 0, table  # rolled back
     con.close()
-    result = run_monthly(RunRequest(config_path=str(cfg)))
+    result = run(RunRequest(config_path=str(cfg))).as_dict()
     con = duckdb.connect(str(db), read_only=True)
     assert dict(con.execute("SELECT status, count(*) FROM runs GROUP BY 1").fetchall()) == {"failed": 1, "succeeded": 1}
     n = con.execute("SELECT count(*) FROM forecasts").fetchall()[0][0]

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from pipelines.config import Config, Email
-from pipelines.notify import build_message
+from pipelines.present.email import build_message
 
 from ..conftest import ROOT
 from ..pipelines.test_report import EVIL, _inputs
@@ -68,18 +68,18 @@ def test_config_holds_no_secret_fields():
 
 @secret
 def test_prometheus_token_never_stored_or_logged(tmp_path, monkeypatch, caplog):
-    from ..pipelines.test_prometheus import prom_config
+    from ..pipelines.test_prometheus import prom_config, window
     from ..reliability.test_faults import TOKEN, FakeProm, matrix
     from pipelines.config import load_config
-    from pipelines.prometheus import PrometheusError, ingest_prometheus
-    from pipelines.store import Store
+    from pipelines.io.sources.prometheus import PrometheusError, ingest_prometheus
+    from pipelines.io.store import Store
 
     monkeypatch.setenv("CAPPLAN_PROM_TOKEN", TOKEN)
     fake = FakeProm(lambda path: (200, matrix([])) if "query_range" in path else (500, f'{{"error": "boom {TOKEN}"}}'))
     try:
         cfg = load_config(prom_config(tmp_path, fake.url))
         with pytest.raises(PrometheusError) as exc:
-            ingest_prometheus(Store(cfg.path(cfg.store.path)), cfg, __import__("datetime").date(2026, 11, 27))
+            ingest_prometheus(Store(cfg.path(cfg.store.path)), cfg, window(cfg))
         assert TOKEN not in str(exc.value)
         assert any(h.get("Authorization") == f"Bearer {TOKEN}" for h in fake.headers_seen)
     finally:

@@ -1,133 +1,19 @@
-"""Ingest: bring history into DuckDB from the demo generator, files or Prometheus.
-
-Every source ends the same way: series dimensions upserted, samples replaced window by
-window (one transaction each), and an :class:`IngestResult` with the inventory
-snapshot, storage pools and per-series data quality, which the run writes with its
-other outputs.
-"""
+"""The file source: an offline CSV or Parquet export (and a node inventory CSV)."""
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from forecasting.frames import KINDS, RESOURCES, UNITS, make_series_id
-from forecasting.synthetic import generate_fleet
 
-from .store import Store
+from ...domain import HistoryWindow
+from ..store import Store
+from .common import INVENTORY_COLUMNS, IngestError, IngestResult, data_quality
 
-__all__ = ["IngestResult", "IngestError", "ingest_demo", "ingest_file", "history_window", "data_quality", "read_samples_file"]
-
-Progress = Callable[[int, int, str], None]
-INVENTORY_COLUMNS = ["cluster", "pool", "tier", "zone", "node", "instance_type", "cpu_cores", "memory_bytes", "pods", "storage_bytes"]
-
-
-class IngestError(ValueError):
-    """Input data is unusable; the message names the file or query, the field and why."""
-
-
-@dataclass
-class IngestResult:
-    """What an ingest brought in; written with the run's outputs."""
-
-    inventory: pd.DataFrame
-    storage_pools: pd.DataFrame
-    quality: pd.DataFrame = field(default_factory=pd.DataFrame)
-    rows: int = 0
-    series: int = 0
-    new_series: int = 0
-
-
-def history_window(as_of: dt.date, history_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[as_of - history_days, as_of)`` in UTC."""
-    end = pd.Timestamp(as_of, tz="UTC")
-    return end - pd.Timedelta(days=history_days), end
-
-
-def ingest_demo(
-    store: Store, nodes: int, as_of: dt.date, history_days: int, seed: int,
-    clusters: int | None = None, progress: Progress | None = None,
-) -> IngestResult:
-    """Generate the demo fleet (seeded) and store it, one cluster per transaction."""
-    start, end = history_window(as_of, history_days)
-    inventories, series_frames, rows, new = [], [], 0, 0
-    from forecasting.synthetic import fleet_layout
-
-    total = len(fleet_layout(nodes, clusters))
-    seen = set(store.stored_windows("demo")["cluster"])
-    for i, chunk in enumerate(generate_fleet(nodes, as_of, history_days, "1h", seed, clusters)):
-        new += store.upsert_series(chunk.series, source="demo")
-        rows += store.replace_samples(
-            chunk.samples, start, end,
-            {"source": "demo", "query_name": "demo-fleet", "cluster": chunk.cluster, "step_s": 3600},
-            fresh=chunk.cluster not in seen,
-        )
-        inventories.append(chunk.inventory)
-        series_frames.append(chunk.series)
-        if progress:
-            progress(i + 1, total, chunk.cluster)
-    inventory = pd.concat(inventories, ignore_index=True)[INVENTORY_COLUMNS]
-    series = pd.concat(series_frames, ignore_index=True)
-    return IngestResult(
-        inventory=inventory,
-        storage_pools=storage_pools_from_samples(store, start, end),
-        quality=data_quality(store, start, end, 3600, series["series_id"]),
-        rows=rows, series=len(series), new_series=new,
-    )
-
-
-def storage_pools_from_samples(store: Store, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Capacity of each storage pool: the last value of its ``kind=capacity`` series."""
-    with store.connect() as con:
-        return con.execute(
-            """
-            SELECT s.cluster, s.pool, arg_max(x.value, x.ts) AS capacity
-            FROM samples x JOIN series s USING (series_id)
-            WHERE s.resource = 'storage' AND s.kind = 'capacity' AND x.ts >= ? AND x.ts < ?
-            GROUP BY s.cluster, s.pool ORDER BY 1, 2
-            """,
-            [start, end],
-        ).df()
-
-
-def data_quality(store: Store, start: pd.Timestamp, end: pd.Timestamp, step_s: int, series_ids: pd.Series | None = None) -> pd.DataFrame:
-    """Per series: coverage %, gaps (missed steps), longest gap, last sample, stale, new.
-
-    A series is *stale* when its last sample is more than 6 steps before the window's
-    end, *new* when its first sample is more than a day after the window's start.
-    Out: the ``data_quality`` table's columns.
-    """
-    expected = max(int((end - start).total_seconds() // step_s), 1)
-    with store.connect() as con:
-        df = con.execute(
-            """
-            WITH x AS (
-                SELECT series_id, ts, epoch(ts) - epoch(lag(ts) OVER (PARTITION BY series_id ORDER BY ts)) AS gap_s
-                FROM samples WHERE ts >= ? AND ts < ?
-            )
-            SELECT x.series_id, s.cluster, s.pool, s.resource, s.kind,
-                   100.0 * count(*) / ? AS coverage_pct,
-                   count(*) FILTER (WHERE gap_s > ? * 1.5)::INTEGER AS gaps,
-                   coalesce(max(gap_s) / ? - 1, 0)::INTEGER AS longest_gap_steps,
-                   0 AS duplicates, 0 AS counter_resets,
-                   max(ts) AS last_ts, min(ts) AS first_ts
-            FROM x JOIN series s USING (series_id)
-            GROUP BY ALL
-            """,
-            [start, end, expected, step_s, step_s],
-        ).df()
-    if series_ids is not None:
-        df = df[df["series_id"].isin(set(series_ids.astype(str)))]
-    df["stale"] = df["last_ts"] < end - pd.Timedelta(seconds=6 * step_s)
-    df["new_series"] = df["first_ts"] > start + pd.Timedelta(days=1)
-    df["longest_gap_steps"] = df["longest_gap_steps"].clip(lower=0)
-    df["note"] = np.where(df["stale"], "stopped reporting", np.where(df["new_series"], "new series", ""))
-    return df.drop(columns=["first_ts"])
+__all__ = ["read_samples_file", "read_inventory_file", "ingest_file"]
 
 
 def read_samples_file(path: Path) -> pd.DataFrame:
@@ -244,10 +130,10 @@ def read_inventory_file(path: Path) -> pd.DataFrame:
     return inv[INVENTORY_COLUMNS]
 
 
-def ingest_file(store: Store, path: Path, inventory_path: Path | None, as_of: dt.date, history_days: int) -> IngestResult:
+def ingest_file(store: Store, path: Path, inventory_path: Path | None, window: HistoryWindow) -> IngestResult:
     """Import an offline export (see :func:`read_samples_file`) into the same tables."""
     data = read_samples_file(path)
-    start, end = history_window(as_of, history_days)
+    start, end = window
     data = data[(data.ts >= start) & (data.ts < end)]
     if data.empty:
         raise IngestError(f"{path}: no samples inside the history window {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
@@ -261,7 +147,7 @@ def ingest_file(store: Store, path: Path, inventory_path: Path | None, as_of: dt
         raise IngestError(f"{path}: no node inventory: pass --inventory nodes.csv (columns {', '.join(INVENTORY_COLUMNS)})")
     step_s = int(data.groupby("series_id")["ts"].apply(lambda s: s.sort_values().diff().median()).median().total_seconds())
     return IngestResult(
-        inventory=inventory, storage_pools=storage_pools_from_samples(store, start, end),
-        quality=data_quality(store, start, end, step_s or 3600, series["series_id"]),
+        inventory=inventory, storage_pools=store.storage_pools(window),
+        quality=data_quality(store, window, step_s or 3600, series["series_id"]),
         rows=rows, series=len(series), new_series=new,
     )

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib import resources
@@ -35,9 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forecasting.frames import UNITS, make_series_id
 
-from .config import Config, ConfigError, PrometheusSource, format_validation_error, load_yaml
-from .ingest import INVENTORY_COLUMNS, IngestResult, data_quality, history_window
-from .store import Store
+from ...config import Config, ConfigError, PrometheusSource, format_validation_error, load_yaml
+from ...domain import HistoryWindow
+from ..retry import Transient, with_retries
+from ..store import Store
+from .common import INVENTORY_COLUMNS, IngestResult, data_quality
 
 __all__ = ["PrometheusError", "MetricEntry", "MetricCatalog", "load_metric_catalog", "escape_label_value",
            "plan_chunks", "Puller", "ingest_prometheus", "parse_duration"]
@@ -66,7 +67,7 @@ class MetricCatalog(BaseModel):
 
 def load_metric_catalog(user_path: Path | None = None) -> MetricCatalog:
     """The default catalog, with the user's entries replacing same-named ones and added."""
-    base = yaml.safe_load(resources.files("pipelines").joinpath("defaults/metrics.yaml").read_text())
+    base = yaml.safe_load(resources.files("pipelines.io.sources").joinpath("metrics.yaml").read_text())
     if user_path:
         extra = load_yaml(user_path) or {}
         if not isinstance(extra, dict):
@@ -176,44 +177,47 @@ class Puller:
             text = text.replace(s, "***")
         return text
 
-    def range(self, q: Query, start: float, end: float, step_s: int) -> list[dict]:
-        """All chunks of one query; returns the raw results (metric + values) per chunk."""
+    def _where(self, q: Query) -> str:
+        return f"query {q.name!r} (clusters: {', '.join(self.src.clusters) or 'all'})"
+
+    def _request(self, q: Query, call: Callable[[], list[dict]]) -> list[dict]:
+        """One HTTP request: transient faults become :class:`Transient` (retried by the
+        caller); everything else becomes a :class:`PrometheusError` that names the query."""
         from prometheus_api_client.exceptions import PrometheusApiClientException
 
+        try:
+            return call()
+        except PrometheusApiClientException as exc:
+            text = str(exc)
+            code = re.search(r"HTTP Status Code (\d+)", text)
+            status = int(code.group(1)) if code else 0
+            detail = self._detail(text)
+            if status in (400, 401, 403, 404, 422):
+                hint = {400: "bad query or too many points", 401: "unauthorised: check the token or credentials",
+                        403: "forbidden: check the credentials' permissions", 422: "the query cannot be executed"}.get(status, "")
+                raise PrometheusError(self._clean(
+                    f"{self._where(q)} failed with HTTP {status} ({hint}): {detail}; PromQL: {q.expr}")) from None
+            raise Transient(self._clean(f"HTTP {status}: {detail}")) from None
+        except requests.exceptions.SSLError as exc:
+            raise PrometheusError(self._clean(f"TLS verification failed for {self.src.url} (query {q.name!r}): {exc}; "
+                                              "set source.prometheus.ca_file, or verify_tls: false only if you must")) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ValueError) as exc:
+            raise Transient(self._clean(f"{type(exc).__name__}: {exc}")) from None
+
+    def _retried(self, q: Query, call: Callable[[], list[dict]], window: str) -> list[dict]:
+        try:
+            return with_retries(lambda: self._request(q, call), self.src.retries, f"prometheus {q.name}")
+        except Transient as exc:
+            raise PrometheusError(
+                f"{self._where(q)} failed after {self.src.retries + 1} attempt(s) against {self.src.url}{window}: {exc}") from None
+
+    def range(self, q: Query, start: float, end: float, step_s: int) -> list[dict]:
+        """All chunks of one query; returns the raw results (metric + values) per chunk."""
         results = []
         for a, b in plan_chunks(start, end, step_s, self.src.max_points_per_request):
-            last_error = ""
-            for attempt in range(self.src.retries + 1):
-                try:
-                    data = self.client.custom_query_range(q.expr, dt.datetime.fromtimestamp(a, dt.timezone.utc),
-                                                          dt.datetime.fromtimestamp(b, dt.timezone.utc), str(step_s))
-                    results.extend(data)
-                    break
-                except PrometheusApiClientException as exc:
-                    text = str(exc)
-                    code = re.search(r"HTTP Status Code (\d+)", text)
-                    status = int(code.group(1)) if code else 0
-                    detail = self._detail(text)
-                    if status in (400, 401, 403, 404, 422):
-                        hint = {400: "bad query or too many points", 401: "unauthorised: check the token or credentials",
-                                403: "forbidden: check the credentials' permissions", 422: "the query cannot be executed"}.get(status, "")
-                        raise PrometheusError(self._clean(
-                            f"query {q.name!r} (clusters: {', '.join(self.src.clusters) or 'all'}) failed with HTTP {status} "
-                            f"({hint}): {detail}; PromQL: {q.expr}")) from None
-                    last_error = f"HTTP {status}: {detail}"
-                except requests.exceptions.SSLError as exc:
-                    raise PrometheusError(self._clean(f"TLS verification failed for {self.src.url} (query {q.name!r}): {exc}; "
-                                                      "set source.prometheus.ca_file, or verify_tls: false only if you must")) from None
-                except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ValueError) as exc:
-                    last_error = f"{type(exc).__name__}: {exc}"
-                if attempt < self.src.retries:
-                    time.sleep(min(0.5 * 2**attempt, 8))
-            else:
-                raise PrometheusError(self._clean(
-                    f"query {q.name!r} (clusters: {', '.join(self.src.clusters) or 'all'}) failed after "
-                    f"{self.src.retries + 1} attempt(s) against {self.src.url} "
-                    f"(window {dt.datetime.fromtimestamp(a, dt.timezone.utc):%Y-%m-%d %H:%M} .. "
-                    f"{dt.datetime.fromtimestamp(b, dt.timezone.utc):%Y-%m-%d %H:%M}): {last_error}"))
+            ta, tb = (dt.datetime.fromtimestamp(x, dt.timezone.utc) for x in (a, b))
+            window = f" (window {ta:%Y-%m-%d %H:%M} .. {tb:%Y-%m-%d %H:%M})"
+            results.extend(self._retried(q, lambda: self.client.custom_query_range(q.expr, ta, tb, str(step_s)), window))
         return results
 
     @staticmethod
@@ -222,16 +226,9 @@ class Puller:
         return m.group(1) if m else text[:300]
 
     def instant(self, name: str, expr: str, at: float) -> list[dict]:
-        last = ""
-        for attempt in range(self.src.retries + 1):
-            try:
-                return self.client.custom_query(expr, params={"time": at})
-            except Exception as exc:  # same policy as range(): named, retried, then reported
-                last = f"{type(exc).__name__}: {self._detail(str(exc))}"
-                if "HTTP Status Code 4" in str(exc):
-                    break
-                time.sleep(min(0.5 * 2**attempt, 8))
-        raise PrometheusError(self._clean(f"query {name!r} failed against {self.src.url}: {last}; PromQL: {expr}"))
+        """An instant query at ``at`` (unix seconds), retried like :meth:`range`."""
+        q = Query(name, expr, None, "raw")
+        return self._retried(q, lambda: self.client.custom_query(expr, params={"time": at}), "")
 
 
 def build_queries(catalog: MetricCatalog, src: PrometheusSource, step_s: int) -> list[Query]:
@@ -305,12 +302,12 @@ def inventory_snapshot(puller: Puller, catalog: MetricCatalog, src: PrometheusSo
     return pd.DataFrame(list(nodes.values()), columns=INVENTORY_COLUMNS)
 
 
-def ingest_prometheus(store: Store, cfg: Config, as_of: dt.date, progress: Callable | None = None) -> IngestResult:
+def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress: Callable | None = None) -> IngestResult:
     """Pull the history window for every catalog query and store it (see module docstring)."""
     src = cfg.source.prometheus
     catalog = load_metric_catalog(cfg.path(src.catalog) if src.catalog else None)
     step_s = parse_duration(src.step)
-    start, end = history_window(as_of, cfg.forecasting.history_days)
+    start, end = window
     puller = Puller(src, cfg.base_dir)
     queries = build_queries(catalog, src, step_s)
     stored = store.stored_windows("prometheus")
@@ -335,9 +332,7 @@ def ingest_prometheus(store: Store, cfg: Config, as_of: dt.date, progress: Calla
     inventory = inventory_snapshot(puller, catalog, src, end.timestamp() - step_s)
     if inventory.empty:
         raise PrometheusError(f"no nodes from {src.url}: query 'inventory.labels' returned nothing (is kube-state-metrics scraped?)")
-    from .ingest import storage_pools_from_samples
-
     series = pd.concat(series_frames, ignore_index=True) if series_frames else pd.DataFrame(columns=["series_id"])
-    quality = data_quality(store, start, end, step_s, series["series_id"] if len(series) else None)
-    return IngestResult(inventory=inventory, storage_pools=storage_pools_from_samples(store, start, end), quality=quality,
+    quality = data_quality(store, window, step_s, series["series_id"] if len(series) else None)
+    return IngestResult(inventory=inventory, storage_pools=store.storage_pools(window), quality=quality,
                         rows=rows, series=len(series), new_series=new)

@@ -21,12 +21,15 @@ from typing import Iterator
 import duckdb
 import pandas as pd
 
+from ..domain import HistoryWindow
+
 __all__ = ["Store", "StoreError", "StoreBusy", "RUN_TABLES"]
 
 #: Tables holding one run's outputs (all carry ``run_id``).
 RUN_TABLES = (
     "inventory", "storage_pools", "events", "data_quality", "forecasts", "forecast_overlays",
-    "backtest_scores", "capacity", "headroom", "decisions", "plans", "fleet_costs", "plan_diffs",
+    "backtest_scores", "forecast_notes", "capacity", "headroom", "decisions", "plans", "fleet_costs",
+    "plan_diffs",
 )
 
 
@@ -39,7 +42,7 @@ class StoreBusy(StoreError):
 
 
 def _schema_sql() -> str:
-    return resources.files("pipelines").joinpath("schema.sql").read_text(encoding="utf-8")
+    return resources.files("pipelines.io").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 class Store:
@@ -121,7 +124,7 @@ class Store:
             fh.close()
 
     # -- runs ------------------------------------------------------------------------
-    def start_run(self, run_id: str, kind: str, as_of: dt.date, config_json: str, window: tuple, **extra: str | None) -> None:
+    def start_run(self, run_id: str, kind: str, as_of: dt.date, config_json: str, window: HistoryWindow, **extra: str | None) -> None:
         now = dt.datetime.now(dt.timezone.utc)
         with self.connect() as con:
             # Callers hold run_lock(), so a run still 'running' here was interrupted (killed,
@@ -308,6 +311,54 @@ class Store:
                 "(SELECT run_id FROM runs WHERE run_id IN (SELECT DISTINCT run_id FROM inventory) "
                 " AND status = 'succeeded' ORDER BY started_at DESC LIMIT 1)"
             ).df()
+
+    def storage_pools(self, window: HistoryWindow) -> pd.DataFrame:
+        """Capacity of each storage pool: the last value of its ``kind=capacity`` series.
+        Out: ``cluster, pool, capacity``."""
+        with self.connect() as con:
+            return con.execute(
+                """
+                SELECT s.cluster, s.pool, arg_max(x.value, x.ts) AS capacity
+                FROM samples x JOIN series s USING (series_id)
+                WHERE s.resource = 'storage' AND s.kind = 'capacity' AND x.ts >= ? AND x.ts < ?
+                GROUP BY s.cluster, s.pool ORDER BY 1, 2
+                """,
+                [window.start, window.end],
+            ).df()
+
+    def series_coverage(self, window: HistoryWindow, step_s: int) -> pd.DataFrame:
+        """Per series in the window: ``series_id, cluster, pool, resource, kind,
+        coverage_pct, gaps, longest_gap_steps, duplicates, counter_resets, last_ts,
+        first_ts`` (a gap is a spacing over 1.5 steps)."""
+        expected = max(int((window.end - window.start).total_seconds() // step_s), 1)
+        with self.connect() as con:
+            return con.execute(
+                """
+                WITH x AS (
+                    SELECT series_id, ts, epoch(ts) - epoch(lag(ts) OVER (PARTITION BY series_id ORDER BY ts)) AS gap_s
+                    FROM samples WHERE ts >= ? AND ts < ?
+                )
+                SELECT x.series_id, s.cluster, s.pool, s.resource, s.kind,
+                       100.0 * count(*) / ? AS coverage_pct,
+                       count(*) FILTER (WHERE gap_s > ? * 1.5)::INTEGER AS gaps,
+                       coalesce(max(gap_s) / ? - 1, 0)::INTEGER AS longest_gap_steps,
+                       0 AS duplicates, 0 AS counter_resets,
+                       max(ts) AS last_ts, min(ts) AS first_ts
+                FROM x JOIN series s USING (series_id)
+                GROUP BY ALL
+                """,
+                [window.start, window.end, expected, step_s, step_s],
+            ).df()
+
+    def record_notification(self, run_id: str, recipients: list[str], subject: str, status: str, error: str | None) -> None:
+        """One email attempt (sent or failed) in ``notifications``."""
+        with self.connect() as con:
+            con.execute("INSERT INTO notifications VALUES (?, ?, ?, ?, ?, ?)",
+                        [run_id, dt.datetime.now(dt.timezone.utc), ", ".join(recipients), subject, status, error])
+
+    def run_summary(self, run_id: str) -> dict:
+        """The summary a succeeded run stored (headline figures, files, context)."""
+        return json.loads(self.run(run_id).get("summary_json") or "{}")
 
 
 def _plan_month(as_of: dt.date) -> str:

@@ -17,8 +17,9 @@ import pandas as pd
 from forecasting.events import Event, occurrences
 
 from .charts import UNIT_SCALE, capacity_figure, figure_json
+from .tables import headline
 
-__all__ = ["ReportInputs", "render_report", "headline", "plotly_js", "summary_table"]
+__all__ = ["ReportInputs", "render_report", "plotly_js"]
 
 
 @dataclass
@@ -46,6 +47,8 @@ class ReportInputs:
     previous_run_id: str | None = None
     max_charts: int = 400
     notes: list[str] = field(default_factory=list)
+    #: series_id, cluster, pool, resource, kind, severity (error | note), message
+    forecast_notes: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def plotly_js() -> str:
@@ -56,7 +59,7 @@ def plotly_js() -> str:
 
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("pipelines", "templates"),
+        loader=jinja2.PackageLoader("pipelines.present", "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined,
     )
@@ -66,47 +69,12 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def headline(decisions: pd.DataFrame, actions: pd.DataFrame, as_of: dt.date) -> str:
-    """E.g. 'Capacity plan 2026-12: 3 pools need orders by 2027-01-15'."""
-    month = f"{as_of:%Y-%m}"
-    if actions is None or actions.empty:
-        return f"Capacity plan {month}: no expansion needed within the horizon"
-    late = actions[actions["late"]]
-    pools = actions[["cluster", "pool"]].drop_duplicates().shape[0]
-    if len(late):
-        n = late[["cluster", "pool"]].drop_duplicates().shape[0]
-        return f"Capacity plan {month}: {n} pool{'s' if n != 1 else ''} must order now; {pools} need expansion"
-    first = actions["order_by_date"].min()
-    return f"Capacity plan {month}: {pools} pool{'s' if pools != 1 else ''} need orders, the first by {first}"
-
-
-def summary_table(decisions: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
-    """One row per pool and resource: utilisation now, trigger, order-by, nodes to add, cost.
-
-    Out: ``cluster, pool, resource, utilisation_now_pct, trigger_date, order_by_date,
-    nodes_to_add, storage_to_add_gib, monthly_cost_usd, status``.
-    """
-    cols = ["cluster", "pool", "nodes_to_add", "storage_to_add_gib", "monthly_cost_usd"]
-    if len(actions):
-        a = actions.assign(nodes=actions["quantity"].where(actions["action"] == "add-nodes", 0),
-                           gib=actions["storage_gib"].fillna(0.0))
-        add = a.groupby(["cluster", "pool"]).agg(nodes_to_add=("nodes", "sum"), storage_to_add_gib=("gib", "sum"),
-                                                 monthly_cost_usd=("monthly_cost_usd", "sum")).reset_index()
-    else:
-        add = pd.DataFrame(columns=cols)
-    t = decisions.merge(add, on=["cluster", "pool"], how="left")
-    t["nodes_to_add"] = t["nodes_to_add"].fillna(0).astype(int)
-    t["storage_to_add_gib"] = t["storage_to_add_gib"].fillna(0.0).astype(float)
-    t["monthly_cost_usd"] = t["monthly_cost_usd"].fillna(0.0)
-    return t[["cluster", "pool", "resource", "utilisation_now_pct", "trigger_date", "order_by_date", "nodes_to_add",
-              "storage_to_add_gib", "monthly_cost_usd", "status"]]
-
-
 def _cluster_sentences(dec: pd.DataFrame, actions: pd.DataFrame) -> list[dict]:
     out = []
     for cluster, g in dec.groupby("cluster", sort=True):
-        red = g[g.status == "red"][["pool"]].drop_duplicates()["pool"].tolist()
-        amber = sorted(set(g[g.status == "amber"]["pool"]) - set(red))
+        blind = sorted(set(g[g["review_reason"].notna() & (g.status == "red")]["pool"]))
+        red = sorted(set(g[(g.status == "red") & g["review_reason"].isna()]["pool"]))
+        amber = sorted(set(g[g.status == "amber"]["pool"]) - set(red) - set(blind))
         a = actions[actions.cluster == cluster] if len(actions) else actions
         cost = float(a["monthly_cost_usd"].sum()) if len(a) else 0.0
         if red:
@@ -118,9 +86,11 @@ def _cluster_sentences(dec: pd.DataFrame, actions: pd.DataFrame) -> list[dict]:
             text = f"{', '.join(amber)} trigger within the horizon; first order by {first.order_by_date} ({first.pool} {first.resource})"
         else:
             text = "has headroom for the whole horizon"
+        if blind:
+            text = f"no forecast for {', '.join(blind)}: review; " + text
         if cost:
             text += f"; adds ${cost:,.0f}/month"
-        out.append({"cluster": cluster, "status": "red" if red else ("amber" if amber else "green"), "text": text})
+        out.append({"cluster": cluster, "status": "red" if red or blind else ("amber" if amber else "green"), "text": text})
     return out
 
 
@@ -183,6 +153,8 @@ def _date(v) -> dt.date | None:
 def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
     """Frames in, HTML string out. No I/O."""
     dec, actions = inp.decisions, inp.actions
+    if "review_reason" not in dec:  # decisions stored before capplan marked pools for review
+        dec = dec.assign(review_reason=None)
     clusters, storage = _charts(inp)
     chosen = inp.scores[inp.scores["chosen"]] if len(inp.scores) else inp.scores
     accuracy = []
@@ -212,7 +184,10 @@ def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
     fleet = float(inp.fleet_costs["monthly_cost_usd"].sum()) if len(inp.fleet_costs) else 0.0
     ctx = {
         "inp": inp, "headline": headline(dec, actions, inp.as_of), "cluster_sentences": _cluster_sentences(dec, actions),
-        "red": dec[dec.status == "red"].sort_values("order_by_date").to_dict("records"),
+        "red": _records(dec[(dec.status == "red") & dec["review_reason"].isna()].sort_values("order_by_date")),
+        "review": _records(dec[dec["review_reason"].notna()]),
+        "forecast_errors": _records(inp.forecast_notes[inp.forecast_notes["severity"] == "error"]) if len(inp.forecast_notes) else [],
+        "forecast_notes": _records(inp.forecast_notes[inp.forecast_notes["severity"] == "note"].head(100)) if len(inp.forecast_notes) else [],
         "amber": dec[dec.status == "amber"].sort_values("order_by_date").to_dict("records"),
         "too_small": inp.capacity[inp.capacity["too_small"]].to_dict("records") if len(inp.capacity) else [],
         "actions": _records(actions.sort_values(["order_by_date", "cluster", "pool"])) if len(actions) else [],

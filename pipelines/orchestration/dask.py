@@ -37,7 +37,7 @@ def chunked(items: list, n: int) -> list[list]:
 
 
 def dask_runner(address: str, chunks_per_worker: int = 4) -> Callable:
-    """A runner for :func:`pipelines.stages.forecast_pools` that fans out on Dask."""
+    """A fan-out for :func:`pipelines.jobs.stages.forecast_pools` on a Dask cluster."""
     from prefect_dask import DaskTaskRunner
 
     def run(jobs, horizon_days, model, level, workers):

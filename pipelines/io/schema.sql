@@ -124,3 +124,13 @@ CREATE TABLE IF NOT EXISTS plan_diffs (
 CREATE TABLE IF NOT EXISTS notifications (
     run_id VARCHAR, sent_at TIMESTAMPTZ, recipients VARCHAR, subject VARCHAR, status VARCHAR, error VARCHAR
 );
+
+-- Series that could not be forecast (severity 'error') and what the forecaster repaired or
+-- fell back on ('note'). A pool with an error is never dropped: it is planned as 'review'.
+CREATE TABLE IF NOT EXISTS forecast_notes (
+    run_id VARCHAR, series_id VARCHAR, cluster VARCHAR, pool VARCHAR, resource VARCHAR, kind VARCHAR,
+    severity VARCHAR, message VARCHAR
+);
+
+-- Why a decision needs a human (no forecast, no history): red in every output.
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS review_reason VARCHAR;

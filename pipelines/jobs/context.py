@@ -1,0 +1,115 @@
+"""What a run is asked to do (:class:`RunRequest`) and everything it needs, resolved once
+(:class:`RunContext`): config, catalogs, as-of date, run id, history window, store.
+
+The CLI, both Prefect deployments, the benchmarks and the notebook build a run the same
+way: ``RunContext.create(...)``, then a job from :mod:`pipelines.jobs`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from forecasting.events import Event
+from forecasting.policy import Catalog
+
+from ..config import Config, load_catalog, load_config, load_events
+from ..domain import HistoryWindow, PoolKey, RunKind
+from ..io.store import Store
+
+__all__ = ["RunRequest", "RunContext", "PreviousPlan", "new_run_id"]
+
+
+class RunRequest(BaseModel):
+    """Parameters of a run (also the Prefect deployments' parameter)."""
+
+    model_config = ConfigDict(extra="forbid")
+    config_path: str = "capplan.yaml"
+    overrides: dict[str, Any] = Field(default_factory=dict, description="config values to change, nested like the YAML")
+    as_of: dt.date | None = Field(None, description="plan date; default: the config's, else today (a what-if: its baseline's)")
+    kind: RunKind = "monthly"
+    scenario_path: str | None = Field(None, description="what-if: scenario YAML")
+    scenario: dict[str, Any] | None = Field(None, description="what-if: the scenario inline (instead of a path)")
+    send_email: bool | None = Field(None, description="override email.enabled")
+    dask_address: str | None = Field(None, description="override executor.dask_address")
+    wait_s: float = Field(0.0, ge=0, description="wait this long for another run to finish")
+
+
+def new_run_id(as_of: dt.date, kind: RunKind, flow_run_id: str | None = None) -> str:
+    """``<yyyy-mm>-<8 hex>`` (what-if: ``<yyyy-mm>-whatif-<8 hex>``); the hex is the Prefect
+    flow run id's prefix when there is one, so DuckDB and Prefect share the id."""
+    tag = {"monthly": "", "what-if": "whatif-", "ingest": "ingest-"}[kind]
+    return f"{as_of:%Y-%m}-{tag}{(flow_run_id or uuid.uuid4().hex)[:8]}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run, resolved: typed config and catalogs, the dates and the run's identity."""
+
+    cfg: Config
+    catalog: Catalog
+    events: list[Event]
+    as_of: dt.date
+    run_id: str
+    kind: RunKind = "monthly"
+    flow_run_id: str | None = None
+    baseline_run_id: str | None = None
+    store: Store = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "store", Store(self.cfg.path(self.cfg.store.path)))
+
+    @classmethod
+    def create(cls, config_path: str | Path, overrides: dict | None = None, as_of: dt.date | None = None,
+               kind: RunKind = "monthly", flow_run_id: str | None = None) -> "RunContext":
+        """Load and check the config and catalogs; the as-of date is ``as_of``, else the
+        config's, else today (UTC)."""
+        cfg = load_config(config_path, overrides)
+        day = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
+        return cls(cfg=cfg, catalog=load_catalog(cfg.path(cfg.catalogs.instances)),
+                   events=load_events(cfg.path(cfg.catalogs.events)), as_of=day,
+                   run_id=new_run_id(day, kind, flow_run_id), kind=kind, flow_run_id=flow_run_id)
+
+    @property
+    def window(self) -> HistoryWindow:
+        return HistoryWindow.ending(self.as_of, self.cfg.forecasting.history_days)
+
+    @property
+    def horizon_end(self) -> dt.date:
+        return self.as_of + dt.timedelta(days=self.cfg.forecasting.horizon_days)
+
+    @property
+    def report_root(self) -> Path:
+        return self.cfg.path(self.cfg.report.dir)
+
+
+@dataclass
+class PreviousPlan:
+    """The plan a run is compared with (the previous monthly run, or a what-if's baseline).
+
+    ``decisions`` and ``actions`` are that run's tables; ``events`` the event names it knew;
+    ``nodes`` its node count per pool."""
+
+    run_id: str
+    decisions: pd.DataFrame
+    actions: pd.DataFrame
+    events: list[str]
+    nodes: dict[PoolKey, int]
+
+    @classmethod
+    def load(cls, store: Store, run_id: str) -> "PreviousPlan":
+        context = store.run_summary(run_id).get("context", {})
+        nodes = {PoolKey(r["cluster"], r["pool"]): int(r["nodes"]) for r in context.get("nodes", [])}
+        return cls(run_id, store.table("decisions", run_id), store.table("plans", run_id), list(context.get("events", [])), nodes)
+
+    @classmethod
+    def before(cls, store: Store, run_id: str) -> "PreviousPlan | None":
+        """The newest succeeded monthly run started before ``run_id``, if any."""
+        prev = store.latest_run("monthly", before=run_id)
+        return cls.load(store, prev) if prev else None

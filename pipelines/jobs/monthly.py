@@ -1,0 +1,75 @@
+"""The monthly job (ingest -> forecast -> plan -> report) and the ingest-only job.
+
+Each is a :data:`pipelines.jobs.record.Job`: it computes and returns :class:`RunOutputs`;
+:func:`pipelines.jobs.record.execute` records, commits and publishes them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from forecasting.frames import check_frame
+
+from ..io.files import run_folder
+from ..io.sources import IngestError, IngestResult, ingest
+from ..present.tables import headline, summary_table
+from .context import PreviousPlan, RunContext
+from .record import RunOutputs, Steps
+from .render import render_files, report_inputs
+from .stages import ForecastOutputs, PlanOutputs, events_frame, forecast_pools, local_fan_out, plan_capacity, pool_tiers
+
+__all__ = ["monthly_job", "ingest_job", "ingest_history", "load_history", "forecast_demand", "plan_tables"]
+
+
+def ingest_history(ctx: RunContext) -> IngestResult:
+    """Bring the run's history window into DuckDB from the configured source."""
+    result = ingest(ctx.cfg, ctx.store, ctx.as_of, ctx.window, Steps.progress("ingest"))
+    check_frame(result.inventory, "inventory", "ingest output")
+    return result
+
+
+def load_history(ctx: RunContext) -> pd.DataFrame:
+    """The pool history of the run's window (``cluster, pool, resource, kind, ts, value``);
+    an empty window is an error that says to ingest first."""
+    history = ctx.store.pool_samples(*ctx.window)
+    if history.empty:
+        raise IngestError(f"no pool history in {ctx.store.path} for the {ctx.window.days} days before {ctx.as_of}; "
+                          "run the ingest first")
+    return history
+
+
+def forecast_demand(ctx: RunContext, history: pd.DataFrame, tiers: dict, fan_out=None) -> ForecastOutputs:
+    """Daily-peak forecasts of every pool series (see :func:`forecast_pools`)."""
+    return forecast_pools(ctx, history, tiers, fan_out or local_fan_out(Steps.progress("forecast")))
+
+
+def plan_tables(plan: PlanOutputs, fc: ForecastOutputs) -> dict[str, pd.DataFrame]:
+    """The plan's and the forecast's run tables."""
+    return {"forecasts": fc.forecasts, "forecast_overlays": fc.overlays, "backtest_scores": fc.scores,
+            "forecast_notes": fc.notes, "capacity": plan.capacity, "headroom": plan.headroom, "decisions": plan.decisions,
+            "plans": plan.actions, "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff}
+
+
+def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
+    """Ingest the window, forecast every pool series, plan, and render the three files."""
+    ing = steps.run("ingest-history", ingest_history, ctx)
+    history = steps.run("load-history", load_history, ctx)
+    fc = steps.run("forecast-demand", forecast_demand, ctx, history, pool_tiers(ing.inventory, ing.storage_pools), steps.fan_out)
+    previous = PreviousPlan.before(ctx.store, ctx.run_id)
+    plan = steps.run("plan-capacity", plan_capacity, ctx, ing.inventory, ing.storage_pools, fc, history, previous)
+    inputs = report_inputs(ctx, plan, fc, history, ing.quality, previous.run_id if previous else None)
+    files = steps.run("render-report", render_files, inputs, plan)
+    tables = {"inventory": ing.inventory, "storage_pools": ing.storage_pools, "events": events_frame(ctx.events),
+              "data_quality": ing.quality, **plan_tables(plan, fc)}
+    summary = {**plan.summary, "headline": headline(plan.decisions, plan.actions, ctx.as_of),
+               "ingest": {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series}}
+    return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of), files, summary,
+                      summary_table(plan.decisions, plan.actions).to_dict("records"), fc.notes)
+
+
+def ingest_job(ctx: RunContext, steps: Steps) -> RunOutputs:
+    """Ingest only: pull the window and snapshot the inventory (no files)."""
+    ing = steps.run("ingest-history", ingest_history, ctx)
+    summary = {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series}
+    return RunOutputs({"inventory": ing.inventory, "storage_pools": ing.storage_pools, "data_quality": ing.quality},
+                      run_folder(ctx.report_root, ctx.as_of), {}, summary)

@@ -1,0 +1,251 @@
+"""The job's stages as plain functions: frames and a :class:`RunContext` in, frames out.
+
+They call the pure core (``forecasting``) and never touch Prefect; the jobs in
+:mod:`pipelines.jobs.monthly` and :mod:`pipelines.jobs.whatif` chain them, and the
+notebook calls them directly. Each checks the frames it receives against the contracts in
+:mod:`forecasting.frames`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from forecasting.engine import ForecastResult, forecast_panel
+from forecasting.events import Event, events_for, occurrences
+from forecasting.frames import check_frame, make_series_id
+from forecasting.headroom import decisions as decide
+from forecasting.headroom import mark_for_review, storage_capacity, usable_capacity, utilisation
+from forecasting.planning import build_plan, diff_plans, fleet_cost, plan_document
+from forecasting.policy import PoolPolicy
+
+from ..config import Config
+from ..domain import PoolKey
+from .context import PreviousPlan, RunContext
+
+__all__ = ["ForecastOutputs", "PlanOutputs", "FanOut", "pool_tiers", "forecast_pools", "plan_capacity",
+           "policy_lookup", "daily_history", "events_frame", "NOTE_COLUMNS"]
+
+FORECAST_KEYS = ["cluster", "pool", "resource", "kind"]
+NOTE_COLUMNS = ["series_id", "cluster", "pool", "resource", "kind", "severity", "message"]
+#: Maps the panel forecast over jobs: ``(jobs, horizon_days, model, level, workers) -> {series_id: result}``.
+FanOut = Callable[[list, float, str, float, "int | None"], "dict[str, ForecastResult | Exception]"]
+
+
+@dataclass
+class ForecastOutputs:
+    """Daily-peak ``forecasts``, what each event added (``overlays``: ``series_id, ts,
+    event, contribution``), backtest ``scores``, and ``notes`` (:data:`NOTE_COLUMNS`):
+    severity ``error`` for a series that could not be forecast, ``note`` for repairs."""
+
+    forecasts: pd.DataFrame
+    overlays: pd.DataFrame
+    scores: pd.DataFrame
+    notes: pd.DataFrame
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        return self.notes[self.notes["severity"] == "error"]
+
+
+@dataclass
+class PlanOutputs:
+    """Headroom and plan frames (the run's tables), the CapacityPlan document, the diff
+    against the previous plan and the summary figures."""
+
+    capacity: pd.DataFrame
+    headroom: pd.DataFrame
+    decisions: pd.DataFrame
+    actions: pd.DataFrame
+    fleet_costs: pd.DataFrame
+    document: dict
+    diff: pd.DataFrame
+    summary: dict
+
+
+def policy_lookup(cfg: Config) -> Callable[[str, str, str | None], PoolPolicy]:
+    """``(cluster, pool, tier) -> PoolPolicy``, memoised."""
+    cache: dict = {}
+
+    def lookup(cluster: str, pool: str, tier: str | None = None) -> PoolPolicy:
+        key = (cluster, pool, tier)
+        if key not in cache:
+            cache[key] = cfg.policies.for_pool(cluster, pool, tier)
+        return cache[key]
+
+    return lookup
+
+
+def pool_tiers(inventory: pd.DataFrame, storage_pools: pd.DataFrame) -> dict[PoolKey, str]:
+    """Each pool's tier, for event scopes; storage pools have tier ``storage``."""
+    tiers = {PoolKey(r.cluster, r.pool): r.tier for r in inventory[["cluster", "pool", "tier"]].drop_duplicates().itertuples()}
+    return tiers | {PoolKey(r.cluster, r.pool): "storage" for r in storage_pools.itertuples()}
+
+
+def daily_history(history: pd.DataFrame) -> pd.DataFrame:
+    """Daily peaks of pool history. In and out: ``cluster, pool, resource, kind, ts, value``."""
+    if history.empty:
+        return history
+    h = history.copy()
+    h["ts"] = h["ts"].dt.floor("D")
+    return h.groupby(FORECAST_KEYS + ["ts"], as_index=False)["value"].max()
+
+
+def events_frame(events: list[Event]) -> pd.DataFrame:
+    """The events catalog as the ``events`` table's rows."""
+    return pd.DataFrame([{
+        "name": e.name, "kind": e.kind, "start_date": e.start, "end_date": e.end, "uplift_pct": e.uplift_pct,
+        "recurring": e.recurring, "scope_json": e.scope.model_dump_json(), "reason": e.reason,
+    } for e in events])
+
+
+def forecast_pools(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, str], fan_out: FanOut) -> ForecastOutputs:
+    """Daily-peak forecast of every pool demand and storage-use series.
+
+    In: pool history (``cluster, pool, resource, kind, ts, value``) and each pool's tier
+    (for event scopes). ``fan_out`` maps the panel forecast over the series (a local
+    process pool, or Dask). Out: :class:`ForecastOutputs`; ``forecasts`` has ``series_id,
+    cluster, pool, resource, kind, resolution, ts, yhat, yhat_lower, yhat_upper,
+    yhat_baseline, model``.
+    """
+    check_frame(history, "pool_history", "forecast input")
+    fcfg = ctx.cfg.forecasting
+    jobs, dims = [], {}
+    for key, g in history[history["kind"] != "capacity"].groupby(FORECAST_KEYS, sort=True):
+        cluster, pool, resource, kind = key
+        sid = make_series_id(cluster=cluster, pool=pool, resource=resource, kind=kind)
+        d = {"cluster": cluster, "pool": pool, "tier": tiers.get(PoolKey(cluster, pool), pool), "resource": resource, "kind": kind}
+        dims[sid] = d
+        jobs.append((sid, g[["ts", "value"]].reset_index(drop=True), events_for(ctx.events, d)))
+    results = fan_out(jobs, fcfg.horizon_days, fcfg.model, fcfg.level_pct, fcfg.workers)
+    frames, overlays, scores, notes = [], [], [], []
+    for sid, res in results.items():
+        d = {k: v for k, v in dims[sid].items() if k != "tier"}
+        if isinstance(res, Exception):
+            notes.append({"series_id": sid, **d, "severity": "error", "message": str(res)})
+            continue
+        f = res.frame
+        frames.append(pd.DataFrame({
+            "series_id": sid, **d, "resolution": "1d-peak", "ts": f["ts"], "yhat": f["yhat"],
+            "yhat_lower": f["yhat_lower"], "yhat_upper": f["yhat_upper"], "yhat_baseline": f["yhat_baseline"], "model": f["model"],
+        }))
+        if len(res.contributions):
+            overlays.append(res.contributions.assign(series_id=sid)[["series_id", "ts", "event", "contribution"]])
+        if not res.scores.empty:
+            scores.append(res.scores.assign(series_id=sid))
+        notes += [{"series_id": sid, **d, "severity": "note", "message": w} for w in res.warnings]
+    forecasts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["series_id", *FORECAST_KEYS, "ts"])
+    return ForecastOutputs(
+        forecasts=forecasts,
+        overlays=pd.concat(overlays, ignore_index=True) if overlays else pd.DataFrame(columns=["series_id", "ts", "event", "contribution"]),
+        scores=pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(),
+        notes=pd.DataFrame(notes, columns=NOTE_COLUMNS),
+    )
+
+
+def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.DataFrame, fc: ForecastOutputs,
+                  history: pd.DataFrame, previous: PreviousPlan | None = None) -> PlanOutputs:
+    """Headroom, triggers, sized and costed actions, the plan document and the diff.
+
+    In: the inventory, storage pools (``cluster, pool, capacity``), the forecasts and the
+    pool history; ``previous`` is the plan to compare with. Every pool with capacity is in
+    the decisions, forecast or not (:func:`forecasting.headroom.mark_for_review`).
+    """
+    check_frame(inventory, "inventory", "plan input")
+    if len(fc.forecasts):
+        check_frame(fc.forecasts, "forecasts", "plan input")
+    cfg, as_of = ctx.cfg, ctx.as_of
+    policy_of = policy_lookup(cfg)
+    usable = usable_capacity(inventory, policy_of)
+    if not storage_pools.empty:
+        usable = pd.concat([usable, storage_capacity(storage_pools)], ignore_index=True)
+    util = utilisation(fc.forecasts, usable, policy_of)
+    dec = decide(util, policy_of, as_of, cfg.forecasting.horizon_days)
+    dec = mark_for_review(dec, usable, fc.forecasts, fc.failures)
+    actions = build_plan(dec, util, inventory, storage_pools, policy_of, ctx.catalog, as_of, _event_drivers(fc))
+    check_frame(dec, "decisions", "plan output")
+    check_frame(actions, "actions", "plan output")
+    costs = fleet_cost(inventory, policy_of, ctx.catalog)
+    current = _current_capacity(inventory, storage_pools, history)
+    ev_rows = []
+    for o in occurrences(ctx.events, as_of, ctx.horizon_end):
+        e = o.event
+        growth = f"{e.uplift_pct:+g}%" if e.uplift_pct is not None else "measured from last occurrence"
+        ev_rows.append({"name": e.name, "window": f"{o.start} .. {o.end or 'onwards'}", "expectedGrowth": growth,
+                        "kind": e.kind, "reason": e.reason})
+    doc = plan_document(
+        f"capacity-plan-{as_of:%Y-%m}", ctx.run_id, as_of, actions, current, ev_rows,
+        {"cpu": cfg.policies.default.threshold_pct, "storage": cfg.policies.default.storage_threshold_pct}, ctx.catalog,
+    )
+    nodes = {PoolKey(c, p): int(n) for (c, p), n in inventory.groupby(["cluster", "pool"]).size().items()}
+    events = sorted(e.name for e in ctx.events)
+    diff = pd.DataFrame()
+    if previous:
+        diff = diff_plans(previous.decisions, dec, previous.actions, actions,
+                          {"events": previous.events, "nodes": previous.nodes}, {"events": events, "nodes": nodes})
+        if len(diff):
+            diff = diff.assign(previous_run_id=previous.run_id)
+    late = dec[dec["status"] == "red"]
+    summary = {
+        "as_of": str(as_of), "pools": int(dec[["cluster", "pool"]].drop_duplicates().shape[0]),
+        "red": int(late[["cluster", "pool"]].drop_duplicates().shape[0]),
+        "amber": int(dec[dec["status"] == "amber"][["cluster", "pool"]].drop_duplicates().shape[0]),
+        "review": int(dec["review_reason"].notna().sum()),
+        "actions": int(len(actions)), "added_monthly_cost_usd": float(actions["monthly_cost_usd"].sum()) if len(actions) else 0.0,
+        "fleet_monthly_cost_usd": float(costs["monthly_cost_usd"].sum()) if len(costs) else 0.0,
+        "first_order_by": str(actions["order_by_date"].min()) if len(actions) else None,
+        "context": {"events": events, "nodes": [{"cluster": k.cluster, "pool": k.pool, "nodes": n} for k, n in nodes.items()]},
+    }
+    return PlanOutputs(usable, util, dec, actions, costs, doc, diff, summary)
+
+
+def _event_drivers(fc: ForecastOutputs) -> dict[PoolKey, list[str]]:
+    if fc.overlays.empty:
+        return {}
+    pos = fc.overlays[fc.overlays["contribution"] > 0].merge(fc.forecasts[["series_id", "cluster", "pool"]].drop_duplicates(), on="series_id")
+    return {PoolKey(*k): sorted(g["event"].unique()) for k, g in pos.groupby(["cluster", "pool"])}
+
+
+def _current_capacity(inventory: pd.DataFrame, storage_pools: pd.DataFrame, history: pd.DataFrame) -> dict:
+    """The handbook's ``currentCapacity`` block, fleet-wide, from the last week of history."""
+    out: dict = {}
+    cpu = float(inventory["cpu_cores"].sum())
+    mem = float(inventory["memory_bytes"].sum())
+    util = {}
+    if not history.empty:
+        last = history[history["ts"] >= history["ts"].max() - pd.Timedelta(days=7)]
+        for res, cap in (("cpu", cpu), ("memory", mem)):
+            u = last[(last.resource == res) & (last.kind == "usage") & (last.pool != "storage")]
+            if len(u) and cap > 0:
+                util[res] = f"{100 * u.groupby('ts')['value'].sum().mean() / cap:.0f}%"
+    out["compute"] = {"nodes": int(len(inventory)), "totalCPU": round(cpu), "totalMemory": f"{mem / 2**30:,.0f}Gi", "utilization": util}
+    if not storage_pools.empty and not history.empty:
+        s = history[(history.resource == "storage") & (history.kind == "usage")]
+        total = float(storage_pools["capacity"].sum())
+        if len(s):
+            by_ts = s.groupby("ts")["value"].sum()
+            used = float(by_ts.iloc[-1])
+            days = max((by_ts.index[-1] - by_ts.index[0]).days, 1)
+            growth = (used - float(by_ts.iloc[0])) / days * 30.44
+            out["storage"] = {"totalCapacity": f"{total / 2**40:,.0f}Ti", "usedCapacity": f"{used / 2**40:,.0f}Ti",
+                              "growthRate": f"{growth / 2**40:,.1f}Ti/month"}
+    return out
+
+
+def local_fan_out(progress: Callable[[int, int, str], None] | None = None) -> FanOut:
+    """The default fan-out: a local process pool over all cores (``forecasting.workers``)."""
+
+    def run(jobs, horizon_days, model, level, workers):
+        return forecast_panel(jobs, horizon_days, model=model, level=level, peak=True, workers=workers,
+                              progress=(lambda done, total: progress(done, total, "series")) if progress else None)
+
+    return run
+
+
+def first_date(values: pd.Series) -> dt.date | None:
+    """The earliest non-missing date of a column (None if there is none)."""
+    v = pd.to_datetime(values.dropna())
+    return v.min().date() if len(v) else None

@@ -1,0 +1,185 @@
+"""What-if: re-plan the latest monthly run under a scenario, without touching it.
+
+A scenario may add events, change existing events' uplifts, change policies (threshold,
+lead time, instance types...) and add workload. The stored baseline forecasts are reused
+(no refit): their overlay-free values are recovered and the scenario's events applied,
+so a what-if takes seconds. The result is a run of kind ``what-if`` (with
+``baseline_run_id``) and files under ``reports/<yyyy-mm>/what-if/<name>/``; the monthly
+files and the baseline's rows are never written.
+
+```yaml
+name: double-11-x3
+events:                       # added to the catalog (same fields as catalogs/events.yaml)
+  - {name: flash-sale, start: 2027-01-10, end: 2027-01-12, uplift_pct: 80, scope: fleet}
+event_uplifts: {q2-product-launch: 40}     # change declared uplifts (%)
+policies:                     # merged into capplan.yaml's policies.default
+  lead_time_days: 60
+  threshold_pct: 65
+added_workload:               # extra demand from a date, in base units (cores, bytes, pods)
+  - {cluster: prod-cn-east, pool: compute, resource: cpu, amount: 40, from: 2027-01-01}
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from forecasting.events import Event, apply_overlays, events_for, occurrences
+from forecasting.policy import PoolPolicy
+
+from ..config import ConfigError, format_validation_error, load_yaml
+from ..domain import PoolKey
+from ..io.files import run_folder
+from ..present.tables import summary_table
+from .context import PreviousPlan, RunContext, new_run_id
+from .record import RunOutputs, Steps
+from .render import render_files, report_inputs
+from .stages import ForecastOutputs, NOTE_COLUMNS, plan_capacity, pool_tiers
+
+__all__ = ["Scenario", "load_scenario", "what_if_context", "what_if_job", "what_if_text"]
+
+FORECAST_VALUES = ["yhat", "yhat_lower", "yhat_upper"]
+
+
+class AddedWorkload(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    cluster: str
+    pool: str
+    resource: str = Field(pattern="^(cpu|memory|pods|storage)$")
+    amount: float
+    from_date: dt.date = Field(alias="from")
+    kinds: list[str] = Field(default_factory=lambda: ["usage", "requests"])
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    events: list[Event] = Field(default_factory=list)
+    event_uplifts: dict[str, float] = Field(default_factory=dict)
+    policies: dict[str, Any] = Field(default_factory=dict)
+    added_workload: list[AddedWorkload] = Field(default_factory=list)
+
+
+def load_scenario(data: dict | None, where: str) -> Scenario:
+    """Validate a scenario (from a YAML file or given inline); errors name ``where`` and the field."""
+    try:
+        scenario = Scenario.model_validate(data or {})
+        PoolPolicy.model_validate(scenario.policies)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(where, exc)) from None
+    return scenario
+
+
+def scenario_from(path: str | Path | None, inline: dict | None) -> Scenario:
+    """The scenario of a request: a YAML file, an inline mapping, or a plain re-plan."""
+    if path:
+        return load_scenario(load_yaml(Path(path)), str(path))
+    if inline is not None:
+        return load_scenario(inline, "scenario")
+    return Scenario(name="replan")
+
+
+def what_if_context(base: RunContext, scenario: Scenario, as_of: dt.date | None = None) -> RunContext:
+    """The what-if run's context: the latest monthly run as baseline (its as-of date unless
+    given), the scenario's events and uplifts added to the catalog, its policies merged."""
+    store = base.store
+    baseline = store.latest_run("monthly")
+    if not baseline:
+        raise ConfigError(f"{store.path}: no successful monthly run to compare with; run `capplan run` first")
+    day = as_of or pd.Timestamp(store.run(baseline)["as_of"]).date()
+    known = {e.name for e in base.events}
+    unknown = sorted(set(scenario.event_uplifts) - known)
+    if unknown:
+        raise ConfigError(f"scenario {scenario.name!r}: event_uplifts: unknown event(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    events = [e.model_copy(update={"uplift_pct": scenario.event_uplifts[e.name]}) if e.name in scenario.event_uplifts else e
+              for e in base.events] + list(scenario.events)
+    cfg = base.cfg
+    if scenario.policies:
+        default = PoolPolicy.model_validate({**cfg.policies.default.model_dump(), **scenario.policies})
+        cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(update={"default": default})})
+    return dataclasses.replace(base, cfg=cfg, events=events, as_of=day, kind="what-if", baseline_run_id=baseline,
+                               run_id=new_run_id(day, "what-if", base.flow_run_id))
+
+
+def _rebase(forecasts: pd.DataFrame) -> pd.DataFrame:
+    """Stored forecasts -> overlay-free baseline (overlays multiply all value columns)."""
+    f = forecasts.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(f["yhat"] > 0, f["yhat_baseline"] / f["yhat"], 1.0)
+    for c in FORECAST_VALUES[1:]:
+        f[c] = f[c] * ratio
+    f["yhat"] = f["yhat_baseline"]
+    return f
+
+
+def _replay(ctx: RunContext, scenario: Scenario, base_fc: pd.DataFrame, tiers: dict[PoolKey, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The baseline forecasts under the scenario's events and added workload.
+    Out: (forecasts, overlays ``series_id, ts, event, contribution``)."""
+    frames, overlays = [], []
+    for sid, f in _rebase(base_fc).groupby("series_id", sort=True):
+        d = f.iloc[0]
+        dims = {"cluster": d.cluster, "pool": d.pool, "tier": tiers.get(PoolKey(d.cluster, d.pool), d.pool), "resource": d.resource}
+        f = f.sort_values("ts").reset_index(drop=True)
+        occ = [o for o in occurrences(events_for(ctx.events, dims), ctx.as_of, f["ts"].max().date()) if o.end is None or o.end >= ctx.as_of]
+        out, contributions = apply_overlays(f[["ts", *FORECAST_VALUES]], occ)
+        for w in scenario.added_workload:
+            if (w.cluster, w.pool, w.resource) == (d.cluster, d.pool, d.resource) and d.kind in w.kinds:
+                add = np.where(out["ts"].dt.date >= w.from_date, w.amount, 0.0)
+                for c in FORECAST_VALUES:
+                    out[c] = out[c] + add
+        if len(contributions):
+            overlays.append(contributions.assign(series_id=sid)[["series_id", "ts", "event", "contribution"]])
+        frames.append(f.assign(**{c: out[c] for c in FORECAST_VALUES}))
+    return (pd.concat(frames, ignore_index=True),
+            pd.concat(overlays, ignore_index=True) if overlays else pd.DataFrame(columns=["series_id", "ts", "event", "contribution"]))
+
+
+def what_if_job(scenario: Scenario):
+    """The job (see :data:`pipelines.jobs.record.Job`) re-planning the baseline under ``scenario``."""
+
+    def job(ctx: RunContext, steps: Steps) -> RunOutputs:
+        store, base_id = ctx.store, ctx.baseline_run_id
+        assert base_id is not None
+        inventory, storage_pools = store.table("inventory", base_id), store.table("storage_pools", base_id)
+        forecasts, overlays = _replay(ctx, scenario, store.table("forecasts", base_id), pool_tiers(inventory, storage_pools))
+        notes = store.table("forecast_notes", base_id)
+        fc = ForecastOutputs(forecasts, overlays, store.table("backtest_scores", base_id),
+                             notes if len(notes) else pd.DataFrame(columns=NOTE_COLUMNS))
+        history = store.pool_samples(*ctx.window, read_only=True)
+        baseline = PreviousPlan.load(store, base_id)
+        plan = steps.run("plan-capacity", plan_capacity, ctx, inventory, storage_pools, fc, history, baseline)
+        inputs = report_inputs(ctx, plan, fc, history, store.table("data_quality", base_id), base_id,
+                               title=f"What-if '{scenario.name}' against {base_id}")
+        files = steps.run("render-report", render_files, inputs, plan)
+        tables = {"forecasts": fc.forecasts, "forecast_overlays": fc.overlays, "capacity": plan.capacity,
+                  "headroom": plan.headroom, "decisions": plan.decisions, "plans": plan.actions,
+                  "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff}
+        before = float(baseline.actions["monthly_cost_usd"].sum()) if len(baseline.actions) else 0.0
+        summary = {**plan.summary, "scenario": scenario.name, "baseline_run_id": base_id, "baseline_monthly_cost_usd": before,
+                   "baseline_actions": int(len(baseline.actions)),
+                   "diff": plan.diff.astype(object).where(plan.diff.notna(), None).to_dict("records") if len(plan.diff) else []}
+        return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of, scenario.name), files, summary,
+                          summary_table(plan.decisions, plan.actions).to_dict("records"))
+
+    return job
+
+
+def what_if_text(result_summary: dict, run_id: str, report: Path | str) -> str:
+    """The CLI's account of a what-if: cost and actions before and after, what moved."""
+    before, after = result_summary["baseline_monthly_cost_usd"], result_summary["added_monthly_cost_usd"]
+    lines = [f"what-if '{result_summary['scenario']}' (run {run_id}) against baseline {result_summary['baseline_run_id']}:",
+             f"  added monthly cost ${before:,.0f} -> ${after:,.0f} ({after - before:+,.0f})",
+             f"  actions {result_summary['baseline_actions']} -> {result_summary['actions']}"]
+    for r in result_summary["diff"]:
+        lines.append(f"  {r['cluster']}/{r['pool']}/{r['resource']}: trigger {r['trigger_before'] or '-'} -> "
+                     f"{r['trigger_after'] or '-'}, nodes {r['nodes_before']} -> {r['nodes_after']}")
+    lines.append(f"  report: {report}")
+    return "\n".join(lines)
