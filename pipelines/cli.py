@@ -356,6 +356,16 @@ def runs(config: Path = ConfigOpt, debug: bool = DebugOpt) -> None:
         console.print(table)
 
 
+def _register_more_commands() -> None:
+    """Commands that live in their own modules (kept out of this file)."""
+    from .cli_doctor import register
+
+    register(app)
+
+
+_register_more_commands()
+
+
 def main() -> None:
     app()
 

@@ -58,11 +58,12 @@ def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
     previous = PreviousPlan.before(ctx.store, ctx.run_id)
     plan = steps.run("plan-capacity", plan_capacity, ctx, ing.inventory, ing.storage_pools, fc, history, previous)
     inputs = report_inputs(ctx, plan, fc, history, ing.quality, previous.run_id if previous else None)
+    inputs.ingest_warnings = list(ing.warnings)
     files = steps.run("render-report", render_files, inputs, plan)
     tables = {"inventory": ing.inventory, "storage_pools": ing.storage_pools, "events": events_frame(ctx.events),
               "data_quality": ing.quality, **plan_tables(plan, fc)}
     summary = {**plan.summary, "headline": headline(plan.decisions, plan.actions, ctx.as_of),
-               "ingest": {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series}}
+               "ingest": {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings}}
     return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of), files, summary,
                       summary_table(plan.decisions, plan.actions).to_dict("records"), fc.notes)
 
@@ -70,6 +71,6 @@ def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
 def ingest_job(ctx: RunContext, steps: Steps) -> RunOutputs:
     """Ingest only: pull the window and snapshot the inventory (no files)."""
     ing = steps.run("ingest-history", ingest_history, ctx)
-    summary = {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series}
+    summary = {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings}
     return RunOutputs({"inventory": ing.inventory, "storage_pools": ing.storage_pools, "data_quality": ing.quality},
                       run_folder(ctx.report_root, ctx.as_of), {}, summary)

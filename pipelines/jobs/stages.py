@@ -8,7 +8,6 @@ notebook calls them directly. Each checks the frames it receives against the con
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
@@ -244,8 +243,3 @@ def local_fan_out(progress: Callable[[int, int, str], None] | None = None) -> Fa
 
     return run
 
-
-def first_date(values: pd.Series) -> dt.date | None:
-    """The earliest non-missing date of a column (None if there is none)."""
-    v = pd.to_datetime(values.dropna())
-    return v.min().date() if len(v) else None

@@ -49,6 +49,8 @@ class ReportInputs:
     notes: list[str] = field(default_factory=list)
     #: series_id, cluster, pool, resource, kind, severity (error | note), message
     forecast_notes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: what the ingest warned about (shown in red at the top of the data-quality section)
+    ingest_warnings: list[str] = field(default_factory=list)
 
 
 def plotly_js() -> str:

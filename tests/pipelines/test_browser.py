@@ -25,7 +25,7 @@ def test_report_renders_every_chart_without_console_errors(demo_run, tmp_path):
     report = Path(demo_run["result"]["files"]["report"])
     r = chromium(report.as_uri(), "--virtual-time-budget=30000", "--dump-dom")
     dom = r.stdout
-    console_errors = [l for l in r.stderr.splitlines() if "CONSOLE" in l and ("Uncaught" in l or "Error" in l)]
+    console_errors = [line for line in r.stderr.splitlines() if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
     assert not console_errors, console_errors[:3]
     charts = re.findall(r'<div class="chart[^"]*" id="(c\d+)"', dom)
     assert len(charts) >= 10
@@ -49,7 +49,7 @@ def test_hostile_labels_render_as_text_in_the_browser(tmp_path):
     page = tmp_path / "evil.html"
     page.write_text(render_report(_inputs()))
     r = chromium(page.as_uri(), "--virtual-time-budget=10000", "--dump-dom")
-    assert "alert" not in "".join(l for l in r.stderr.splitlines() if "CONSOLE" in l)
+    assert "alert" not in "".join(line for line in r.stderr.splitlines() if "CONSOLE" in line)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.stdout  # the label is text in the DOM
     assert "<script>alert(1)</script>" not in r.stdout
     assert "<svg" in r.stdout

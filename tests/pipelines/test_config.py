@@ -51,7 +51,7 @@ def test_cli_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path):
     cfg = write_config(tmp_path, "\nsource_kind: demo\n")
     r = capplan("run", "--config", str(cfg))
     assert r.returncode == 2, r.stderr
-    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "source_kind" in lines[0] and str(cfg) in lines[0].replace("\n", "")
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "reports").exists()

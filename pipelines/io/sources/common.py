@@ -39,6 +39,9 @@ class IngestResult:
     rows: int = 0
     series: int = 0
     new_series: int = 0
+    #: Problems the run goes on with but a reader must see (short history, a pool query
+    #: that returned nothing...): one sentence each; the report shows them in red.
+    warnings: list[str] = field(default_factory=list)
 
 
 def data_quality(store: Store, window: HistoryWindow, step_s: int, series_ids: pd.Series | None = None) -> pd.DataFrame:
