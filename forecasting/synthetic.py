@@ -49,7 +49,7 @@ class FleetChunk:
     """One cluster's data: inventory rows, series dimensions and long samples."""
 
     cluster: str
-    inventory: pd.DataFrame  # cluster, pool, tier, zone, node, instance_type, cpu_cores, memory_bytes, pods, storage_bytes
+    inventory: pd.DataFrame  # cluster, pool, tier, zone, node, instance_type, cpu_cores, memory_bytes, pods, storage_bytes, capacity_type
     series: pd.DataFrame  # series_id, cluster, pool, node, namespace, resource, kind, level, unit
     samples: pd.DataFrame  # series_id, ts, value
 
@@ -121,6 +121,8 @@ def generate_fleet(
                 "cluster": cluster, "pool": pool, "tier": tier, "zone": zones, "node": node_names,
                 "instance_type": itype, "cpu_cores": alloc_cpu, "memory_bytes": alloc_mem,
                 "pods": float(max_pods), "storage_bytes": float(local_gib * GIB),
+                # the handbook's compute tier is 70% spot
+                "capacity_type": ["spot" if tier == "compute" and i % 10 < 7 else "on-demand" for i in range(n)],
             }))
             base_share, growth, req_ratio = TIER_LOAD[tier]
             base_share *= rng.uniform(0.85, 1.2)

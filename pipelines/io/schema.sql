@@ -134,3 +134,6 @@ CREATE TABLE IF NOT EXISTS forecast_notes (
 
 -- Why a decision needs a human (no forecast, no history): red in every output.
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS review_reason VARCHAR;
+
+-- on-demand | spot (spot nodes of one type may fail together: policies.spot_failure)
+ALTER TABLE inventory ADD COLUMN IF NOT EXISTS capacity_type VARCHAR DEFAULT 'on-demand';

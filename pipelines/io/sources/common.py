@@ -16,10 +16,13 @@ import pandas as pd
 from ...domain import HistoryWindow
 from ..store import Store
 
-__all__ = ["IngestResult", "IngestError", "INVENTORY_COLUMNS", "Progress", "data_quality"]
+__all__ = ["IngestResult", "IngestError", "INVENTORY_COLUMNS", "INVENTORY_DEFAULTS", "Progress", "data_quality"]
 
 Progress = Callable[[int, int, str], None]
-INVENTORY_COLUMNS = ["cluster", "pool", "tier", "zone", "node", "instance_type", "cpu_cores", "memory_bytes", "pods", "storage_bytes"]
+INVENTORY_COLUMNS = ["cluster", "pool", "tier", "zone", "node", "instance_type", "cpu_cores", "memory_bytes", "pods", "storage_bytes",
+                     "capacity_type"]
+#: Optional inventory columns and their value when a source does not know them.
+INVENTORY_DEFAULTS = {"capacity_type": "on-demand"}  # on-demand | spot
 
 
 class IngestError(ValueError):

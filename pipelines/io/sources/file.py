@@ -11,7 +11,7 @@ from forecasting.frames import KINDS, RESOURCES, UNITS, make_series_id
 
 from ...domain import HistoryWindow
 from ..store import Store
-from .common import INVENTORY_COLUMNS, IngestError, IngestResult, data_quality
+from .common import INVENTORY_COLUMNS, INVENTORY_DEFAULTS, IngestError, IngestResult, data_quality
 
 __all__ = ["read_samples_file", "read_inventory_file", "ingest_file"]
 
@@ -114,10 +114,14 @@ def read_samples_file(path: Path) -> pd.DataFrame:
 
 
 def read_inventory_file(path: Path) -> pd.DataFrame:
-    """Node inventory CSV with :data:`INVENTORY_COLUMNS` (allocatable in base units)."""
+    """Node inventory CSV with :data:`INVENTORY_COLUMNS` (allocatable in base units;
+    ``capacity_type`` on-demand or spot, optional: on-demand when absent)."""
     if not path.exists():
         raise IngestError(f"{path}: file not found")
     inv = pd.read_csv(path)
+    for c, default in INVENTORY_DEFAULTS.items():
+        if c not in inv.columns:
+            inv[c] = default
     missing = [c for c in INVENTORY_COLUMNS if c not in inv.columns]
     if missing:
         raise IngestError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -292,7 +292,7 @@ def inventory_snapshot(puller: Puller, catalog: MetricCatalog, src: PrometheusSo
         nodes[key] = {"cluster": key[0], "node": key[1], "pool": m.get(src.pool_label, "unlabelled"),
                       "tier": m.get(src.tier_label) or m.get(src.pool_label, "unlabelled"),
                       "zone": m.get(src.zone_label, "unknown"), "instance_type": m.get(src.instance_type_label, "unknown"),
-                      "cpu_cores": 0.0, "memory_bytes": 0.0, "pods": 0.0, "storage_bytes": 0.0}
+                      "cpu_cores": 0.0, "memory_bytes": 0.0, "pods": 0.0, "storage_bytes": 0.0, "capacity_type": "on-demand"}
     column = {"cpu": "cpu_cores", "memory": "memory_bytes", "pods": "pods", "ephemeral_storage": "storage_bytes"}
     for r in alloc:
         m = r["metric"]
