@@ -30,8 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = ["Scope", "Event", "Occurrence", "Overlaid", "occurrences", "events_for", "mask_events", "measure_uplift",
            "apply_overlays", "CONTRIBUTION_COLUMNS"]
 
-#: Columns of the per-event contributions frame (long: one row per event and day).
-CONTRIBUTION_COLUMNS = ["ts", "event", "contribution"]
+#: Columns of the per-event contributions frame (long: one row per event and day):
+#: ``contribution`` is what the event added to ``yhat`` (series units), ``factor`` what it
+#: multiplied every value column by (dividing by it removes the event: a counterfactual).
+CONTRIBUTION_COLUMNS = ["ts", "event", "contribution", "factor"]
 
 
 class Scope(BaseModel):
@@ -177,7 +179,7 @@ class Overlaid(NamedTuple):
     """A forecast with overlays applied, and what each event added to ``yhat``."""
 
     frame: pd.DataFrame
-    contributions: pd.DataFrame  # ts, event, contribution (series units); non-zero rows only
+    contributions: pd.DataFrame  # ts, event, contribution (series units), factor; non-zero rows only
 
 
 def apply_overlays(
@@ -187,9 +189,10 @@ def apply_overlays(
 
     Columns in: ``ts`` and value columns (``yhat``, ``yhat_lower``, ``yhat_upper`` and
     any quantile columns). Out: :class:`Overlaid`: the same frame plus ``yhat_baseline``
-    (``yhat`` before any overlay), and ``contributions`` (``ts, event, contribution``:
-    what that event added to ``yhat``, in the series' units). ``measured`` gives the
-    uplift to use for an event declared without ``uplift_pct``.
+    (``yhat`` before any overlay), and ``contributions`` (``ts, event, contribution,
+    factor``: what that event added to ``yhat`` in the series' units, and the factor it
+    multiplied by). ``measured`` gives the uplift to use for an event declared without
+    ``uplift_pct``.
     """
     out = forecast.copy()
     values = [c for c in out.columns if c != "ts"]
@@ -207,10 +210,12 @@ def apply_overlays(
         for c in values:
             out[c] = out[c].to_numpy() * factor
         added = out["yhat"].to_numpy() - before
-        keep = added != 0
+        keep = factor != 1.0
         if keep.any():
-            parts.append(pd.DataFrame({"ts": out["ts"].to_numpy()[keep], "event": o.event.name, "contribution": added[keep]}))
+            parts.append(pd.DataFrame({"ts": out["ts"].to_numpy()[keep], "event": o.event.name, "contribution": added[keep],
+                                       "factor": factor[keep]}))
     contributions = pd.DataFrame(columns=CONTRIBUTION_COLUMNS)
-    if parts:
-        contributions = pd.concat(parts, ignore_index=True).groupby(["ts", "event"], as_index=False, sort=True)["contribution"].sum()
+    if parts:  # an annual event may occur twice in the horizon: one row per day and event
+        contributions = (pd.concat(parts, ignore_index=True).groupby(["ts", "event"], as_index=False, sort=True)
+                         .agg(contribution=("contribution", "sum"), factor=("factor", "prod")))
     return Overlaid(out, contributions)

@@ -39,11 +39,22 @@ class PoolPolicy(_Strict):
     lead_time_days: int = Field(30, ge=0, description="procurement, approval and deployment")
     spot_ratio_pct: Pct = Field(0.0, ge=0, le=100)
     reserved_ratio_pct: Pct = Field(0.0, ge=0, le=100)
+    reserved_term_years: int = Field(1, ge=1, le=3, description="term of the reserved-instance commitment")
     instance_types: list[str] = Field(default_factory=list, description="allowed alternatives to the pool's own type")
     storage_type: str = "gp3"
-    demand_bound: Literal["upper", "point"] = Field(
-        "upper", description="plan on the interval's upper bound (conservative) or the point forecast"
+    demand_bound: Literal["risk", "upper", "point"] = Field(
+        "risk", description="risk: order so that P(demand crosses the threshold before new capacity arrives) is at "
+        "most max_late_risk_pct; upper: the interval's upper bound crosses; point: the point forecast crosses"
     )
+    max_late_risk_pct: Pct = Field(10.0, gt=0, lt=50, description="accepted chance that an order arrives too late")
+    spot_failure: Literal["independent", "together"] = Field(
+        "independent", description="together: a pool's spot nodes of one instance type are one failure unit in N+k "
+        "(a spot reclaim takes many at once)"
+    )
+    temporary_event_max_days: int = Field(
+        30, ge=0, description="an action needed only because of an event at most this long is temporary: rent, don't buy"
+    )
+    rent_lead_time_days: int = Field(2, ge=0, description="days to provision rented on-demand capacity")
 
     @model_validator(mode="after")
     def _ratios(self) -> "PoolPolicy":

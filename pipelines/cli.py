@@ -28,6 +28,7 @@ ConfigOpt = typer.Option(Path("capplan.yaml"), "--config", "-c", help="capplan.y
 AsOfOpt = typer.Option(None, "--as-of", help="plan date YYYY-MM-DD (default: config's as_of, else today)")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="show Prefect's log lines")
 DebugOpt = typer.Option(False, "--debug", help="show the traceback of an unexpected error")
+AllOpt = typer.Option(False, "--all", help="list every pool, not only those that need capacity")
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -95,45 +96,45 @@ def _progress() -> Iterator[None]:
             set_reporter(None)
 
 
-def _print_result(result: dict) -> None:
+def _print_result(result: dict, show_all: bool = False) -> None:
+    """The pools to act on (every pool with ``show_all``): one row per pool, the same
+    figures as the report, the YAML, the CSV and the email."""
+    import pandas as pd
+
+    from .present.tables import fmt_date, fmt_money, fmt_pct, pool_table
+
     s = result["summary"]
     table = Table(title=s.get("headline", "capacity plan"), show_lines=False)
-    for col in ("cluster", "pool", "resource", "util now", "trigger", "order by", "to add", "monthly cost"):
-        table.add_column(col, justify="right" if col in ("util now", "to add", "monthly cost") else "left")
-    for r in result["table"]:
-        style = {"red": "red", "amber": "yellow"}.get(r["status"], "")
-        util = r["utilisation_now_pct"]
-        table.add_row(r["cluster"], r["pool"], r["resource"], "-" if util is None or util != util else f"{util:.0f}%",
-                      _text(r["trigger_date"]), _text(r["order_by_date"]),
-                      "no forecast: review" if r.get("review_reason") and _text(r["trigger_date"]) == "-" else _to_add(r),
-                      f"${r['monthly_cost_usd']:,.0f}", style=style)
+    for col in ("cluster", "pool", "status", "binds on", "measured peak", "forecast peak", "trigger", "order by",
+                "risk of late", "to add", "monthly cost", "next 12 months"):
+        table.add_column(col, justify="right" if col in ("measured peak", "forecast peak", "risk of late", "monthly cost",
+                                                        "next 12 months") else "left")
+    pools = pd.DataFrame(result["table"])
+    shown = pool_table(pools, show_all) if len(pools) else pools
+    for r in shown.itertuples():
+        style = {"red": "red", "amber": "yellow"}.get(r.status, "")
+        status = r.status + (" (late)" if r.late else "") + (" (temporary)" if r.temporary else "")
+        table.add_row(r.cluster, r.pool, status, r.binds_on or "-", fmt_pct(r.measured_peak_pct), fmt_pct(r.forecast_peak_pct),
+                      fmt_date(r.trigger_date), fmt_date(r.order_by_date), fmt_pct(r.risk_pct) if r.to_add != "-" else "-",
+                      r.to_add, fmt_money(r.monthly_cost_usd), fmt_money(r.next_12m_cost_usd), style=style)
     console.print(table)
-    console.print(f"added monthly cost ${s['added_monthly_cost_usd']:,.0f} (yearly ${12 * s['added_monthly_cost_usd']:,.0f}); "
-                  f"today's fleet ${s['fleet_monthly_cost_usd']:,.0f}/month")
+    hidden = len(pools) - len(shown)
+    if hidden:
+        console.print(f"{hidden} more pool(s) have headroom for the whole horizon (--all shows them)")
+    console.print(f"added run-rate {fmt_money(s['added_monthly_cost_usd'])}/month; next 12 months {fmt_money(s['next_12m_cost_usd'])}; "
+                  f"today's fleet (nodes and storage) {fmt_money(s['fleet_monthly_cost_usd'])}/month")
     console.print(f"run id: {result['run_id']}")
     for kind, path in result["files"].items():
         console.print(f"{kind:>7}: {path}")
     if result.get("failures"):
-        console.print(f"[yellow]{len(result['failures'])} series could not be forecast; see the report's data-quality section[/]")
+        console.print(f"[yellow]{len(result['failures'])} series could not be forecast: their pools are marked "
+                      "'no forecast: review' (the report's data-quality section lists them)[/]")
     if result.get("email"):
         console.print(f"email: {result['email'].get('status')} to {', '.join(result['email'].get('recipients', []))}")
 
 
-def _text(value) -> str:
-    """A date or other cell as text; missing values (None, NaN, NaT) as '-'."""
-    import pandas as pd
-
-    return "-" if value is None or pd.isna(value) else str(value)[:10]
-
-
-def _to_add(row: dict) -> str:
-    if row.get("storage_to_add_gib"):
-        return f"+{row['storage_to_add_gib'] / 1024:g} TiB"
-    return f"{row['nodes_to_add']} nodes" if row["nodes_to_add"] else "-"
-
-
 def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[bool], dask_address: Optional[str],
-         wait: float, verbose: bool, debug: bool) -> None:
+         wait: float, verbose: bool, debug: bool, show_all: bool = False) -> None:
     _quiet_prefect(verbose)
     with _errors(debug):
         from .config import load_config
@@ -147,7 +148,7 @@ def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[boo
 
         with _progress():
             result = monthly_run(req)
-        _print_result(result)
+        _print_result(result, show_all)
 
 
 def _prefect_where() -> str:
@@ -177,11 +178,13 @@ def demo(
     seed: int = typer.Option(7, "--seed", help="random seed of the demo generator"),
     as_of: Optional[str] = AsOfOpt,
     send: bool = typer.Option(False, "--send", help="email the report (needs the email section configured)"),
+    show_all: bool = AllOpt,
     verbose: bool = VerboseOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Build the demo fleet into DuckDB and run the whole monthly job on it (no servers needed)."""
-    _run(config, as_of, {"source": {"kind": "demo", "demo": {"nodes": nodes, "seed": seed}}}, send or None, None, 0.0, verbose, debug)
+    _run(config, as_of, {"source": {"kind": "demo", "demo": {"nodes": nodes, "seed": seed}}}, send or None, None, 0.0, verbose,
+         debug, show_all)
 
 
 @app.command()
@@ -191,11 +194,12 @@ def run(
     send: Optional[bool] = typer.Option(None, "--send/--no-send", help="email the report (default: email.enabled)"),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="run the forecast fan-out on this Dask scheduler"),
     wait: float = typer.Option(0.0, "--wait", help="seconds to wait if another run holds the database"),
+    show_all: bool = AllOpt,
     verbose: bool = VerboseOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Run the monthly job: ingest -> forecast -> plan -> report (-> email)."""
-    _run(config, as_of, {}, send, dask_address, wait, verbose, debug)
+    _run(config, as_of, {}, send, dask_address, wait, verbose, debug, show_all)
 
 
 @app.command()

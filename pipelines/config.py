@@ -44,27 +44,63 @@ class PrometheusAuth(_Strict):
     password_env: str | None = None
 
 
+#: Node-pool label presets (pipelines/io/sources/presets.py holds the label keys of each).
+Preset = Literal["auto", "eks", "gke", "aks", "karpenter", "custom"]
+
+
+class PrometheusJobs(_Strict):
+    """``job`` label values of the scrape jobs; ``auto``: found on the server (the doctor
+    says which it chose). ``cadvisor_path`` is the kubelet's cAdvisor ``metrics_path``."""
+
+    kube_state_metrics: str = "auto"
+    node_exporter: str = "auto"
+    kubelet: str = "auto"
+    cadvisor: str = "auto"
+    cadvisor_path: str = "auto"
+
+
 class PrometheusSource(_Strict):
+    """Where and how to read Prometheus, Thanos Query or Mimir (see the README section)."""
+
     url: str = "http://127.0.0.1:9090"
     auth: PrometheusAuth = Field(default_factory=PrometheusAuth)
     verify_tls: bool = True
     ca_file: Path | None = None
     headers: dict[str, str] = Field(default_factory=dict, description="e.g. X-Scope-OrgID for Mimir")
     step: str = "1h"
-    timeout_s: float = Field(60.0, gt=0)
-    retries: int = Field(3, ge=0)
+    timeout_s: float = Field(120.0, gt=0, description="per request; the server is asked to give up a little earlier")
+    retries: int = Field(3, ge=0, description="for connection errors and 5xx; a too heavy query is split instead")
     max_concurrency: int = Field(4, ge=1, le=64)
     catalog: Path | None = Field(None, description="metric catalog overriding/adding to the defaults")
-    scrape_interval: str = Field("1m", description="how often the metrics are scraped")
-    rate_window: str = Field("5m", description="window of rate() over counters (at least 2 scrapes)")
+    scrape_interval: str = Field("auto", description="how often the exporters are scraped (auto: measured)")
+    rate_window: str = Field("auto", description="rate() window; auto: max(peak_resolution, 4 x scrape_interval)")
+    peak_resolution: str = Field("5m", description="pool series keep the highest value seen at this resolution within each step")
     clusters: list[str] = Field(default_factory=list, description="only these clusters (default: all)")
-    storage_pool: str = Field("storage", description="pool name given to the cluster storage system")
-    max_points_per_request: int = Field(11000, ge=100, le=11000)
     cluster_label: str = "cluster"
-    pool_label: str = "label_node_kubernetes_io_pool"
-    tier_label: str = "label_node_kubernetes_io_tier"
-    zone_label: str = "label_topology_kubernetes_io_zone"
-    instance_type_label: str = "label_node_kubernetes_io_instance_type"
+    default_cluster: str = Field("default", description="cluster name when the series have no cluster label")
+    preset: Preset = Field("auto", description="node-pool labels: auto | eks | gke | aks | karpenter | custom")
+    cluster_presets: dict[str, Preset] = Field(default_factory=dict, description="preset per cluster")
+    pool_label: str | None = Field(None, description="node label naming the pool (a Kubernetes key or KSM's label_* name)")
+    tier_label: str | None = Field(None, description="node label naming the tier (default: the pool)")
+    zone_label: str | None = None
+    instance_type_label: str | None = None
+    capacity_type_label: str | None = Field(None, description="node label whose value 'spot' marks spot nodes")
+    max_unlabelled_pct: float = Field(2.0, ge=0, le=100, description="stop when more nodes of a cluster have no pool")
+    jobs: PrometheusJobs = Field(default_factory=PrometheusJobs)
+    node_exporter_join: str = Field("auto", description="auto | kube_pod_info | internal_ip | label:<name> (e.g. label:instance)")
+    replica_label: str | None = Field(None, description="HA replica label (Thanos replicaLabels[]); queries also dedup with max by")
+    dedup: bool = Field(True, description="Thanos: dedup=true")
+    partial_response: bool = Field(False, description="Thanos: a partial answer is an error, not a silent hole")
+    max_source_resolution: str = Field("auto", description="Thanos: auto (1h where raw data is gone), 0s, 5m or 1h")
+    max_samples: int | None = Field(None, ge=1000, description="the server's query.max-samples (default: read from its flags)")
+    samples_budget_pct: float = Field(50.0, gt=0, le=100, description="share of max_samples one request may use")
+    max_query_length: str | None = Field(None, description="longest window per request (e.g. Mimir's max_partial_query_length)")
+    max_points_per_request: int = Field(11000, ge=100, le=11000)
+    storage: list[Literal["ceph", "pvc"]] = Field(default_factory=lambda: ["ceph", "pvc"],
+                                                   description="storage sources to read where they exist")
+    drill_down: bool = Field(True, description="also pull node and namespace series")
+    on_missing_data: Literal["error", "warn"] = Field(
+        "error", description="short history or a pool without data: stop (error) or go on with a red warning (warn)")
 
 
 class FileSource(_Strict):

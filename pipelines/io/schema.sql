@@ -137,3 +137,69 @@ ALTER TABLE decisions ADD COLUMN IF NOT EXISTS review_reason VARCHAR;
 
 -- on-demand | spot (spot nodes of one type may fail together: policies.spot_failure)
 ALTER TABLE inventory ADD COLUMN IF NOT EXISTS capacity_type VARCHAR DEFAULT 'on-demand';
+
+-- Forecast quantiles (one column per forecasting.frames.QUANTILE_COLUMNS) and how much the days'-- errors move together (forecasting.risk): what the risk of being late is computed from.
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q010 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q025 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q050 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q100 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q200 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q250 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q300 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q400 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q500 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q600 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q700 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q750 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q800 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q900 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q950 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q975 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS q990 DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS dependence DOUBLE;
+-- what each event multiplied the forecast by (divide by it: the forecast without the event)
+ALTER TABLE forecast_overlays ADD COLUMN IF NOT EXISTS factor DOUBLE;
+-- The numbers of docs/ARCHITECTURE.md ("The numbers"), per pool and resource.
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS capacity DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS usable DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS demand_bound VARCHAR;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS measured_peak_pct DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS measured_usage_pct DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS measured_requests_pct DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS forecast_peak_pct DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS lead_time_source VARCHAR;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS risk_pct DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS horizon_risk_pct DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS earliest_arrival_date DATE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS arrival_peak_pct DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS arrival_over_usable BOOLEAN;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS arrival_over_raw BOOLEAN;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS required_usable DOUBLE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS summary VARCHAR;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS reserved_term_years INTEGER;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS reserved_nodes INTEGER;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS next_12m_cost_usd DOUBLE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS temporary BOOLEAN;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS rent_start DATE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS rent_end DATE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS window_cost_usd DOUBLE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS buy_12m_cost_usd DOUBLE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS binds_on VARCHAR;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS measured_peak_pct DOUBLE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS forecast_peak_pct DOUBLE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS risk_pct DOUBLE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS lead_time_days INTEGER;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS events VARCHAR;
+-- storage is part of today's fleet cost
+ALTER TABLE fleet_costs ADD COLUMN IF NOT EXISTS storage_type VARCHAR;
+ALTER TABLE fleet_costs ADD COLUMN IF NOT EXISTS storage_gib DOUBLE;
+
+-- What each event does to each trigger (forecasting.reasons.event_effects): shift_days > 0 means the
+-- event brings the trigger that many days earlier; trigger_without NULL: no trigger without it.
+CREATE TABLE IF NOT EXISTS event_effects (
+    run_id VARCHAR, cluster VARCHAR, pool VARCHAR, resource VARCHAR, event VARCHAR, event_days INTEGER,
+    trigger_without DATE, shift_days INTEGER
+);
+ALTER TABLE headroom ADD COLUMN IF NOT EXISTS capacity DOUBLE;
+ALTER TABLE headroom ADD COLUMN IF NOT EXISTS p_cross DOUBLE;
+ALTER TABLE headroom ADD COLUMN IF NOT EXISTS required_usable DOUBLE;

@@ -29,7 +29,7 @@ __all__ = ["Store", "StoreError", "StoreBusy", "RUN_TABLES"]
 RUN_TABLES = (
     "inventory", "storage_pools", "events", "data_quality", "forecasts", "forecast_overlays",
     "backtest_scores", "forecast_notes", "capacity", "headroom", "decisions", "plans", "fleet_costs",
-    "plan_diffs",
+    "plan_diffs", "event_effects",
 )
 
 

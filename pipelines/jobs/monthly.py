@@ -9,12 +9,13 @@ from __future__ import annotations
 import pandas as pd
 
 from forecasting.frames import check_frame
+from forecasting.planning import pool_summary
 
 from ..io.files import run_folder
 from ..io.sources import IngestError, IngestResult, ingest
-from ..present.tables import headline, summary_table
+from ..present.tables import headline
 from .context import PreviousPlan, RunContext
-from .record import RunOutputs, Steps
+from .record import RunOutputs, Steps, records
 from .render import render_files, report_inputs
 from .stages import ForecastOutputs, PlanOutputs, events_frame, forecast_pools, local_fan_out, plan_capacity, pool_tiers
 
@@ -47,7 +48,7 @@ def plan_tables(plan: PlanOutputs, fc: ForecastOutputs) -> dict[str, pd.DataFram
     """The plan's and the forecast's run tables."""
     return {"forecasts": fc.forecasts, "forecast_overlays": fc.overlays, "backtest_scores": fc.scores,
             "forecast_notes": fc.notes, "capacity": plan.capacity, "headroom": plan.headroom, "decisions": plan.decisions,
-            "plans": plan.actions, "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff}
+            "plans": plan.actions, "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff, "event_effects": plan.effects}
 
 
 def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
@@ -62,10 +63,11 @@ def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
     files = steps.run("render-report", render_files, inputs, plan)
     tables = {"inventory": ing.inventory, "storage_pools": ing.storage_pools, "events": events_frame(ctx.events),
               "data_quality": ing.quality, **plan_tables(plan, fc)}
-    summary = {**plan.summary, "headline": headline(plan.decisions, plan.actions, ctx.as_of),
+    pools = pool_summary(plan.decisions, plan.actions)
+    summary = {**plan.summary, "headline": headline(pools, ctx.as_of),
                "ingest": {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings}}
     return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of), files, summary,
-                      summary_table(plan.decisions, plan.actions).to_dict("records"), fc.notes)
+                      records(pools), fc.notes)
 
 
 def ingest_job(ctx: RunContext, steps: Steps) -> RunOutputs:

@@ -1,4 +1,7 @@
-"""Emailing a stored run's report (after the monthly job, or again with ``capplan report --send``)."""
+"""Emailing a stored run's report (after the monthly job, or again with ``capplan report --send``).
+
+Everything comes from the run's tables, so a re-send says exactly what the run said.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,51 @@ from pathlib import Path
 
 import pandas as pd
 
+from forecasting.planning import plan_totals, pool_summary
+
 from ..config import Config
+from ..domain import HistoryWindow
 from ..io.smtp import EmailError, send_message
 from ..io.store import Store
-from ..present.charts import capacity_figure
-from ..present.email import build_message, chart_png
-from ..present.tables import headline
+from ..present.charts import capacity_figure, monthly_peaks, overview_figure
+from ..present.email import MAX_IMAGE_PX, Image, build_message, chart_png
+from ..present.tables import fmt_money, headline, late_sentence, pool_table
+from .stages import daily_history
 
-__all__ = ["send_run_report"]
+__all__ = ["send_run_report", "email_images"]
+
+
+def email_images(store: Store, run_id: str, as_of, window: HistoryWindow, pools: pd.DataFrame, decisions: pd.DataFrame) -> list[Image]:
+    """The overview (pools x months) and the most urgent pool's chart with its recent history,
+    both at most :data:`MAX_IMAGE_PX` wide."""
+    images = []
+    monthly = monthly_peaks(store.table("headroom", run_id), as_of)
+    if len(monthly):
+        order_by = {f"{r.cluster} / {r.pool}": r.order_by_date for r in pools.itertuples() if r.to_add not in ("-", "review")}
+        png = chart_png(overview_figure(monthly, order_by, MAX_IMAGE_PX))
+        if png:
+            images.append(Image("Forecast peak utilisation by month", png))
+    urgent = pools[pools["to_add"].ne("-") & pools["to_add"].ne("review")]
+    if len(urgent):
+        first = urgent.iloc[0]
+        resource = first.binds_on.split()[0]
+        key = (first.cluster, first.pool, resource)
+        pick = lambda f: f[(f.cluster == key[0]) & (f.pool == key[1]) & (f.resource == key[2])]  # noqa: E731
+        fc, cap, d = pick(store.table("forecasts", run_id)), pick(store.table("capacity", run_id)), pick(decisions)
+        history = daily_history(pick(store.pool_samples(*window, read_only=True)))
+        title = f"{key[0]} / {key[1]} / {resource}"
+        fig = capacity_figure(title, resource, history, fc, float(cap["usable"].iloc[0]) if len(cap) else None,
+                              float(d["threshold_pct"].iloc[0]) if len(d) else 70.0,
+                              trigger=_day(d["trigger_date"].iloc[0]) if len(d) else None,
+                              order_by=_day(first.order_by_date), history_days=90)
+        png = chart_png(fig, MAX_IMAGE_PX, 360)
+        if png:
+            images.append(Image(title, png))
+    return images
+
+
+def _day(v):
+    return None if v is None or pd.isna(v) else pd.Timestamp(v).date()
 
 
 def send_run_report(cfg: Config, run_id: str) -> dict:
@@ -24,35 +64,22 @@ def send_run_report(cfg: Config, run_id: str) -> dict:
     as_of = pd.Timestamp(info["as_of"]).date()
     decisions = store.table("decisions", run_id)
     actions = store.table("plans", run_id)
-    for c in ("order_by_date", "needed_by_date"):
-        if c in actions:
-            actions[c] = pd.to_datetime(actions[c]).dt.date
-    subject = headline(decisions, actions, as_of)
-    lines = [f"Run {run_id}, as of {as_of}. Added monthly cost ${summary.get('added_monthly_cost_usd', 0):,.0f} "
-             f"(yearly ${12 * summary.get('added_monthly_cost_usd', 0):,.0f}); today's fleet ${summary.get('fleet_monthly_cost_usd', 0):,.0f}/month."]
-    for cluster, g in decisions.groupby("cluster"):
-        red = sorted(set(g[g.status == "red"].pool))  # includes pools without a forecast (review)
-        amber = sorted(set(g[g.status == "amber"].pool) - set(red))
-        lines.append(f"{cluster}: " + ("; ".join(x for x in (f"order now: {', '.join(red)}" if red else "",
-                                                          f"within the horizon: {', '.join(amber)}" if amber else "") if x) or "headroom for the whole horizon"))
-    png, title = None, ""
-    if len(actions):
-        first = actions.sort_values("order_by_date").iloc[0]
-        key = (first["cluster"], first["pool"], first["binding_resource"])
-        fc = store.table("forecasts", run_id)
-        fc = fc[(fc.cluster == key[0]) & (fc.pool == key[1]) & (fc.resource == key[2])]
-        cap = store.table("capacity", run_id)
-        cap = cap[(cap.cluster == key[0]) & (cap.pool == key[1]) & (cap.resource == key[2])]
-        d = decisions[(decisions.cluster == key[0]) & (decisions.pool == key[1]) & (decisions.resource == key[2])]
-        title = f"{key[0]} / {key[1]} / {key[2]}"
-        fig = capacity_figure(title, key[2], pd.DataFrame(columns=["kind", "ts", "value"]), fc,
-                              float(cap["usable"].iloc[0]) if len(cap) else None,
-                              float(d["threshold_pct"].iloc[0]) if len(d) else 70.0,
-                              trigger=pd.Timestamp(d["trigger_date"].iloc[0]).date() if len(d) and pd.notna(d["trigger_date"].iloc[0]) else None,
-                              order_by=pd.Timestamp(d["order_by_date"].iloc[0]).date() if len(d) and pd.notna(d["order_by_date"].iloc[0]) else None)
-        png = chart_png(fig)
-    report_path = Path(summary.get("files", {}).get("report", "")) if summary.get("files") else None
-    msg = build_message(cfg.email, subject, lines, actions, report_path, png, title)
+    for c in ("order_by_date", "needed_by_date", "trigger_date", "earliest_arrival_date"):
+        for frame in (actions, decisions):
+            if c in frame:
+                frame[c] = [None if pd.isna(v) else pd.Timestamp(v).date() for v in frame[c]]
+    pools = pool_summary(decisions, actions)
+    totals = plan_totals(decisions, actions, store.table("fleet_costs", run_id))
+    subject = headline(pools, as_of)
+    lines = [late_sentence(r) + "." for r in pools[pools["late"]].itertuples()]
+    lines.append(f"Run {run_id}, as of {as_of}. Added run-rate {fmt_money(totals['added_monthly_cost_usd'])}/month; "
+                 f"{fmt_money(totals['next_12m_cost_usd'])} in the next 12 months; today's fleet (nodes and storage) "
+                 f"{fmt_money(totals['fleet_monthly_cost_usd'])}/month.")
+    shown = pool_table(pools)
+    window = HistoryWindow(pd.Timestamp(info["window_start"]), pd.Timestamp(info["window_end"]))
+    images = email_images(store, run_id, as_of, window, shown, decisions)
+    report_path = Path(summary["files"]["report"]) if summary.get("files", {}).get("report") else None
+    msg = build_message(cfg.email, subject, lines, shown, actions, report_path, images)
     recipients = [*cfg.email.to, *cfg.email.cc]
     status, error = "sent", None
     try:
@@ -62,4 +89,5 @@ def send_run_report(cfg: Config, run_id: str) -> dict:
         raise
     finally:
         store.record_notification(run_id, recipients, subject, status, error)
-    return {"status": status, "subject": subject, "recipients": recipients, "inline_chart": png is not None}
+    return {"status": status, "subject": subject, "recipients": recipients, "inline_chart": bool(images),
+            "images": len(images)}

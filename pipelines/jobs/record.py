@@ -22,7 +22,7 @@ from ..io.files import StagedFiles, stage_files
 from ..progress import report as report_progress
 from .context import RunContext
 
-__all__ = ["Steps", "RunOutputs", "RunResult", "Job", "execute"]
+__all__ = ["Steps", "RunOutputs", "RunResult", "Job", "execute", "records"]
 
 log = logging.getLogger("capplan")
 
@@ -88,6 +88,11 @@ class RunResult:
 
 
 Job = Callable[[RunContext, Steps], RunOutputs]
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts, missing values as None (never NaN in a table or JSON)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def execute(ctx: RunContext, job: Job, steps: Steps | None = None, wait_s: float = 0.0, scenario_json: str | None = None) -> RunResult:

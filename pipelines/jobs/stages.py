@@ -15,11 +15,15 @@ import pandas as pd
 
 from forecasting.engine import ForecastResult, forecast_panel
 from forecasting.events import Event, events_for, occurrences
-from forecasting.frames import check_frame, make_series_id
+from forecasting.frames import QUANTILE_COLUMNS, check_frame, make_series_id
 from forecasting.headroom import decisions as decide
-from forecasting.headroom import mark_for_review, storage_capacity, usable_capacity, utilisation
-from forecasting.planning import build_plan, diff_plans, fleet_cost, plan_document
+from forecasting.headroom import mark_for_review, measured_peaks, storage_capacity, usable_capacity, utilisation
+from forecasting.planning import (
+    DEFINITIONS, build_plan, current_capacity, diff_plans, fleet_cost, lead_lookup, plan_document, plan_totals, pool_rows,
+    rented_decisions,
+)
 from forecasting.policy import PoolPolicy
+from forecasting.reasons import event_effects, temporary_needs
 
 from ..config import Config
 from ..domain import PoolKey
@@ -29,6 +33,7 @@ __all__ = ["ForecastOutputs", "PlanOutputs", "FanOut", "pool_tiers", "forecast_p
            "policy_lookup", "daily_history", "events_frame", "NOTE_COLUMNS"]
 
 FORECAST_KEYS = ["cluster", "pool", "resource", "kind"]
+OVERLAY_COLUMNS = ["series_id", "ts", "event", "contribution", "factor"]
 NOTE_COLUMNS = ["series_id", "cluster", "pool", "resource", "kind", "severity", "message"]
 #: Maps the panel forecast over jobs: ``(jobs, horizon_days, model, level, workers) -> {series_id: result}``.
 FanOut = Callable[[list, float, str, float, "int | None"], "dict[str, ForecastResult | Exception]"]
@@ -63,6 +68,7 @@ class PlanOutputs:
     document: dict
     diff: pd.DataFrame
     summary: dict
+    effects: pd.DataFrame  # forecasting.reasons.EFFECT_COLUMNS: what each event does to each trigger
 
 
 def policy_lookup(cfg: Config) -> Callable[[str, str, str | None], PoolPolicy]:
@@ -130,16 +136,17 @@ def forecast_pools(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, 
         frames.append(pd.DataFrame({
             "series_id": sid, **d, "resolution": "1d-peak", "ts": f["ts"], "yhat": f["yhat"],
             "yhat_lower": f["yhat_lower"], "yhat_upper": f["yhat_upper"], "yhat_baseline": f["yhat_baseline"], "model": f["model"],
+            **{q: f[q] for q in QUANTILE_COLUMNS}, "dependence": res.dependence,
         }))
         if len(res.contributions):
-            overlays.append(res.contributions.assign(series_id=sid)[["series_id", "ts", "event", "contribution"]])
+            overlays.append(res.contributions.assign(series_id=sid)[OVERLAY_COLUMNS])
         if not res.scores.empty:
             scores.append(res.scores.assign(series_id=sid))
         notes += [{"series_id": sid, **d, "severity": "note", "message": w} for w in res.warnings]
     forecasts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["series_id", *FORECAST_KEYS, "ts"])
     return ForecastOutputs(
         forecasts=forecasts,
-        overlays=pd.concat(overlays, ignore_index=True) if overlays else pd.DataFrame(columns=["series_id", "ts", "event", "contribution"]),
+        overlays=pd.concat(overlays, ignore_index=True) if overlays else pd.DataFrame(columns=OVERLAY_COLUMNS),
         scores=pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(),
         notes=pd.DataFrame(notes, columns=NOTE_COLUMNS),
     )
@@ -147,28 +154,34 @@ def forecast_pools(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, 
 
 def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.DataFrame, fc: ForecastOutputs,
                   history: pd.DataFrame, previous: PreviousPlan | None = None) -> PlanOutputs:
-    """Headroom, triggers, sized and costed actions, the plan document and the diff.
+    """Headroom, triggers with their risk, sized and costed actions, the plan document and
+    the diff against ``previous``.
 
     In: the inventory, storage pools (``cluster, pool, capacity``), the forecasts and the
-    pool history; ``previous`` is the plan to compare with. Every pool with capacity is in
-    the decisions, forecast or not (:func:`forecasting.headroom.mark_for_review`).
+    hourly pool history (for measured peaks). Every pool with capacity is in the decisions,
+    forecast or not (:func:`forecasting.headroom.mark_for_review`).
     """
     check_frame(inventory, "inventory", "plan input")
     if len(fc.forecasts):
         check_frame(fc.forecasts, "forecasts", "plan input")
-    cfg, as_of = ctx.cfg, ctx.as_of
+    cfg, as_of, horizon = ctx.cfg, ctx.as_of, ctx.cfg.forecasting.horizon_days
     policy_of = policy_lookup(cfg)
     usable = usable_capacity(inventory, policy_of)
     if not storage_pools.empty:
         usable = pd.concat([usable, storage_capacity(storage_pools)], ignore_index=True)
+    lead_of = lead_lookup(inventory, policy_of, ctx.catalog)
+    daily = daily_history(history)
     util = utilisation(fc.forecasts, usable, policy_of)
-    dec = decide(util, policy_of, as_of, cfg.forecasting.horizon_days)
+    dec = decide(util, policy_of, as_of, horizon, lead_of, measured_peaks(daily, as_of))
     dec = mark_for_review(dec, usable, fc.forecasts, fc.failures)
-    actions = build_plan(dec, util, inventory, storage_pools, policy_of, ctx.catalog, as_of, _event_drivers(fc))
+    effects = event_effects(fc.forecasts, fc.overlays, usable, dec, policy_of, as_of, horizon, lead_of)
+    temporary = temporary_needs(fc.forecasts, fc.overlays, usable, dec, policy_of, as_of, horizon)
+    actions = build_plan(dec, util, inventory, storage_pools, policy_of, ctx.catalog, as_of, effects, temporary)
+    dec = rented_decisions(dec, actions, as_of)
     check_frame(dec, "decisions", "plan output")
     check_frame(actions, "actions", "plan output")
-    costs = fleet_cost(inventory, policy_of, ctx.catalog)
-    current = _current_capacity(inventory, storage_pools, history)
+    costs = fleet_cost(inventory, policy_of, ctx.catalog, storage_pools)
+    current = current_capacity(usable, inventory, daily, costs, as_of)
     ev_rows = []
     for o in occurrences(ctx.events, as_of, ctx.horizon_end):
         e = o.event
@@ -178,6 +191,7 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
     doc = plan_document(
         f"capacity-plan-{as_of:%Y-%m}", ctx.run_id, as_of, actions, current, ev_rows,
         {"cpu": cfg.policies.default.threshold_pct, "storage": cfg.policies.default.storage_threshold_pct}, ctx.catalog,
+        pools=pool_rows(dec, actions), definitions=DEFINITIONS,
     )
     nodes = {PoolKey(c, p): int(n) for (c, p), n in inventory.groupby(["cluster", "pool"]).size().items()}
     events = sorted(e.name for e in ctx.events)
@@ -187,51 +201,11 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
                           {"events": previous.events, "nodes": previous.nodes}, {"events": events, "nodes": nodes})
         if len(diff):
             diff = diff.assign(previous_run_id=previous.run_id)
-    late = dec[dec["status"] == "red"]
     summary = {
-        "as_of": str(as_of), "pools": int(dec[["cluster", "pool"]].drop_duplicates().shape[0]),
-        "red": int(late[["cluster", "pool"]].drop_duplicates().shape[0]),
-        "amber": int(dec[dec["status"] == "amber"][["cluster", "pool"]].drop_duplicates().shape[0]),
-        "review": int(dec["review_reason"].notna().sum()),
-        "actions": int(len(actions)), "added_monthly_cost_usd": float(actions["monthly_cost_usd"].sum()) if len(actions) else 0.0,
-        "fleet_monthly_cost_usd": float(costs["monthly_cost_usd"].sum()) if len(costs) else 0.0,
-        "first_order_by": str(actions["order_by_date"].min()) if len(actions) else None,
+        "as_of": str(as_of), **plan_totals(dec, actions, costs),
         "context": {"events": events, "nodes": [{"cluster": k.cluster, "pool": k.pool, "nodes": n} for k, n in nodes.items()]},
     }
-    return PlanOutputs(usable, util, dec, actions, costs, doc, diff, summary)
-
-
-def _event_drivers(fc: ForecastOutputs) -> dict[PoolKey, list[str]]:
-    if fc.overlays.empty:
-        return {}
-    pos = fc.overlays[fc.overlays["contribution"] > 0].merge(fc.forecasts[["series_id", "cluster", "pool"]].drop_duplicates(), on="series_id")
-    return {PoolKey(*k): sorted(g["event"].unique()) for k, g in pos.groupby(["cluster", "pool"])}
-
-
-def _current_capacity(inventory: pd.DataFrame, storage_pools: pd.DataFrame, history: pd.DataFrame) -> dict:
-    """The handbook's ``currentCapacity`` block, fleet-wide, from the last week of history."""
-    out: dict = {}
-    cpu = float(inventory["cpu_cores"].sum())
-    mem = float(inventory["memory_bytes"].sum())
-    util = {}
-    if not history.empty:
-        last = history[history["ts"] >= history["ts"].max() - pd.Timedelta(days=7)]
-        for res, cap in (("cpu", cpu), ("memory", mem)):
-            u = last[(last.resource == res) & (last.kind == "usage") & (last.pool != "storage")]
-            if len(u) and cap > 0:
-                util[res] = f"{100 * u.groupby('ts')['value'].sum().mean() / cap:.0f}%"
-    out["compute"] = {"nodes": int(len(inventory)), "totalCPU": round(cpu), "totalMemory": f"{mem / 2**30:,.0f}Gi", "utilization": util}
-    if not storage_pools.empty and not history.empty:
-        s = history[(history.resource == "storage") & (history.kind == "usage")]
-        total = float(storage_pools["capacity"].sum())
-        if len(s):
-            by_ts = s.groupby("ts")["value"].sum()
-            used = float(by_ts.iloc[-1])
-            days = max((by_ts.index[-1] - by_ts.index[0]).days, 1)
-            growth = (used - float(by_ts.iloc[0])) / days * 30.44
-            out["storage"] = {"totalCapacity": f"{total / 2**40:,.0f}Ti", "usedCapacity": f"{used / 2**40:,.0f}Ti",
-                              "growthRate": f"{growth / 2**40:,.1f}Ti/month"}
-    return out
+    return PlanOutputs(usable, util, dec, actions, costs, doc, diff, summary, effects)
 
 
 def local_fan_out(progress: Callable[[int, int, str], None] | None = None) -> FanOut:

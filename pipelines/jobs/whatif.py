@@ -32,20 +32,21 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forecasting.events import Event, apply_overlays, events_for, occurrences
+from forecasting.frames import QUANTILE_COLUMNS
+from forecasting.planning import pool_summary
 from forecasting.policy import PoolPolicy
 
 from ..config import ConfigError, format_validation_error, load_yaml
 from ..domain import PoolKey
 from ..io.files import run_folder
-from ..present.tables import summary_table
 from .context import PreviousPlan, RunContext, new_run_id
-from .record import RunOutputs, Steps
+from .record import RunOutputs, Steps, records
 from .render import render_files, report_inputs
-from .stages import ForecastOutputs, NOTE_COLUMNS, plan_capacity, pool_tiers
+from .stages import NOTE_COLUMNS, OVERLAY_COLUMNS, ForecastOutputs, plan_capacity, pool_tiers
 
 __all__ = ["Scenario", "load_scenario", "what_if_context", "what_if_job", "what_if_text"]
 
-FORECAST_VALUES = ["yhat", "yhat_lower", "yhat_upper"]
+FORECAST_VALUES = ["yhat", "yhat_lower", "yhat_upper", *QUANTILE_COLUMNS]
 
 
 class AddedWorkload(BaseModel):
@@ -136,10 +137,10 @@ def _replay(ctx: RunContext, scenario: Scenario, base_fc: pd.DataFrame, tiers: d
                 for c in FORECAST_VALUES:
                     out[c] = out[c] + add
         if len(contributions):
-            overlays.append(contributions.assign(series_id=sid)[["series_id", "ts", "event", "contribution"]])
+            overlays.append(contributions.assign(series_id=sid)[OVERLAY_COLUMNS])
         frames.append(f.assign(**{c: out[c] for c in FORECAST_VALUES}))
     return (pd.concat(frames, ignore_index=True),
-            pd.concat(overlays, ignore_index=True) if overlays else pd.DataFrame(columns=["series_id", "ts", "event", "contribution"]))
+            pd.concat(overlays, ignore_index=True) if overlays else pd.DataFrame(columns=OVERLAY_COLUMNS))
 
 
 def what_if_job(scenario: Scenario):
@@ -161,13 +162,13 @@ def what_if_job(scenario: Scenario):
         files = steps.run("render-report", render_files, inputs, plan)
         tables = {"forecasts": fc.forecasts, "forecast_overlays": fc.overlays, "capacity": plan.capacity,
                   "headroom": plan.headroom, "decisions": plan.decisions, "plans": plan.actions,
-                  "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff}
+                  "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff, "event_effects": plan.effects}
         before = float(baseline.actions["monthly_cost_usd"].sum()) if len(baseline.actions) else 0.0
         summary = {**plan.summary, "scenario": scenario.name, "baseline_run_id": base_id, "baseline_monthly_cost_usd": before,
                    "baseline_actions": int(len(baseline.actions)),
-                   "diff": plan.diff.astype(object).where(plan.diff.notna(), None).to_dict("records") if len(plan.diff) else []}
+                   "diff": records(plan.diff) if len(plan.diff) else []}
         return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of, scenario.name), files, summary,
-                          summary_table(plan.decisions, plan.actions).to_dict("records"))
+                          records(pool_summary(plan.decisions, plan.actions)))
 
     return job
 

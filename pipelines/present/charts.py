@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["safe_label", "UNIT_SCALE", "capacity_figure", "figure_json"]
+__all__ = ["safe_label", "UNIT_SCALE", "capacity_figure", "overview_figure", "monthly_peaks", "figure_json"]
 
 #: resource -> (divisor to display units, unit label)
 UNIT_SCALE = {"cpu": (1.0, "cores"), "memory": (2.0**30, "GiB"), "pods": (1.0, "pods"), "storage": (2.0**40, "TiB")}
@@ -46,6 +46,33 @@ def _x(ts: pd.Series) -> dict:
     return {"x": days.strftime("%Y-%m-%d %H:%M").tolist()}
 
 
+#: Pixels per character of a 9-10 px label, and the narrowest plot area a chart gets (the
+#: report's grid cells are at least 460 px wide): labels placed apart at this width stay
+#: apart at any wider one.
+CHAR_PX = 6.0
+MIN_PLOT_PX = 380.0
+#: Days of history drawn before the forecast.
+HISTORY_DAYS = 120
+
+
+def _rows_for(labels: list[tuple[str, dt.date]], x0: dt.date, x1: dt.date, plot_px: float = MIN_PLOT_PX) -> list[int]:
+    """A row per label so that labels in one row do not overlap: each label starts at its
+    date and is ``len(text) * CHAR_PX`` wide (greedy, in date order)."""
+    span = max((x1 - x0).days, 1)
+    ends: list[float] = []  # right edge (px) of the last label in each row
+    rows = []
+    for text, day in labels:
+        left = (day - x0).days / span * plot_px
+        right = left + (len(text) + 1) * CHAR_PX
+        row = next((i for i, e in enumerate(ends) if e < left), len(ends))
+        if row == len(ends):
+            ends.append(right)
+        else:
+            ends[row] = right
+        rows.append(row)
+    return rows
+
+
 def capacity_figure(
     title: str,
     resource: str,
@@ -57,17 +84,24 @@ def capacity_figure(
     order_by: dt.date | None = None,
     events: list[tuple[str, dt.date, dt.date | None]] | None = None,
     full_date: dt.date | None = None,
-    height: int = 320,
+    height: int = 340,
+    history_days: int = HISTORY_DAYS,
 ) -> go.Figure:
-    """History, forecast, interval band, N+k usable capacity, threshold, trigger and
-    order-by markers and shaded event windows for one pool and resource.
+    """Recent history, then the forecast with its interval band, N+k usable capacity, the
+    threshold, trigger and order-by markers and shaded event windows, for one pool and
+    resource.
 
-    In: ``history`` (``kind, ts, value``: daily peaks), ``forecast`` (``kind, ts, yhat,
-    yhat_lower, yhat_upper, yhat_baseline``). Values are in base units and shown in
-    :data:`UNIT_SCALE` units. The event uplift is drawn apart from the baseline.
+    In: ``history`` (``kind, ts, value``: daily peaks; the last ``history_days`` are drawn),
+    ``forecast`` (``kind, ts, yhat, yhat_lower, yhat_upper, yhat_baseline``). Values are in
+    base units and shown in :data:`UNIT_SCALE` units. The event uplift is drawn apart from
+    the baseline. Event labels sit in rows at the bottom and the date markers in rows above
+    the plot, so no label covers another; the title is on the left, away from the mode bar.
     """
     scale, unit = UNIT_SCALE.get(resource, (1.0, ""))
     fig = go.Figure()
+    if len(history) and len(forecast):
+        start = pd.Timestamp(forecast["ts"].min()) - pd.Timedelta(days=history_days)
+        history = history[pd.to_datetime(history["ts"], utc=True) >= start]
     for kind in sorted(set(history.get("kind", pd.Series(dtype=str))) | set(forecast.get("kind", pd.Series(dtype=str)))):
         color = COLORS.get(kind, "#555")
         band = "rgba(31,119,180,0.15)" if kind == "usage" else "rgba(148,103,189,0.15)"
@@ -88,25 +122,108 @@ def capacity_figure(
                 fig.add_trace(go.Scatter(**x, y=_round(f["yhat"] / scale), name=f"{kind} with events",
                                          line={"color": "#d62728" if kind == "usage" else "#e377c2", "width": 1.5}))
     if usable is not None:
-        fig.add_hline(y=usable / scale, line={"color": "#2ca02c", "width": 2}, annotation_text="N+k usable",
-                      annotation_position="top left")
+        fig.add_hline(y=usable / scale, line={"color": "#2ca02c", "width": 2}, annotation_text="N+k usable" if resource != "storage" else "capacity",
+                      annotation_position="top right", annotation_font_size=9)
         fig.add_hline(y=usable * threshold_pct / 100 / scale, line={"color": "#ff7f0e", "dash": "dash", "width": 1.5},
-                      annotation_text=f"{threshold_pct:g}% threshold", annotation_position="bottom left")
-    for name, start, end in events or []:
-        end_x = (end or (forecast["ts"].max().date() if len(forecast) else start)) + dt.timedelta(days=1)
-        fig.add_vrect(x0=str(start), x1=str(end_x), fillcolor="rgba(255,200,0,0.15)", line_width=0,
-                      annotation_text=safe_label(name), annotation_position="top left", annotation_font_size=9)
-    for label, day, color in (("order-by", order_by, "#d62728"), ("trigger", trigger, "#ff7f0e"), ("full", full_date, "#7f7f7f")):
-        if day:
-            fig.add_vline(x=str(day), line={"color": color, "dash": "dot", "width": 1.5})
-            fig.add_annotation(x=str(day), y=1, yref="paper", text=f"{label} {day}", showarrow=False,
-                               font={"size": 10, "color": color}, yanchor="bottom")
+                      annotation_text=f"{threshold_pct:g}% threshold", annotation_position="bottom right", annotation_font_size=9)
+    x0, x1 = _x_range(history, forecast)
+    evs = sorted([(n, max(s, x0), e) for n, s, e in (events or []) if (e or x1) >= x0 and s <= x1], key=lambda t: t[1])
+    for (name, start_day, end_day), row in zip(evs, _rows_for([(n, s) for n, s, _ in evs], x0, x1)):
+        end_x = (end_day or x1) + dt.timedelta(days=1)
+        fig.add_vrect(x0=str(start_day), x1=str(end_x), fillcolor="rgba(255,200,0,0.15)", line_width=0)
+        fig.add_annotation(x=str(start_day), y=0.01 + 0.08 * row, yref="paper", xanchor="left", yanchor="bottom",
+                           text=safe_label(name), showarrow=False, font={"size": 9, "color": "#8a6d00"},
+                           name="event-label")
+    marks = sorted([(f"{label} {day}", day, color) for label, day, color in (
+        ("order by", order_by, "#d62728"), ("trigger", trigger, "#ff7f0e"), ("full", full_date, "#7f7f7f")) if day],
+        key=lambda t: t[1])
+    rows = _rows_for([(t, d) for t, d, _ in marks], x0, x1)
+    for (text, day, color), row in zip(marks, rows):
+        fig.add_vline(x=str(day), line={"color": color, "dash": "dot", "width": 1.5})
+        fig.add_annotation(x=str(day), y=1.0 + 0.07 * row, yref="paper", xanchor="left", yanchor="bottom", text=text,
+                           showarrow=False, font={"size": 10, "color": color}, name="date-marker")
+    top = 44 + 18 * (max(rows) + 1 if rows else 0)
     fig.update_layout(
-        title={"text": safe_label(title), "font": {"size": 13}}, height=height, margin={"l": 50, "r": 10, "t": 40, "b": 30},
-        xaxis={"type": "date"}, yaxis_title=unit, legend={"orientation": "h", "y": -0.15, "font": {"size": 10}}, template="plotly_white",
-        hovermode="x unified",
+        title={"text": safe_label(title), "font": {"size": 13}, "x": 0.0, "xanchor": "left", "xref": "paper", "y": 0.99,
+               "yanchor": "top", "yref": "container"},
+        height=height, margin={"l": 50, "r": 10, "t": top, "b": 30},
+        xaxis={"type": "date", "range": [str(x0), str(x1)]}, yaxis_title=unit,
+        legend={"orientation": "h", "y": -0.15, "font": {"size": 10}}, template="plotly_white", hovermode="x unified",
     )
     return fig
+
+
+def _x_range(history: pd.DataFrame, forecast: pd.DataFrame) -> tuple[dt.date, dt.date]:
+    ts = pd.concat([pd.to_datetime(history["ts"], utc=True) if len(history) else pd.Series(dtype="datetime64[ns, UTC]"),
+                    pd.to_datetime(forecast["ts"], utc=True) if len(forecast) else pd.Series(dtype="datetime64[ns, UTC]")])
+    if ts.empty:
+        today = dt.date(2000, 1, 1)
+        return today, today + dt.timedelta(days=1)
+    return ts.min().date(), ts.max().date() + dt.timedelta(days=1)
+
+
+#: Overview colours: below the threshold, at or above it, above 100% of N+k usable.
+OVERVIEW_COLORS = ("#2e7d32", "#e69500", "#b00020")
+
+
+def overview_figure(monthly: pd.DataFrame, order_by: dict[str, dt.date], width: int | None = None) -> go.Figure:
+    """Pools x months, coloured by forecast peak utilisation of N+k usable capacity: green
+    below the pool's threshold, amber at or above it, red at or above 100%; order-by dates
+    marked with a cross and the date.
+
+    In: ``monthly`` (``label, month, peak_pct, threshold_pct``: one row per pool and month,
+    ``month`` a date, ``peak_pct`` the month's highest forecast utilisation), ``order_by``
+    (``label -> date``).
+    """
+    labels = sorted(monthly["label"].unique(), reverse=True)
+    months = sorted(monthly["month"].unique())
+    grid = monthly.pivot_table(index="label", columns="month", values="peak_pct", aggfunc="max").reindex(index=labels, columns=months)
+    thr = monthly.groupby("label")["threshold_pct"].first().reindex(labels).to_numpy()[:, None]
+    values = grid.to_numpy(dtype=float)
+    level = np.where(values >= 100, 2, np.where(values >= thr, 1, 0)).astype(float)
+    level[np.isnan(values)] = np.nan
+    names = [pd.Timestamp(m).strftime("%Y-%m") for m in months]
+    text = np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.0f}%")(values)
+    g, a, r = OVERVIEW_COLORS
+    fig = go.Figure(go.Heatmap(
+        z=level, x=names, y=[safe_label(lb) for lb in labels], text=text, texttemplate="%{text}", textfont={"size": 9},
+        colorscale=[[0, g], [0.333, g], [0.333, a], [0.666, a], [0.666, r], [1, r]], zmin=0, zmax=2, showscale=False,
+        xgap=1, ygap=1, hovertemplate="%{y} %{x}: %{text} of N+k usable<extra></extra>",
+    ))
+    marks = [(safe_label(lb), pd.Timestamp(d).strftime("%Y-%m"), f"order by {pd.Timestamp(d):%m-%d}")
+             for lb, d in order_by.items() if d is not None and pd.Timestamp(d).strftime("%Y-%m") in names]
+    if marks:
+        fig.add_trace(go.Scatter(x=[m[1] for m in marks], y=[m[0] for m in marks], mode="markers+text", text=[m[2] for m in marks],
+                                 textposition="middle right", textfont={"size": 8, "color": "#111"},
+                                 marker={"symbol": "x-thin", "size": 9, "line": {"width": 2, "color": "#111"}},
+                                 hoverinfo="text", showlegend=False))
+    fig.update_layout(
+        title={"text": "Forecast peak utilisation of N+k usable capacity, by month (green below threshold, amber at or "
+                       "above, red above 100%)" if not width or width > 600 else "Forecast peak utilisation by month",
+               "font": {"size": 12}, "x": 0.0, "xanchor": "left"},
+        height=max(220, 26 * len(labels) + 90), margin={"l": 10, "r": 10, "t": 40, "b": 30}, template="plotly_white",
+        xaxis={"side": "top", "type": "category"}, yaxis={"automargin": True, "type": "category"},
+    )
+    if width:
+        fig.update_layout(width=width)
+    return fig
+
+
+def monthly_peaks(headroom: pd.DataFrame, as_of: dt.date, months: int = 6) -> pd.DataFrame:
+    """Per pool and month of the horizon (the first ``months``), the highest forecast
+    utilisation over its resources and demand kinds. In: the ``headroom`` table (``cluster,
+    pool, ts, utilisation_pct, threshold_pct``). Out: ``label, month, peak_pct, threshold_pct``."""
+    if headroom.empty:
+        return pd.DataFrame(columns=["label", "month", "peak_pct", "threshold_pct"])
+    h = headroom.copy()
+    h["month"] = pd.to_datetime(h["ts"], utc=True).dt.tz_localize(None).dt.to_period("M").dt.to_timestamp()
+    first = pd.Timestamp(as_of).to_period("M").to_timestamp()
+    h = h[(h["month"] >= first) & (h["month"] < first + pd.DateOffset(months=months))]
+    h["label"] = h["cluster"] + " / " + h["pool"]
+    # utilisation against the pool's own threshold decides the colour; keep the row nearest to it
+    h["ratio"] = h["utilisation_pct"] / h["threshold_pct"]
+    top = h.sort_values("ratio").groupby(["label", "month"]).tail(1)
+    return top.rename(columns={"utilisation_pct": "peak_pct"})[["label", "month", "peak_pct", "threshold_pct"]].reset_index(drop=True)
 
 
 def figure_json(fig: go.Figure) -> str:

@@ -16,8 +16,10 @@ import pandas as pd
 
 from forecasting.events import Event, occurrences
 
-from .charts import UNIT_SCALE, capacity_figure, figure_json
-from .tables import headline
+from forecasting.planning import DEFINITIONS, plan_totals, pool_summary
+
+from .charts import UNIT_SCALE, capacity_figure, figure_json, monthly_peaks, overview_figure
+from .tables import NEEDS_ACTION, fmt_date, fmt_money, fmt_pct, headline, late_sentence, pool_table
 
 __all__ = ["ReportInputs", "render_report", "plotly_js"]
 
@@ -51,6 +53,10 @@ class ReportInputs:
     forecast_notes: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: what the ingest warned about (shown in red at the top of the data-quality section)
     ingest_warnings: list[str] = field(default_factory=list)
+    #: the ``headroom`` table (daily utilisation per pool series): the overview chart
+    headroom: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: forecasting.reasons.event_effects: what each event does to each trigger
+    effects: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def plotly_js() -> str:
@@ -65,35 +71,46 @@ def _env() -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined,
     )
-    env.filters["money"] = lambda v: f"${v:,.0f}" if v is not None and v == v else "-"
-    env.filters["pct"] = lambda v: f"{v:.0f}%" if v is not None and v == v and v != float("inf") else ("∞" if v == float("inf") else "-")
-    env.filters["d"] = lambda v: "-" if v is None or (isinstance(v, float) and v != v) or v is pd.NaT else str(v)[:10]
+    env.filters["money"] = fmt_money  # the same formats as the CLI and the email
+    env.filters["pct"] = fmt_pct
+    env.filters["d"] = fmt_date
     return env
 
 
-def _cluster_sentences(dec: pd.DataFrame, actions: pd.DataFrame) -> list[dict]:
+def _cluster_sentences(pools: pd.DataFrame) -> list[dict]:
+    """One sentence per cluster from the pool summary (the same rows as every other output)."""
     out = []
-    for cluster, g in dec.groupby("cluster", sort=True):
-        blind = sorted(set(g[g["review_reason"].notna() & (g.status == "red")]["pool"]))
-        red = sorted(set(g[(g.status == "red") & g["review_reason"].isna()]["pool"]))
-        amber = sorted(set(g[g.status == "amber"]["pool"]) - set(red) - set(blind))
-        a = actions[actions.cluster == cluster] if len(actions) else actions
-        cost = float(a["monthly_cost_usd"].sum()) if len(a) else 0.0
-        if red:
-            text = f"{', '.join(red)} must be ordered now (trigger within lead time)"
-            if amber:
-                text += f"; {', '.join(amber)} trigger within the horizon"
-        elif amber:
-            first = g[g.status == "amber"].sort_values("order_by_date").iloc[0]
-            text = f"{', '.join(amber)} trigger within the horizon; first order by {first.order_by_date} ({first.pool} {first.resource})"
-        else:
-            text = "has headroom for the whole horizon"
+    for cluster, g in pools.groupby("cluster", sort=True):
+        blind = sorted(g[g["review_reason"].notna() & (g["to_add"] == "review")]["pool"])
+        late = sorted(g[g["late"]]["pool"])
+        soon = sorted(set(g[g["status"].isin(["red", "amber"]) & ~g["late"]]["pool"]) - set(blind))
+        parts = []
+        if late:
+            parts.append(f"{', '.join(late)} must be ordered now")
+        if soon:
+            first = g[g["pool"].isin(soon)].sort_values("order_by_date").iloc[0]
+            parts.append(f"{', '.join(soon)} need capacity within the horizon; first order by {fmt_date(first.order_by_date)} ({first.pool})")
         if blind:
-            text = f"no forecast for {', '.join(blind)}: review; " + text
+            parts.append(f"no forecast for {', '.join(blind)}: review")
+        text = "; ".join(parts) or "has headroom for the whole horizon"
+        cost = float(g["monthly_cost_usd"].sum())
         if cost:
-            text += f"; adds ${cost:,.0f}/month"
-        out.append({"cluster": cluster, "status": "red" if red or blind else ("amber" if amber else "green"), "text": text})
+            text += f"; adds {fmt_money(cost)}/month"
+        status = "red" if late or blind else ("amber" if soon else "green")
+        out.append({"cluster": cluster, "status": status, "text": text})
     return out
+
+
+def _resource_rules(policies: list[dict]) -> list[dict]:
+    """What each resource is planned against, in words (the Assumptions table)."""
+    default = policies[0] if policies else {}
+    k, unit = default.get("redundancy_k", 2), default.get("failure_unit", "node")
+    spot = default.get("spot_failure", "independent")
+    compute = (f"threshold {default.get('threshold_pct', 70):g}% of N+{k} usable capacity (lose the {k} largest "
+               f"{unit}s{'; spot nodes of one type fail together' if spot == 'together' else '; spot nodes fail one by one'})")
+    return [{"resource": r, "rule": compute} for r in ("cpu", "memory", "pods")] + [
+        {"resource": "storage", "rule": f"threshold {default.get('storage_threshold_pct', 75):g}% of raw capacity (no N+k: "
+                                        "replication is inside the storage system)"}]
 
 
 def _charts(inp: ReportInputs) -> tuple[list[dict], list[dict]]:
@@ -152,11 +169,26 @@ def _date(v) -> dt.date | None:
     return pd.Timestamp(v).date()
 
 
+def overview_chart(headroom: pd.DataFrame, pools: pd.DataFrame, as_of: dt.date, width: int | None = None):
+    """The executive summary's picture: pools x months by forecast peak utilisation, with
+    order-by dates (None when there is nothing to draw)."""
+    monthly = monthly_peaks(headroom, as_of)
+    if monthly.empty:
+        return None
+    order_by = {f"{r.cluster} / {r.pool}": r.order_by_date for r in pools.itertuples()
+                if r.to_add not in ("-", "review") and not _missing(r.order_by_date)}
+    return overview_figure(monthly, order_by, width)
+
+
+def _missing(v) -> bool:
+    return v is None or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
 def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
     """Frames in, HTML string out. No I/O."""
     dec, actions = inp.decisions, inp.actions
-    if "review_reason" not in dec:  # decisions stored before capplan marked pools for review
-        dec = dec.assign(review_reason=None)
+    pools = pool_summary(dec, actions)
+    totals = plan_totals(dec, actions, inp.fleet_costs)
     clusters, storage = _charts(inp)
     chosen = inp.scores[inp.scores["chosen"]] if len(inp.scores) else inp.scores
     accuracy = []
@@ -182,21 +214,24 @@ def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
                          "new": int(q["new_series"].sum()), "mean_coverage": float(q["coverage_pct"].mean())}
     else:
         quality_stats = {}
-    added = float(actions["monthly_cost_usd"].sum()) if len(actions) else 0.0
-    fleet = float(inp.fleet_costs["monthly_cost_usd"].sum()) if len(inp.fleet_costs) else 0.0
+    overview = overview_chart(inp.headroom, pools, inp.as_of) if len(inp.headroom) else None
+    late = pools[pools["late"]].sort_values("order_by_date")
+    green = pools[pools["status"] == "green"]
     ctx = {
-        "inp": inp, "headline": headline(dec, actions, inp.as_of), "cluster_sentences": _cluster_sentences(dec, actions),
-        "red": _records(dec[(dec.status == "red") & dec["review_reason"].isna()].sort_values("order_by_date")),
-        "review": _records(dec[dec["review_reason"].notna()]),
+        "inp": inp, "headline": headline(pools, inp.as_of), "cluster_sentences": _cluster_sentences(pools),
+        "totals": totals, "late": [late_sentence(r) for r in late.itertuples()],
+        "pools": _records(pool_table(pools)), "green_pools": len(green),
+        "green_max_risk": float(green["horizon_risk_pct"].max()) if len(green) and green["horizon_risk_pct"].notna().any() else None,
+        "review": _records(pools[pools["review_reason"].notna()]),
         "forecast_errors": _records(inp.forecast_notes[inp.forecast_notes["severity"] == "error"]) if len(inp.forecast_notes) else [],
         "forecast_notes": _records(inp.forecast_notes[inp.forecast_notes["severity"] == "note"].head(100)) if len(inp.forecast_notes) else [],
-        "amber": dec[dec.status == "amber"].sort_values("order_by_date").to_dict("records"),
         "too_small": inp.capacity[inp.capacity["too_small"]].to_dict("records") if len(inp.capacity) else [],
         "actions": _records(actions.sort_values(["order_by_date", "cluster", "pool"])) if len(actions) else [],
-        "added_monthly": added, "fleet_monthly": fleet, "diff": inp.diff.to_dict("records") if len(inp.diff) else [],
+        "diff": inp.diff.to_dict("records") if len(inp.diff) else [],
         "clusters": clusters, "storage": storage, "accuracy": accuracy, "acc": acc_summary,
-        "quality_notes": quality_notes, "quality": quality_stats,
+        "quality_notes": quality_notes, "quality": quality_stats, "overview": figure_json(overview) if overview else None,
+        "definitions": DEFINITIONS, "resource_rules": _resource_rules(inp.policies),
         "events": inp.events, "plotly_js": plotly_js() if include_plotlyjs else "",
-        "unit_scale": UNIT_SCALE, "generated": inp.as_of,
+        "unit_scale": UNIT_SCALE, "generated": inp.as_of, "needs_action": NEEDS_ACTION,
     }
     return _env().get_template("report.html.j2").render(**ctx)

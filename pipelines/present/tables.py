@@ -1,63 +1,88 @@
-"""Tables and one-line texts shared by the CLI, the report, the email and the Prefect UI."""
+"""Tables, one-line texts and number formats shared by the CLI, the report, the email and
+the Prefect UI: every output formats a number the same way, from the same row."""
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 
 import pandas as pd
 
-__all__ = ["headline", "summary_table", "plan_markdown"]
+__all__ = ["headline", "pool_table", "plan_markdown", "fmt_pct", "fmt_money", "fmt_date", "late_sentence",
+           "NEEDS_ACTION"]
+
+#: Pool statuses shown without ``--all``.
+NEEDS_ACTION = ("red", "amber")
 
 
-def headline(decisions: pd.DataFrame, actions: pd.DataFrame, as_of: dt.date) -> str:
-    """E.g. 'Capacity plan 2026-12: 3 pools need orders, the first by 2027-01-15'."""
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT or (not isinstance(v, str) and pd.isna(v))
+
+
+def fmt_pct(v) -> str:
+    """``62%``; missing: ``-``."""
+    return "-" if _missing(v) else ("∞" if v == float("inf") else f"{v:.0f}%")
+
+
+def fmt_money(v) -> str:
+    """``$4,464``; missing: ``-``."""
+    return "-" if _missing(v) else f"${v:,.0f}"
+
+
+def fmt_date(v) -> str:
+    """``2027-01-26``; missing: ``-``."""
+    return "-" if _missing(v) else str(v)[:10]
+
+
+def headline(pools: pd.DataFrame, as_of: dt.date) -> str:
+    """E.g. 'Capacity plan 2026-12: 1 pool must order now; 3 need expansion, the first by 2027-01-15'.
+
+    In: :func:`forecasting.planning.pool_summary`."""
     month = f"{as_of:%Y-%m}"
-    review = actions[actions["action"] == "review"] if len(actions) else actions
-    orders = actions[actions["action"] != "review"] if len(actions) else actions
-    blind = review[["cluster", "pool"]].drop_duplicates().shape[0] if len(review) else 0
+    blind = int(pools["review_reason"].notna().sum()) if len(pools) else 0
+    orders = pools[pools["to_add"].ne("-") & pools["to_add"].ne("review")] if len(pools) else pools
     tail = f"; {blind} pool{'s' if blind != 1 else ''} without a forecast need review" if blind else ""
-    if orders is None or orders.empty:
+    if orders.empty:
         return f"Capacity plan {month}: no expansion needed within the horizon{tail}"
-    late = orders[orders["late"]]
-    pools = orders[["cluster", "pool"]].drop_duplicates().shape[0]
-    if len(late):
-        n = late[["cluster", "pool"]].drop_duplicates().shape[0]
-        return f"Capacity plan {month}: {n} pool{'s' if n != 1 else ''} must order now; {pools} need expansion{tail}"
+    late = int(orders["late"].sum())
+    n = len(orders)
+    if late:
+        return f"Capacity plan {month}: {late} pool{'s' if late != 1 else ''} must order now; {n} need expansion{tail}"
     first = orders["order_by_date"].min()
-    return f"Capacity plan {month}: {pools} pool{'s' if pools != 1 else ''} need orders, the first by {first}{tail}"
+    return f"Capacity plan {month}: {n} pool{'s' if n != 1 else ''} need orders, the first by {first}{tail}"
 
 
-def summary_table(decisions: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
-    """One row per pool and resource: utilisation now, trigger, order-by, nodes to add, cost.
+def late_sentence(r) -> str:
+    """What happens to a late pool before new capacity can arrive (one row of
+    :func:`forecasting.planning.pool_summary`)."""
+    text = (f"{r.cluster}/{r.pool} is late: ordered today, capacity arrives {fmt_date(r.earliest_arrival_date)}; until then "
+            f"its forecast peak reaches {fmt_pct(r.arrival_peak_pct)} of {'raw capacity' if r.tier == 'storage' else 'N+k usable'}")
+    if r.arrival_over_raw:
+        return text + (": above raw capacity, the storage would fill up" if r.tier == "storage"
+                       else ": above raw capacity, pods would not schedule")
+    if r.arrival_over_usable:
+        return text + ": above N+k usable, it would not survive its k failures"
+    return text
 
-    Out: ``cluster, pool, resource, utilisation_now_pct, trigger_date, order_by_date,
-    nodes_to_add, storage_to_add_gib, monthly_cost_usd, status``.
-    """
-    cols = ["cluster", "pool", "nodes_to_add", "storage_to_add_gib", "monthly_cost_usd"]
-    if len(actions):
-        a = actions.assign(nodes=actions["quantity"].where(actions["action"] == "add-nodes", 0),
-                           gib=actions["storage_gib"].fillna(0.0))
-        add = a.groupby(["cluster", "pool"]).agg(nodes_to_add=("nodes", "sum"), storage_to_add_gib=("gib", "sum"),
-                                                 monthly_cost_usd=("monthly_cost_usd", "sum")).reset_index()
-    else:
-        add = pd.DataFrame(columns=cols)
-    t = decisions.merge(add, on=["cluster", "pool"], how="left")
-    t["nodes_to_add"] = t["nodes_to_add"].fillna(0).astype(int)
-    t["storage_to_add_gib"] = t["storage_to_add_gib"].fillna(0.0).astype(float)
-    t["monthly_cost_usd"] = t["monthly_cost_usd"].fillna(0.0)
-    return t[["cluster", "pool", "resource", "utilisation_now_pct", "trigger_date", "order_by_date", "nodes_to_add",
-              "storage_to_add_gib", "monthly_cost_usd", "status"]]
+
+def pool_table(pools: pd.DataFrame, show_all: bool = False) -> pd.DataFrame:
+    """The pools a manager acts on (red and amber; every pool with ``show_all``), most
+    urgent first. In and out: :func:`forecasting.planning.pool_summary` rows."""
+    rows = pools if show_all else pools[pools["status"].isin(NEEDS_ACTION)]
+    order = {"red": 0, "amber": 1, "green": 2}
+    return rows.assign(_o=rows["status"].map(order), _d=pd.to_datetime(rows["order_by_date"])).sort_values(
+        ["_o", "_d", "cluster", "pool"], na_position="last").drop(columns=["_o", "_d"])
 
 
 def plan_markdown(headline_text: str, actions: pd.DataFrame, run_id: str) -> str:
     """The headline and the plan table as Markdown (the Prefect artifact)."""
-    rows = ["| order by | cluster | pool | action | qty | type | $/month |", "|---|---|---|---|---|---|---|"]
+    rows = ["| order by | cluster | pool | to add | $/month | next 12 months |", "|---|---|---|---|---|---|"]
     for a in actions.itertuples():
-        rows.append(f"| {a.order_by_date} | {_md(a.cluster)} | {_md(a.pool)} | {a.action} | {a.quantity} | "
-                    f"{_md(a.instance_type or a.storage_type or '-')} | {a.monthly_cost_usd:,.0f} |")
+        rows.append(f"| {fmt_date(a.order_by_date)} | {_md(a.cluster)} | {_md(a.pool)} | {_md(a.summary)} | "
+                    f"{fmt_money(a.monthly_cost_usd)} | {fmt_money(a.next_12m_cost_usd)} |")
     added = float(actions["monthly_cost_usd"].sum()) if len(actions) else 0.0
-    return f"# {_md(headline_text)}\n\nRun `{run_id}`; added monthly cost ${added:,.0f}.\n\n" + "\n".join(rows)
+    return f"# {_md(headline_text)}\n\nRun `{run_id}`; added run-rate {fmt_money(added)}/month.\n\n" + "\n".join(rows)
 
 
 def _md(text: object) -> str:

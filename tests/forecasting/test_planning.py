@@ -6,10 +6,15 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from forecasting.planning import build_plan, diff_plans, fleet_cost, plan_document, size_nodes, size_storage, usable_after
-from forecasting.policy import Catalog, CatalogError, InstanceType, PoolPolicy
+from forecasting.headroom import decisions, usable_capacity, utilisation
+from forecasting.planning import (
+    build_plan, cost_within, diff_plans, effective_lead_time, fleet_cost, plan_document, pool_summary, size_nodes,
+    size_storage, storage_monthly_cost, usable_after,
+)
+from forecasting.policy import Catalog, CatalogError, InstanceType, PoolPolicy, StorageType
+from forecasting.reasons import event_effects, temporary_needs
 
-from .test_headroom import AS_OF, GIB, nodes, policy
+from .test_headroom import AS_OF, GIB, demand_frame, nodes, policy
 
 EXACT = {"allocatable_cpu_fraction": 1.0, "allocatable_memory_fraction": 1.0}
 
@@ -103,9 +108,13 @@ def test_unknown_instance_type_names_it():
 
 
 def _decision(trigger, order_by, late=False, resource="cpu", pool="p", tier="compute"):
-    return {"cluster": "c", "pool": pool, "tier": tier, "resource": resource, "binding_kind": "usage", "utilisation_now_pct": 50.0,
-            "peak_utilisation_pct": 90.0, "peak_date": trigger, "threshold_pct": 70.0, "trigger_date": trigger,
-            "lead_time_days": 30, "order_by_date": order_by, "late": late, "days_of_headroom": 10, "status": "amber"}
+    return {"cluster": "c", "pool": pool, "tier": tier, "resource": resource, "binding_kind": "usage", "capacity": 20.0,
+            "usable": 12.0, "threshold_pct": 70.0, "demand_bound": "point", "measured_peak_pct": 50.0,
+            "measured_usage_pct": 50.0, "measured_requests_pct": None, "forecast_peak_pct": 90.0, "peak_date": trigger,
+            "trigger_date": trigger, "lead_time_days": 30, "lead_time_source": "policy", "order_by_date": order_by,
+            "late": late, "risk_pct": 5.0, "horizon_risk_pct": 60.0, "earliest_arrival_date": None, "arrival_peak_pct": None,
+            "arrival_over_usable": False, "arrival_over_raw": False, "days_of_headroom": 10, "required_usable": None,
+            "status": "amber", "review_reason": None}
 
 
 def test_build_plan_and_document():
@@ -113,19 +122,84 @@ def test_build_plan_and_document():
     dec = pd.DataFrame([_decision(AS_OF + dt.timedelta(days=40), AS_OF + dt.timedelta(days=10))])
     util = pd.DataFrame({"cluster": "c", "pool": "p", "tier": "compute", "resource": ["cpu"], "kind": "usage",
                          "ts": [pd.Timestamp(AS_OF, tz="UTC")], "demand": [10.0], "usable": [12.0], "utilisation_pct": [83.3], "threshold_pct": [70.0]})
-    actions = build_plan(dec, util, inv, pd.DataFrame(columns=["cluster", "pool", "capacity"]), policy(spot_ratio_pct=70), catalog(), AS_OF, {("c", "p"): ["sale"]})
+    effects = pd.DataFrame([{"cluster": "c", "pool": "p", "resource": "cpu", "event": "sale", "event_days": 3,
+                             "trigger_without": None, "shift_days": None}])
+    actions = build_plan(dec, util, inv, pd.DataFrame(columns=["cluster", "pool", "capacity"]), policy(spot_ratio_pct=70), catalog(), AS_OF, effects)
     assert len(actions) == 1
     a = actions.iloc[0]
     assert a["action"] == "add-nodes" and a["quantity"] == 1 and a["order_by_date"] == AS_OF + dt.timedelta(days=10)
     assert a["monthly_cost_usd"] == pytest.approx(730 * 1.0)  # discounts are 0 in this catalog
-    assert "sale" in a["reason"]
+    assert "sale (no trigger without it)" in a["reason"] and a["events"] == "sale"
+    assert a["summary"] == "1 x t" and a["binds_on"] == "cpu usage" and a["risk_pct"] == 5.0
+    # capacity from the needed-by date (day 40) to the end of the 12 months: 325 days of $730/month
+    assert a["next_12m_cost_usd"] == pytest.approx(730 * 325 * 24 / 730)
     doc = plan_document("x", "run1", AS_OF, actions, {"compute": {"nodes": 5}}, [{"name": "sale", "expectedGrowth": "+150%"}], {"cpu": 70}, catalog())
     assert doc["kind"] == "CapacityPlan"
     step = doc["spec"]["expansionPlan"][0]
     assert step["timeline"] == str(AS_OF + dt.timedelta(days=10))
     assert step["actions"][0]["quantity"] == 1 and step["actions"][0]["instanceType"] == "t"
+    assert step["actions"][0]["summary"] == "1 x t" and step["actions"][0]["riskOfLate"] == "5%"
     assert doc["spec"]["alerts"][0]["threshold"] == "70%"
     assert doc["spec"]["businessForecast"]["sale"]["expectedGrowth"] == "+150%"
+
+
+def test_storage_is_priced_per_gb_not_gib():
+    """41 TiB of gp3 at $0.08 per GB-month: 41 x 1024 GiB x 1.073741824 GB/GiB x 0.08 = $3,606.40."""
+    gp3 = StorageType(name="gp3", price_per_gb_month_usd=0.08)
+    assert storage_monthly_cost(41 * 1024, gp3) == pytest.approx(3606.398, abs=0.01)
+
+
+def test_the_longer_lead_time_wins_and_says_why():
+    i4i = InstanceType(name="i4i.4xlarge", vcpu=16, memory_gib=128, on_demand_hourly_usd=1.4, lead_time_days=45)
+    assert effective_lead_time(PoolPolicy(lead_time_days=30), i4i) == (45, "i4i.4xlarge catalog lead time, longer than the policy's 30")
+    assert effective_lead_time(PoolPolicy(lead_time_days=60), i4i) == (60, "policy")
+
+
+def test_next_12_months_counts_from_the_day_capacity_is_there():
+    assert cost_within(730.0, AS_OF, AS_OF) == pytest.approx(730 * 365 * 24 / 730)  # a full year: 12.0 months of 30.4 days
+    assert cost_within(730.0, AS_OF + dt.timedelta(days=300), AS_OF) == pytest.approx(65 * 24)
+    assert cost_within(730.0, AS_OF + dt.timedelta(days=400), AS_OF) == 0.0
+    assert cost_within(730.0, AS_OF - dt.timedelta(days=10), AS_OF) == pytest.approx(365 * 24)  # never before today
+
+
+def test_fleet_cost_includes_storage():
+    storage = pd.DataFrame({"cluster": ["c"], "pool": ["ceph"], "capacity": [100 * 2**40]})
+    costs = fleet_cost(nodes(2), policy(), catalog(), storage)
+    assert costs[costs.tier == "storage"]["monthly_cost_usd"].iloc[0] == pytest.approx(100 * 1024 * 1.073741824 * 0.08)
+    assert costs["monthly_cost_usd"].sum() == pytest.approx(2 * 730 + 100 * 1024 * 1.073741824 * 0.08)
+
+
+def test_a_short_event_only_need_rents_and_a_long_one_buys():
+    """Flat demand at 7 cores (58% of 12 usable) with a 5-day sale at +40% (9.8 cores, 82%):
+    without the sale there is no trigger, so the need is temporary. Renting 1 node for the
+    window (5 days + 2 of provisioning) at $1/h costs 7 x 24 = $168; buying costs $730 a month."""
+    inv = nodes(5)
+    p = policy(demand_bound="point", lead_time_days=30)
+    fc = demand_frame("cpu", "usage", [7.0] * 60, spread=0.0001).assign(series_id="s", yhat_baseline=7.0)
+    days = fc["ts"].iloc[20:25]
+    fc.loc[days.index, ["yhat", "yhat_lower", "yhat_upper"]] *= 1.4
+    from forecasting.frames import QUANTILE_COLUMNS
+    fc.loc[days.index, list(QUANTILE_COLUMNS)] *= 1.4
+    overlays = pd.DataFrame({"series_id": "s", "ts": days, "event": "sale", "contribution": 2.8, "factor": 1.4})
+    usable = usable_capacity(inv, p)
+    dec = decisions(utilisation(fc, usable, p), p, AS_OF, 60)
+    assert dec.set_index("resource").loc["cpu", "trigger_date"] == AS_OF + dt.timedelta(days=20)
+    effects = event_effects(fc, overlays, usable, dec, p, AS_OF, 60)
+    assert effects.set_index("resource").loc["cpu", "trigger_without"] is None  # no trigger without the sale
+    need = temporary_needs(fc, overlays, usable, dec, p, AS_OF, 60)
+    assert need[("c", "p")].events == ("sale",) and need[("c", "p")].start == AS_OF + dt.timedelta(days=20)
+    actions = build_plan(dec, utilisation(fc, usable, p), inv, pd.DataFrame(columns=["cluster", "pool", "capacity"]), p,
+                         catalog(), AS_OF, effects, need)
+    a = actions.iloc[0]
+    assert a["action"] == "rent-nodes" and a["temporary"] and a["quantity"] == 1
+    assert a["rent_start"] == AS_OF + dt.timedelta(days=18) and a["rent_end"] == AS_OF + dt.timedelta(days=24)
+    assert a["window_cost_usd"] == pytest.approx(7 * 24 * 1.0) and a["monthly_cost_usd"] == 0
+    assert a["buy_12m_cost_usd"] == pytest.approx(730 * (365 - 20) * 24 / 730)
+    assert a["summary"] == f"rent 1 x t {AS_OF + dt.timedelta(days=18)}..{AS_OF + dt.timedelta(days=24)}"
+    summary = pool_summary(dec, actions).iloc[0]
+    assert summary["temporary"] and summary["next_12m_cost_usd"] == pytest.approx(168.0)
+    long_policy = policy(demand_bound="point", lead_time_days=30, temporary_event_max_days=3)  # a 5-day event is not short
+    assert temporary_needs(fc, overlays, usable, dec, long_policy, AS_OF, 60) == {}
 
 
 def test_diff_says_what_moved_and_why():

@@ -88,10 +88,22 @@ def test_email_parts_headers_inline_chart_and_attachment(demo_run, smtp, monkeyp
     html = msg.get_body(("html",)).get_content()
     assert "Expansion plan" in plain and "order by" in plain
     assert "<script" not in html.lower() and not re.search(r'src="https?:', html)
-    cid = re.search(r'src="cid:([^"]+)"', html).group(1)
+    cids = re.findall(r'src="cid:([^"]+)"', html)
     images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
-    assert len(images) == 1 and images[0]["Content-ID"].strip("<>") == cid
-    assert images[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(images) == 2 and sorted(i["Content-ID"].strip("<>") for i in images) == sorted(cids)  # overview + urgent pool
+    for img in images:
+        png = img.get_content()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert int.from_bytes(png[16:20], "big") <= 640  # fits a mail client's reading pane (IHDR width)
+    assert all(int(w) <= 640 for w in re.findall(r'<img [^>]*width="(\d+)"', html))
+    for part in (plain, html):  # units everywhere, never a bare number or a missing value
+        assert not re.search(r"\b(nan|None|NaT)\b", part)
+    store = Store(demo_run["db"])
+    for a in store.table("plans", run_id).itertuples():
+        if a.action == "expand-storage":
+            assert f"+{a.storage_gib / 1024:g} TiB {a.storage_type}" in html and f"+{a.storage_gib / 1024:g} TiB {a.storage_type}" in plain
+        elif a.action == "add-nodes":
+            assert f"{a.quantity} x {a.instance_type}" in html
     attachments = [p for p in msg.iter_attachments() if p.get_filename() == "capacity-report.html"]
     assert len(attachments) == 1
     content = attachments[0].get_content()
@@ -103,13 +115,14 @@ def test_email_parts_headers_inline_chart_and_attachment(demo_run, smtp, monkeyp
     for f in (demo_run["folder"] / "reports").rglob("*"):
         if f.is_file():
             assert SECRET.encode() not in f.read_bytes()
+    from forecasting.planning import pool_summary
     from pipelines.present.tables import headline
 
-    store = Store(demo_run["db"])
     actions = store.table("plans", run_id)
     for c in ("order_by_date", "needed_by_date"):
         actions[c] = pd.to_datetime(actions[c]).dt.date
-    assert msg["Subject"] == headline(store.table("decisions", run_id), actions, AS_OF)
+    assert msg["Subject"] == headline(pool_summary(store.table("decisions", run_id), actions), AS_OF)
+    assert msg["Subject"] == demo_run["result"]["summary"]["headline"]  # the run's own headline
 
 
 def test_refusing_server_is_retried_then_succeeds(demo_run, smtp, monkeypatch):

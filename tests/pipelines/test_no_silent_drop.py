@@ -57,5 +57,6 @@ def test_unforecastable_pool_is_red_in_every_output(tmp_path):
     html = result.files["report"].read_text()
     assert "No forecast: review" in html and "could not be forecast" in html
     assert "1 pool without a forecast need review" in result.summary["headline"]
-    rows = [r for r in result.table if r["pool"] == "batch"]
-    assert len(rows) == 3 and all(r["status"] == "red" for r in rows)
+    rows = [r for r in result.table if r["pool"] == "batch"]  # one row per pool: the CLI's table
+    assert len(rows) == 1 and rows[0]["status"] == "red" and rows[0]["to_add"] == "review"
+    assert all(f"{res}: no forecast: review" in rows[0]["review_reason"] for res in ("cpu", "memory", "pods"))

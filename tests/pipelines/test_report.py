@@ -7,6 +7,7 @@ import pandas as pd
 
 from forecasting.events import Event
 from pipelines.present.report import ReportInputs, render_report
+from forecasting.planning import pool_summary
 from pipelines.present.tables import headline
 
 EVIL = '<script>alert(1)</script>"\'&'
@@ -19,15 +20,23 @@ def _inputs(cluster=EVIL, pool=EVIL, event_name=EVIL):
                        "yhat": 5.0, "yhat_lower": 4.0, "yhat_upper": 6.0, "yhat_baseline": 5.0, "model": "snaive"})
     hist = pd.DataFrame({"cluster": cluster, "pool": pool, "resource": "cpu", "kind": "usage", "ts": hist_ts, "value": 4.0})
     dec = pd.DataFrame([{"cluster": cluster, "pool": pool, "tier": "compute", "resource": "cpu", "binding_kind": "usage",
-                         "utilisation_now_pct": 50.0, "peak_utilisation_pct": 75.0, "peak_date": dt.date(2026, 12, 5),
-                         "threshold_pct": 70.0, "trigger_date": dt.date(2026, 12, 5), "lead_time_days": 30,
-                         "order_by_date": dt.date(2026, 11, 5), "late": True, "days_of_headroom": 4, "status": "red"}])
+                         "capacity": 20.0, "usable": 12.0, "threshold_pct": 70.0, "demand_bound": "risk",
+                         "measured_peak_pct": 50.0, "measured_usage_pct": 50.0, "measured_requests_pct": None,
+                         "forecast_peak_pct": 75.0, "peak_date": dt.date(2026, 12, 5), "trigger_date": dt.date(2026, 12, 5),
+                         "lead_time_days": 30, "lead_time_source": "policy", "order_by_date": dt.date(2026, 11, 5), "late": True,
+                         "risk_pct": 30.0, "horizon_risk_pct": 60.0, "earliest_arrival_date": dt.date(2026, 12, 27),
+                         "arrival_peak_pct": 75.0, "arrival_over_usable": False, "arrival_over_raw": False,
+                         "days_of_headroom": 4, "required_usable": 15.0, "status": "red", "review_reason": None}])
     cap = pd.DataFrame([{"cluster": cluster, "pool": pool, "tier": "compute", "resource": "cpu", "nodes": 5, "units": 5,
                          "failure_unit": "node", "redundancy_k": 2, "capacity": 20.0, "lost": 8.0, "usable": 12.0, "too_small": False}])
     actions = pd.DataFrame([{"order_by_date": dt.date(2026, 11, 5), "needed_by_date": dt.date(2026, 12, 5), "late": True,
                              "cluster": cluster, "pool": pool, "tier": "compute", "action": "add-nodes", "quantity": 2,
-                             "instance_type": "c6i.2xlarge", "storage_gib": 0.0, "storage_type": None, "spot_ratio_pct": 70.0,
-                             "reserved_ratio_pct": 0.0, "monthly_cost_usd": 270.5, "binding_resource": "cpu", "reason": f"because {EVIL}"}])
+                             "instance_type": "c6i.2xlarge", "storage_gib": 0.0, "storage_type": None, "summary": "2 x c6i.2xlarge",
+                             "spot_ratio_pct": 70.0, "reserved_ratio_pct": 0.0, "reserved_term_years": 1, "reserved_nodes": 0,
+                             "monthly_cost_usd": 270.5, "next_12m_cost_usd": 3000.0, "temporary": False, "rent_start": None,
+                             "rent_end": None, "window_cost_usd": 0.0, "buy_12m_cost_usd": None, "binding_resource": "cpu",
+                             "binds_on": "cpu usage", "measured_peak_pct": 50.0, "forecast_peak_pct": 75.0, "risk_pct": 30.0,
+                             "lead_time_days": 30, "events": "", "reason": f"because {EVIL}"}])
     ev = Event(name=event_name, start="2026-12-03", end="2026-12-04", uplift_pct=50, reason=EVIL)
     return ReportInputs(run_id="r1", as_of=dt.date(2026, 11, 27), horizon_days=10, title=EVIL, decisions=dec, actions=actions,
                         capacity=cap, forecasts=fc, history=hist, scores=pd.DataFrame(), quality=pd.DataFrame(),
@@ -54,5 +63,5 @@ def test_report_is_self_contained():
 
 def test_headline_wording():
     inp = _inputs("prod", "compute", "sale")
-    assert headline(inp.decisions, inp.actions, inp.as_of) == "Capacity plan 2026-11: 1 pool must order now; 1 need expansion"
-    assert "no expansion needed" in headline(inp.decisions, inp.actions.iloc[0:0], inp.as_of)
+    assert headline(pool_summary(inp.decisions, inp.actions), inp.as_of) == "Capacity plan 2026-11: 1 pool must order now; 1 need expansion"
+    assert "no expansion needed" in headline(pool_summary(inp.decisions, inp.actions.iloc[0:0]), inp.as_of)

@@ -1,0 +1,213 @@
+"""The metric catalog (``metrics.yaml`` plus the user's file) and how its PromQL is
+rendered for one cluster: scrape-job matchers, the node -> pool map from the preset's
+labels, the node-exporter -> node join, and the peak wrapper for pool series.
+
+Label names are validated and label values escaped, so nothing from the config or from
+the server's label values can change the shape of a query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ...config import ConfigError, PrometheusSource, format_validation_error, load_yaml
+from .presets import UNLABELLED
+from .promapi import escape_label_value
+
+__all__ = ["MetricEntry", "MetricCatalog", "load_metric_catalog", "ClusterSetup", "Query", "render", "build_queries",
+           "check_label_name", "FAMILIES", "node_pool_expr", "pod_node_expr", "ne_join"]
+
+#: Scrape jobs a catalog entry may need.
+FAMILIES = ("kube_state_metrics", "node_exporter", "cadvisor", "kubelet", "ceph")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class MetricEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_:.-]+$")
+    level: str = Field(pattern="^(pool|node|namespace|storage)$")
+    resource: str = Field(pattern="^(cpu|memory|pods|storage)$")
+    kind: str = Field(pattern="^(usage|requests|capacity)$")
+    expr: str
+    requires: list[str] = Field(default_factory=lambda: ["kube_state_metrics"])
+    source: str | None = Field(None, description="storage entries: ceph | pvc")
+    pool: str | None = Field(None, description="storage entries: pool name, a format string over the result's labels")
+
+
+class MetricCatalog(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metrics: list[MetricEntry]
+
+
+def load_metric_catalog(user_path: Path | None = None) -> MetricCatalog:
+    """The default catalog, with the user's entries replacing same-named ones and added."""
+    base = yaml.safe_load(resources.files("pipelines.io.sources").joinpath("metrics.yaml").read_text())
+    if user_path:
+        extra = load_yaml(user_path) or {}
+        if not isinstance(extra, dict):
+            raise ConfigError(f"{user_path}: expected a key 'metrics' holding a list")
+        unknown = set(extra) - {"metrics"}
+        if unknown:
+            raise ConfigError(f"{user_path}: unknown key(s) {', '.join(sorted(unknown))}; expected metrics")
+        by_name = {m["name"]: m for m in base["metrics"]}
+        for i, m in enumerate(extra.get("metrics") or []):
+            try:
+                entry = MetricEntry.model_validate(m)
+            except ValidationError as exc:
+                name = m.get("name", i) if isinstance(m, dict) else i
+                raise ConfigError(format_validation_error(f"{user_path}: metric {name!r}", exc, f"metrics[{i}]")) from None
+            bad = set(entry.requires) - set(FAMILIES)
+            if bad:
+                raise ConfigError(f"{user_path}: metric {entry.name!r}: requires: unknown job(s) {', '.join(sorted(bad))}; "
+                                  f"expected some of {', '.join(FAMILIES)}")
+            by_name[entry.name] = entry.model_dump()
+        base["metrics"] = list(by_name.values())
+    return MetricCatalog.model_validate(base)
+
+
+def check_label_name(name: str, field: str) -> str:
+    if not _LABEL_NAME.match(name):
+        raise ConfigError(f"source.prometheus.{field}: {name!r} is not a valid Prometheus label name")
+    return name
+
+
+def matchers(labels: dict[str, str]) -> str:
+    """``{"job": "x"}`` -> ``job="x",`` (names checked, values escaped; trailing comma)."""
+    return "".join(f'{check_label_name(k, "label")}="{escape_label_value(v)}",' for k, v in labels.items())
+
+
+@dataclass
+class ClusterSetup:
+    """What the doctor found for one cluster, and what the queries use."""
+
+    name: str
+    #: The cluster label's value (None: the series have no cluster label).
+    label_value: str | None
+    cluster_label: str
+    #: Per scrape job family: the label matchers that select it (job, metrics_path).
+    jobs: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: KSM names of the pool labels present, in precedence order.
+    pool_labels: list[str] = field(default_factory=list)
+    #: kube_pod_info | internal_ip | label:<name>
+    ne_join: str = "kube_pod_info"
+
+    def selector(self, family: str | None) -> str:
+        m = dict(self.jobs.get(family, {})) if family else {}
+        if self.label_value is not None:
+            m[self.cluster_label] = self.label_value
+        return matchers(m)
+
+    @property
+    def families(self) -> set[str]:
+        return set(self.jobs)
+
+
+def node_pool_expr(setup: ClusterSetup) -> str:
+    """One series per (cluster, node) with label ``pool``: the first pool label in
+    precedence order, else ``unlabelled``. Duplicates (HA replicas, two KSM pods) collapse in
+    ``max by``; a node whose pool changed keeps one pool (``topk``), as the mixin does."""
+    c, k = setup.cluster_label, setup.selector("kube_state_metrics")
+    parts = [f'label_replace(kube_node_labels{{{k}{check_label_name(lab, "pool_label")}!=""}}, "pool", "$1", "{lab}", "(.+)")'
+             for lab in setup.pool_labels]
+    parts.append(f'label_replace(kube_node_labels{{{k}}}, "pool", "{UNLABELLED}", "node", ".*")')
+    return f"topk by ({c}, node) (1, max by ({c}, node, pool) ({f' or on ({c}, node) '.join(parts)}))"
+
+
+def pod_node_expr(setup: ClusterSetup) -> str:
+    """kubernetes-mixin rules/node.libsonnet ``node_namespace_pod:kube_pod_info:``."""
+    c, k = setup.cluster_label, setup.selector("kube_state_metrics")
+    return f'topk by ({c}, namespace, pod) (1, max by ({c}, namespace, pod, node) (kube_pod_info{{{k}node!=""}}))'
+
+
+def _active_expr(setup: ClusterSetup) -> str:
+    c, k = setup.cluster_label, setup.selector("kube_state_metrics")
+    return f'max by ({c}, namespace, pod) (kube_pod_status_phase{{{k}phase=~"Pending|Running"}} == 1)'
+
+
+#: ``instance`` values are ``host:port`` on kube-prometheus-stack (the pod's host IP) and a
+#: bare node name on kube-prometheus (docs/research 4.2).
+_HOST = '"(.+?)(?::[0-9]+)?"'
+
+
+def ne_join(setup: ClusterSetup) -> tuple[str, str, str]:
+    """``(key, begin, end)``: an expression ``by (cluster, key)`` written between ``begin``
+    and ``end`` gets the node's name in ``node`` (docs/research 10.1 variants a, b, b')."""
+    c, k = setup.cluster_label, setup.selector("kube_state_metrics")
+    if setup.ne_join == "kube_pod_info":
+        return "namespace, pod", "(", f") * on ({c}, namespace, pod) group_left (node) {pod_node_expr(setup)}"
+    if setup.ne_join == "internal_ip":
+        return ("instance", "label_replace(",
+                f', "internal_ip", "$1", "instance", {_HOST}) * on ({c}, internal_ip) group_left (node) '
+                f"topk by ({c}, internal_ip) (1, max by ({c}, internal_ip, node) (kube_node_info{{{k}}}))")
+    if setup.ne_join.startswith("label:"):
+        lab = check_label_name(setup.ne_join[6:], "node_exporter_join")
+        return lab, "label_replace(", f', "node", "$1", "{lab}", {_HOST})'
+    raise ConfigError(f"source.prometheus.node_exporter_join: {setup.ne_join!r}; expected auto, kube_pod_info, "
+                      "internal_ip or label:<name>")
+
+
+def render(expr: str, setup: ClusterSetup, rate_window: str) -> str:
+    """Fill the catalog placeholders for one cluster (see metrics.yaml)."""
+    key, begin, end = ne_join(setup) if "<<ne_" in expr else ("", "", "")
+    out = expr
+    for name, value in (("<<node_pool>>", node_pool_expr(setup)), ("<<pod_node>>", pod_node_expr(setup)),
+                        ("<<active>>", _active_expr(setup)), ("<<ne_node_begin>>", begin), ("<<ne_node_end>>", end),
+                        ("<<ne_key>>", key), ("<<ksm>>", setup.selector("kube_state_metrics")),
+                        ("<<ne>>", setup.selector("node_exporter")), ("<<cadvisor>>", setup.selector("cadvisor")),
+                        ("<<kubelet>>", setup.selector("kubelet")), ("<<any>>", setup.selector(None)),
+                        ("<<w>>", rate_window), ("<<c>>", check_label_name(setup.cluster_label, "cluster_label"))):
+        out = out.replace(name, value)
+    left = re.findall(r"<<[a-z_]+>>", out)
+    if left:
+        raise ConfigError(f"unknown placeholder(s) {', '.join(sorted(set(left)))} in a catalog expression")
+    return " ".join(out.split())
+
+
+@dataclass
+class Query:
+    """One catalog entry rendered for one cluster."""
+
+    name: str  # entry name + '#' + a hash of the PromQL: a changed query is pulled again
+    entry: MetricEntry
+    cluster: str
+    expr: str
+    #: Stored ts = evaluation time - shift_s (a peak over (ts, ts + step] is stored at ts).
+    shift_s: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.entry.name
+
+
+def build_queries(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSource, step_s: int, peak_s: int,
+                  rate_window_s: int) -> list[Query]:
+    """The cluster's queries: for each (level, resource, kind[, storage source]) the first
+    entry whose scrape jobs exist there. Pool and storage entries keep the highest value
+    seen at ``peak_s`` resolution within each step."""
+    chosen: dict[tuple, MetricEntry] = {}
+    for e in catalog.metrics:
+        if e.level in ("node", "namespace") and not src.drill_down:
+            continue
+        if e.level == "storage" and e.source and e.source not in src.storage:
+            continue
+        if not set(e.requires) <= setup.families:
+            continue
+        chosen.setdefault((e.level, e.resource, e.kind, e.source or ""), e)
+    out = []
+    for e in chosen.values():
+        expr = render(e.expr, setup, f"{rate_window_s}s")
+        shift = 0
+        if e.level in ("pool", "storage") and step_s > peak_s:
+            # (ts, ts + step]: the inner points at peak_s resolution after ts, up to ts + step
+            expr = f"max_over_time(({expr})[{step_s - 1}s:{peak_s}s])"
+            shift = step_s
+        digest = hashlib.sha1(expr.encode()).hexdigest()[:8]
+        out.append(Query(f"{e.name}#{digest}", e, setup.name, expr, shift))
+    return out

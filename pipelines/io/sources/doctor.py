@@ -1,0 +1,593 @@
+"""What a Prometheus-compatible server holds, checked before anything heavy is asked.
+
+:func:`inspect` runs at the start of every Prometheus ingest (cheap: status endpoints,
+label names and a handful of instant queries) and behind ``capplan doctor`` (which adds a
+one-day cost probe of every pool query). It returns a :class:`Setup`: the checks (OK /
+WARN / FAIL, each with the fix), and what the queries need: clusters, scrape jobs, the
+pool labels of each cluster, the node-exporter join, the inventory, the server's limits,
+the scrape interval and the rate window.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from ...config import PrometheusSource
+from ...domain import HistoryWindow
+from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name, matchers
+from .common import INVENTORY_COLUMNS
+from .presets import UNLABELLED, NodeLabelPlan, allowlist_snippet, inventory_from_labels, ksm_label, plan_node_labels, provider_of
+from .promapi import PrometheusError, PromClient, TooHeavy, WindowPlanner, escape_label_value, fmt_ts, parse_duration
+
+__all__ = ["Check", "ServerInfo", "Setup", "CostEstimate", "inspect", "probe_costs", "REPLICA_LABELS"]
+
+#: Labels that tell HA Prometheus replicas apart (prometheus-operator's default, Thanos'
+#: and Mimir's usual names); never part of a series' identity.
+REPLICA_LABELS = ("prometheus_replica", "replica", "__replica__", "rule_replica", "prometheus")
+#: (family, metric probed to find its scrape job, default job, default metrics_path)
+FAMILY_PROBES = {
+    "kube_state_metrics": ("kube_node_info", "kube-state-metrics", None),
+    "node_exporter": ("node_memory_MemTotal_bytes", "node-exporter", None),
+    "cadvisor": ('container_memory_working_set_bytes{id="/"}', "kubelet", "/metrics/cadvisor"),
+    "kubelet": ("kubelet_volume_stats_capacity_bytes", "kubelet", "/metrics"),
+    "ceph": ("ceph_pool_metadata", None, None),
+}
+#: Metrics the default catalog reads: (name, family, required)
+CATALOG_METRICS = [
+    ("kube_node_info", "kube_state_metrics", True), ("kube_node_labels", "kube_state_metrics", False),
+    ("kube_node_status_allocatable", "kube_state_metrics", True), ("kube_pod_info", "kube_state_metrics", True),
+    ("kube_pod_status_phase", "kube_state_metrics", True),
+    ("kube_pod_container_resource_requests", "kube_state_metrics", True),
+    ("kube_persistentvolumeclaim_info", "kube_state_metrics", False),
+    ("node_cpu_seconds_total", "node_exporter", False), ("node_memory_MemTotal_bytes", "node_exporter", False),
+    ("node_memory_MemAvailable_bytes", "node_exporter", False),
+    ("container_cpu_usage_seconds_total", "cadvisor", False), ("container_memory_working_set_bytes", "cadvisor", False),
+    ("kubelet_volume_stats_used_bytes", "kubelet", False), ("kubelet_volume_stats_capacity_bytes", "kubelet", False),
+    ("ceph_pool_stored", "ceph", False), ("ceph_pool_max_avail", "ceph", False), ("ceph_pool_metadata", "ceph", False),
+]
+
+
+@dataclass
+class Check:
+    """One line of the doctor's table."""
+
+    check: str
+    status: str  # OK | WARN | FAIL
+    detail: str
+    fix: str = ""
+    cluster: str = ""
+    #: Shown in the report's data-quality section when the run goes on.
+    report: bool = False
+
+
+@dataclass
+class ServerInfo:
+    kind: str = "unknown"  # prometheus | thanos | mimir | unknown
+    version: str = ""
+    max_samples: int = 50_000_000
+    max_samples_source: str = "default"
+    timeout_s: float | None = None
+    retention_days: float | None = None
+    sample_stats: bool = True
+
+
+@dataclass
+class CostEstimate:
+    """A one-day probe of one query: what it costs the server per day."""
+
+    query: str
+    cluster: str
+    peak_per_day: int | None
+    total_per_day: int | None
+    eval_s_per_day: float | None
+    steps_per_request: int
+    requests_for_window: int
+
+
+@dataclass
+class Setup:
+    server: ServerInfo
+    clusters: list[ClusterSetup]
+    inventory: pd.DataFrame
+    scrape_s: int
+    rate_window_s: int
+    peak_s: int
+    checks: list[Check] = field(default_factory=list)
+    earliest: dict[str, float | None] = field(default_factory=dict)
+    raw_earliest: float | None = None
+    estimates: list[CostEstimate] = field(default_factory=list)
+
+    def add(self, check: str, status: str, detail: str, fix: str = "", cluster: str = "", report: bool = False) -> None:
+        self.checks.append(Check(check, status, detail, fix, cluster, report))
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "FAIL"]
+
+    def as_dict(self) -> dict:
+        return {"server": asdict(self.server), "checks": [asdict(c) for c in self.checks],
+                "clusters": [{"name": c.name, "jobs": c.jobs, "pool_labels": c.pool_labels, "node_exporter_join": c.ne_join}
+                             for c in self.clusters],
+                "scrape_interval_s": self.scrape_s, "rate_window_s": self.rate_window_s, "peak_resolution_s": self.peak_s,
+                "estimates": [asdict(e) for e in self.estimates]}
+
+
+class _Ctx:
+    """What the checks share: the client, the source settings and the probe time."""
+
+    def __init__(self, client: PromClient, src: PrometheusSource, window: HistoryWindow, step_s: int):
+        self.client, self.src, self.window, self.step_s = client, src, window, step_s
+        self.at = window.end.timestamp()
+        self.lookback = f"{max(step_s, 3600)}s"
+        self.c = check_label_name(src.cluster_label, "cluster_label")
+
+    def instant(self, name: str, expr: str) -> list[dict]:
+        return self.client.instant(f"doctor:{name}", expr, self.at)
+
+    def cluster_matcher(self, names: list[str | None]) -> str:
+        values = [n for n in names if n is not None]
+        if not values:
+            return ""
+        return f'{self.c}=~"{escape_label_value("|".join(re.escape(v) for v in values))}",'
+
+
+def _fmt_n(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def _server(ctx: _Ctx, setup: Setup) -> None:
+    client, src = ctx.client, ctx.src
+    info = client.status("buildinfo")
+    s = setup.server
+    if info is None:
+        setup.add("server", "WARN", f"{src.url} has no /api/v1/status/buildinfo (Cortex or Amazon Managed Prometheus?); "
+                  "capplan assumes a Prometheus query API")
+    else:
+        s.version = str(info.get("version", ""))
+        if "mimir" in str(info.get("application", "")).lower():
+            s.kind = "mimir"
+        elif s.version.startswith("0.") and client.get_raw("/api/v1/stores").status_code == 200:
+            s.kind = "thanos"
+        else:
+            s.kind = "prometheus"
+        m = re.match(r"(\d+)\.(\d+)", s.version)
+        if s.kind == "prometheus" and m and (int(m.group(1)), int(m.group(2))) < (2, 35):
+            s.sample_stats = False  # samples stats arrived in 2.35 (docs/research 8.5)
+        setup.add("server", "OK", f"{s.kind} {s.version}" + (" (no sample statistics before 2.35: windows are sized by "
+                                                             "splitting)" if not s.sample_stats else ""))
+    if s.kind == "thanos":
+        client.query_params = {"dedup": str(src.dedup).lower(), "partial_response": str(src.partial_response).lower()}
+        if src.replica_label:
+            client.query_params["replicaLabels[]"] = check_label_name(src.replica_label, "replica_label")
+    flags = client.status("flags")
+    parts = []
+    if src.max_samples:
+        s.max_samples, s.max_samples_source = src.max_samples, "source.prometheus.max_samples"
+    elif flags and str(flags.get("query.max-samples", "")).isdigit():
+        s.max_samples, s.max_samples_source = int(flags["query.max-samples"]), "server flag"
+    parts.append(f"query.max-samples {s.max_samples:,} ({s.max_samples_source})")
+    if flags and flags.get("query.timeout"):
+        try:
+            s.timeout_s = float(parse_duration(str(flags["query.timeout"])))
+            parts.append(f"query.timeout {flags['query.timeout']}")
+        except Exception:
+            pass
+    if flags and "storage.tsdb.retention.time" in flags:
+        text = str(flags["storage.tsdb.retention.time"])
+        if text in ("0s", "") and str(flags.get("storage.tsdb.retention.size", "0B")) in ("0B", "0", ""):
+            text = "15d"  # the flag reads 0s when unset; Prometheus' default is 15d (docs/research 8.3)
+        if text not in ("0s", ""):
+            s.retention_days = parse_duration(text) / 86400
+            parts.append(f"retention {text}")
+    history = ctx.window.days
+    if flags is None:
+        setup.add("limits", "WARN", "the server does not publish its flags (/api/v1/status/flags): assuming "
+                  f"query.max-samples {s.max_samples:,}", "set source.prometheus.max_samples and max_query_length to the "
+                  "server's limits (Mimir: -querier.max-samples, -querier.max-partial-query-length)")
+    elif s.retention_days is not None and s.retention_days < history - 1:
+        setup.add("limits", "FAIL", "; ".join(parts) + f": the server keeps {s.retention_days:g} days, the plan needs {history}",
+                  "raise the retention (kube-prometheus-stack: prometheus.prometheusSpec.retention: "
+                  f"{history + 20}d, the chart's default is 10d) or point capplan at Thanos or Mimir, which keep the history",
+                  report=True)
+    else:
+        setup.add("limits", "OK", "; ".join(parts))
+
+
+def _clusters(ctx: _Ctx, setup: Setup) -> list[ClusterSetup]:
+    src, c = ctx.src, ctx.c
+    rows = ctx.instant("clusters", f"count by ({c}) (last_over_time(kube_node_info[{ctx.lookback}]))")
+    if not rows:
+        setup.add("clusters", "FAIL", f"no kube_node_info in the hour before {fmt_ts(ctx.at)}: kube-state-metrics is not "
+                  "scraped, or the plan date (as_of) is after the newest data",
+                  "scrape kube-state-metrics (kube-prometheus-stack does by default) or check as_of")
+        return []
+    found = {r["metric"].get(c): int(float(r["value"][1])) for r in rows}
+    keys = ctx.client.labels("kube_node_info", ctx.at - 3600, ctx.at)
+    if None in found and len(found) == 1:
+        others = [k for k in keys if "cluster" in k.lower() and k != c]
+        if others:
+            setup.add("clusters", "WARN", f"the series have no {c!r} label but have {', '.join(others)}",
+                      f"set source.prometheus.cluster_label: {others[0]} (one cluster is assumed until then)")
+    names = sorted(found, key=lambda v: (v is None, v or ""))
+    if src.clusters:
+        missing = [x for x in src.clusters if x not in found]
+        if missing:
+            setup.add("clusters", "FAIL", f"cluster(s) {', '.join(missing)} not found; {c!r} has: "
+                      f"{', '.join(str(n) for n in names)}", "fix source.prometheus.clusters")
+        names = [n for n in names if n in src.clusters]
+    out = [ClusterSetup(n if n is not None else src.default_cluster, n, c) for n in names]
+    setup.add("clusters", "OK", ", ".join(f"{cs.name} ({found[cs.label_value]} nodes)" for cs in out))
+    return out
+
+
+def _jobs(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
+    src, c = ctx.src, ctx.c
+    sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
+    configured = {"kube_state_metrics": src.jobs.kube_state_metrics, "node_exporter": src.jobs.node_exporter,
+                  "kubelet": src.jobs.kubelet, "cadvisor": src.jobs.cadvisor}
+    by_cluster: dict[str | None, dict[str, dict[str, str]]] = defaultdict(dict)
+    for family, (metric, default_job, default_path) in FAMILY_PROBES.items():
+        name, _, extra = metric.partition("{")
+        expr = f"count by ({c}, job, metrics_path) (last_over_time({name}{{{sel}{extra.rstrip('}')}}}[{ctx.lookback}]))"
+        found: dict[str | None, list[tuple[str | None, str | None, int]]] = defaultdict(list)
+        for r in ctx.instant(f"jobs:{family}", expr):
+            m = r["metric"]
+            found[m.get(c)].append((m.get("job"), m.get("metrics_path"), int(float(r["value"][1]))))
+        want = configured.get(family, "auto")
+        path_want = src.jobs.cadvisor_path if family == "cadvisor" else "auto"
+        for cs in clusters:
+            options = found.get(cs.label_value, [])
+            if family == "ceph":
+                if options:
+                    by_cluster[cs.label_value][family] = {}
+                continue
+            if want != "auto":
+                options = [o for o in options if o[0] == want]
+            if path_want != "auto":
+                options = [o for o in options if o[1] == path_want]
+            if not options:
+                continue
+            best = sorted(options, key=lambda o: (o[0] != default_job, o[1] != default_path, -o[2]))[0]
+            m = {"job": best[0]} if best[0] else {}
+            if best[1]:
+                m["metrics_path"] = best[1]
+            by_cluster[cs.label_value][family] = m
+    names = {"kube_state_metrics": "kube-state-metrics", "node_exporter": "node-exporter", "cadvisor": "cAdvisor",
+             "kubelet": "kubelet volume stats", "ceph": "Ceph"}
+    for cs in clusters:
+        cs.jobs = by_cluster.get(cs.label_value, {})
+        shown = "; ".join(f"{names[f]}: {', '.join(f'{k}={v}' for k, v in m.items()) or 'found'}" for f, m in cs.jobs.items())
+        if "kube_state_metrics" not in cs.jobs:
+            setup.add("scrape jobs", "FAIL", f"no kube-state-metrics job found ({shown or 'nothing found'})",
+                      "check source.prometheus.jobs.kube_state_metrics", cs.name)
+        elif "node_exporter" not in cs.jobs and "cadvisor" not in cs.jobs:
+            setup.add("scrape jobs", "FAIL", f"neither node-exporter nor the kubelet's cAdvisor found ({shown}): no usage",
+                      "scrape node-exporter, or set source.prometheus.jobs.node_exporter / cadvisor", cs.name)
+        elif "node_exporter" not in cs.jobs:
+            setup.add("scrape jobs", "WARN", f"{shown}; no node-exporter: pool usage comes from cAdvisor containers "
+                      "(system daemons not counted)", "deploy node-exporter (kube-prometheus-stack does by default)", cs.name)
+        else:
+            setup.add("scrape jobs", "OK", shown, cluster=cs.name)
+
+
+def _metrics(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> dict[str, list[str]]:
+    sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
+    keys: dict[str, list[str]] = {}
+    for metric, family, required in CATALOG_METRICS:
+        found = ctx.client.labels(f"{metric}{{{sel}}}", ctx.at - max(ctx.step_s, 3600), ctx.at)
+        keys[metric] = found
+        if not found:
+            if metric == "kube_node_labels":
+                continue  # the pool-label check says what to do
+            setup.add(f"metric {metric}", "FAIL" if required else "WARN", "no series",
+                      "scrape kube-state-metrics v2" if family == "kube_state_metrics" else "")
+            continue
+        shown = [k for k in found if k != "__name__"]
+        status, fix = "OK", ""
+        if metric == "kube_pod_info" and "exported_namespace" in found:
+            status, fix = "FAIL", ("kube-state-metrics is scraped with honor_labels false (namespace/pod hold the "
+                                   "exporter's own): set honorLabels: true on its ServiceMonitor")
+        if metric.startswith("container_") and "pod" not in found and "pod_name" in found:
+            status, fix = "WARN", "cAdvisor labels pod_name/container_name (Kubernetes < 1.16) are not supported"
+        setup.add(f"metric {metric}", status, "labels: " + ", ".join(shown), fix)
+    return keys
+
+
+def _merge_labels(series: list[dict], cluster_label: str) -> tuple[dict[str, dict[str, str]], dict[str, set]]:
+    """node -> its label_* values (non-empty, merged over duplicates); node -> the distinct
+    sources (label sets without replica labels) that export it."""
+    labels: dict[str, dict[str, str]] = defaultdict(dict)
+    sources: dict[str, set] = defaultdict(set)
+    for r in series:
+        m = r["metric"]
+        node = m.get("node")
+        if not node:
+            continue
+        for k, v in m.items():
+            if k.startswith("label_") and v:
+                labels[node].setdefault(k, v)
+        ident = tuple(sorted((k, v) for k, v in m.items() if k not in REPLICA_LABELS and not k.startswith("label_")
+                             and k not in ("__name__", cluster_label)))
+        sources[node].add(ident)
+    return labels, sources
+
+
+def _inventory(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> pd.DataFrame:
+    src, c, lb = ctx.src, ctx.c, ctx.lookback
+    frames = []
+    for cs in clusters:
+        if "kube_state_metrics" not in cs.jobs:
+            continue
+        k = cs.selector("kube_state_metrics")
+        raw = ctx.instant("inventory:labels", f"last_over_time(kube_node_labels{{{k}}}[{lb}])")
+        info = ctx.instant("inventory:info", f"max by ({c}, node, provider_id) (last_over_time(kube_node_info{{{k}}}[{lb}]))")
+        alloc = ctx.instant("inventory:allocatable", f'max by ({c}, node, resource) (last_over_time('
+                            f'kube_node_status_allocatable{{{k}resource=~"cpu|memory|pods|ephemeral_storage"}}[{lb}]))')
+        labels, sources = _merge_labels(raw, c)
+        nodes = {r["metric"]["node"] for r in info if r["metric"].get("node")} | set(labels)
+        node_labels = {n: labels.get(n, {}) for n in nodes}
+        providers = [p for r in info if (p := provider_of(r["metric"].get("provider_id", "")))]
+        a: dict[str, dict[str, float]] = defaultdict(dict)
+        for r in alloc:
+            a[r["metric"].get("node", "")][r["metric"].get("resource", "")] = float(r["value"][1])
+        preset = src.cluster_presets.get(cs.name, src.preset)
+        plan = plan_node_labels(cs.name, node_labels, preset, src.pool_label, src.instance_type_label, providers)
+        cs.pool_labels = plan.pool_labels
+        custom = {"pool": src.pool_label, "tier": src.tier_label, "zone": src.zone_label,
+                  "instance_type": src.instance_type_label, "capacity_type": src.capacity_type_label}
+        inv = inventory_from_labels(cs.name, node_labels, a, preset, custom)
+        frames.append(inv)
+        _pool_checks(setup, cs, plan, inv, raw, custom, src.max_unlabelled_pct)
+        dupes = {n: s for n, s in sources.items() if len(s) > 1}
+        if dupes:
+            sample = sorted(dupes)[0]
+            who = sorted({dict(i).get("instance") or dict(i).get("pod") or dict(i).get("job") or "?" for i in dupes[sample]})
+            setup.add("duplicates", "WARN", f"kube_node_labels: {len(dupes)} of {len(nodes)} nodes are exported "
+                      f"{max(len(s) for s in dupes.values())} times (e.g. {sample} from {', '.join(who)}): "
+                      "counted once (max by / topk in every join)",
+                      "run one kube-state-metrics (replicas: 1, or sharding) and scrape it with one job", cs.name)
+        else:
+            setup.add("duplicates", "OK", "one kube_node_labels series per node", cluster=cs.name)
+        replicas = sorted({f"{k}={v}" for r in raw for k, v in r["metric"].items() if k in REPLICA_LABELS[:4]})
+        if replicas:
+            setup.add("HA replicas", "OK", f"{', '.join(replicas)}: every query deduplicates with max by (identity labels)"
+                      + (" and Thanos dedup=true" if setup.server.kind == "thanos" else ""), cluster=cs.name)
+    return pd.concat(frames, ignore_index=True)[INVENTORY_COLUMNS] if frames else pd.DataFrame(columns=INVENTORY_COLUMNS)
+
+
+def _pool_checks(setup: Setup, cs: ClusterSetup, plan: NodeLabelPlan, inv: pd.DataFrame, raw: list[dict],
+                 custom: dict, limit_pct: float) -> None:
+    looked = ", ".join(f"{ksm_label(k)} ({k})" for k in plan.pool_keys)
+    found = ", ".join(plan.found) if plan.found else ("no kube_node_labels series at all: kube-state-metrics v2.10+ does "
+                                                      "not export it without --metric-labels-allowlist" if not raw
+                                                      else "kube_node_labels has no label_* labels (nothing allow-listed)")
+    snippet = allowlist_snippet(plan, custom)
+    if plan.unlabelled_pct > limit_pct:
+        setup.add("node pools", "FAIL", f"{plan.unlabelled} of {plan.nodes} nodes ({plan.unlabelled_pct:.0f}%) have none of "
+                  f"the pool labels looked for: {looked}. Found: {found}",
+                  f"allow-list the node labels in kube-state-metrics; kube-prometheus-stack values:\n{snippet}\n"
+                  "or set source.prometheus.pool_label to the node label that names your pools", cs.name)
+    else:
+        pools = inv.groupby("pool").size()
+        note = f" ({plan.unlabelled} unlabelled)" if plan.unlabelled else ""
+        setup.add("node pools", "OK", f"preset {plan.preset} -> {plan.detected}: {len(pools)} pools on {plan.nodes} nodes"
+                  f"{note}: " + ", ".join(f"{p} ({n})" for p, n in pools.items() if p != UNLABELLED), cluster=cs.name)
+    if plan.nodes and plan.no_instance_type_pct > limit_pct:
+        setup.add("instance types", "FAIL", f"{plan.no_instance_type} of {plan.nodes} nodes have no "
+                  "node.kubernetes.io/instance-type label in kube_node_labels: the plan cannot size node orders",
+                  f"allow-list it in kube-state-metrics:\n{snippet}", cs.name)
+    spot = int((inv["capacity_type"] == "spot").sum()) if len(inv) else 0
+    if plan.nodes and plan.no_instance_type_pct <= limit_pct:
+        setup.add("instance types", "OK", f"{inv['instance_type'].nunique()} types; {spot} spot nodes", cluster=cs.name)
+
+
+def _join(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], keys: dict[str, list[str]], inv: pd.DataFrame) -> None:
+    """Which node-exporter -> node join matches the most nodes (docs/research 10.1)."""
+    c, lb = ctx.c, ctx.lookback
+    ne_keys = set(keys.get("node_memory_MemTotal_bytes", []))
+    for cs in clusters:
+        if "node_exporter" not in cs.jobs:
+            continue
+        ne, k = cs.selector("node_exporter"), cs.selector("kube_state_metrics")
+        known = set(inv[inv["cluster"] == cs.name]["node"])
+        base = f"last_over_time(node_memory_MemTotal_bytes{{{ne}}}[{lb}])"
+        nodes_ksm = f"max by ({c}, node) (last_over_time(kube_node_info{{{k}}}[{lb}]))"
+        candidates: dict[str, str] = {}
+        for lab in ("node", "instance", "kubernetes_node", "nodename", "hostname"):
+            if lab in ne_keys:
+                candidates[f"label:{lab}"] = (
+                    f'label_replace(max by ({c}, {lab}) ({base}), "node", "$1", "{lab}", "(.+?)(?::[0-9]+)?")'
+                    f" * on ({c}, node) group_left () {nodes_ksm}")
+        if {"namespace", "pod"} <= ne_keys:
+            pod_node = (f'topk by ({c}, namespace, pod) (1, max by ({c}, namespace, pod, node) '
+                        f'(last_over_time(kube_pod_info{{{k}node!=""}}[{lb}])))')
+            candidates["kube_pod_info"] = f"max by ({c}, namespace, pod) ({base}) * on ({c}, namespace, pod) group_left (node) {pod_node}"
+        if "instance" in ne_keys:
+            candidates["internal_ip"] = (
+                f'label_replace(max by ({c}, instance) ({base}), "internal_ip", "$1", "instance", "(.+?)(?::[0-9]+)?")'
+                f" * on ({c}, internal_ip) group_left (node) topk by ({c}, internal_ip) (1, max by ({c}, internal_ip, node) "
+                f"(last_over_time(kube_node_info{{{k}}}[{lb}])))")
+        want = ctx.src.node_exporter_join
+        if want != "auto":
+            candidates = {want: candidates[want]} if want in candidates else {}
+            if not candidates:
+                setup.add("node-exporter join", "FAIL", f"node_exporter_join {want!r} is not possible: node-exporter series "
+                          f"have labels {', '.join(sorted(ne_keys))}", "set node_exporter_join: auto", cs.name)
+                continue
+        results = {}
+        for name, expr in candidates.items():
+            rows = ctx.instant(f"join:{name}", f"count by ({c}, node) ({expr})")
+            results[name] = {r["metric"].get("node") for r in rows} & known
+        order = list(candidates)
+        best = max(order, key=lambda n: (len(results[n]), -order.index(n))) if order else None
+        if best is None:
+            setup.add("node-exporter join", "FAIL", "node-exporter series carry no label to join on (namespace/pod, "
+                      "instance or node)", "keep the ServiceMonitor's target labels", cs.name)
+            continue
+        cs.ne_join = best
+        matched = results[best]
+        tried = ", ".join(f"{n} {len(results[n])}" for n in order)
+        pct = 100.0 * len(matched) / len(known) if known else 100.0
+        if pct < 100 - ctx.src.max_unlabelled_pct:
+            missing = inv[(inv["cluster"] == cs.name) & ~inv["node"].isin(matched)].groupby("pool").size()
+            setup.add("node-exporter join", "FAIL", f"node-exporter reaches {len(matched)} of {len(known)} nodes via {best} "
+                      f"(tried: {tried}); missing on: " + ", ".join(f"pool {p} ({n} nodes)" for p, n in missing.items()),
+                      "run node-exporter on every node (DaemonSet tolerations for tainted pools), or set "
+                      "source.prometheus.node_exporter_join", cs.name, report=True)
+        else:
+            setup.add("node-exporter join", "OK", f"{len(matched)}/{len(known)} nodes via {best} (tried: {tried})",
+                      cluster=cs.name)
+
+
+def _history(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
+    c, w = ctx.c, ctx.window
+    sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
+    start, end, day = w.start.timestamp(), w.end.timestamp(), 86400
+
+    def earliest(extra: dict | None) -> dict[str | None, float]:
+        # One point per day (the samples within the lookback of each midnight): cheap even
+        # for 10,000 nodes, where a count_over_time over 180 days would load every sample.
+        first = math.floor(start / day) * day
+        out: dict[str | None, float] = {}
+        pos = first
+        while pos <= end:  # 11,000 points per request at most
+            b = min(pos + 10000 * day, end)
+            ans = ctx.client.query_range("doctor:history", f"count by ({c}) (kube_node_info{{{sel}}})", pos, b, day,
+                                         extra=extra)
+            for r in ans.result:
+                ts = min(float(t) for t, _ in r["values"]) if r["values"] else None
+                key = r["metric"].get(c)
+                if ts is not None and (key not in out or ts < out[key]):
+                    out[key] = ts
+            pos = b + day
+        return out
+
+    try:
+        found = earliest(None)
+        raw = earliest({"max_source_resolution": "0s"}) if setup.server.kind == "thanos" else None
+    except TooHeavy as exc:
+        setup.add("history", "WARN", f"the history probe was too heavy for the server ({exc})")
+        return
+    for cs in clusters:
+        t = found.get(cs.label_value)
+        setup.earliest[cs.name] = t
+        have = (end - t) / day if t else 0.0
+        if t is None or t > start + day:
+            setup.add("history", "FAIL", f"data since {fmt_ts(t) if t else 'never'} ({have:.0f} days); the plan asks for "
+                      f"{w.days} days ({fmt_ts(start)} .. {fmt_ts(end)})",
+                      "keep more history (Prometheus --storage.tsdb.retention.time; kube-prometheus-stack keeps 10d by "
+                      "default; or read Thanos/Mimir), or lower forecasting.history_days; source.prometheus.on_missing_data: "
+                      "warn goes on with a red warning", cs.name, report=True)
+        else:
+            setup.add("history", "OK", f"data since {fmt_ts(t)} ({have:.0f} days; {w.days} asked)", cluster=cs.name)
+        if raw is not None:
+            r = raw.get(cs.label_value)
+            if r and r > start + day and ctx.src.max_source_resolution == "auto":
+                setup.raw_earliest = max(setup.raw_earliest or 0, r)
+                setup.add("downsampling", "WARN", f"raw data only since {fmt_ts(r)}: older windows are read from Thanos' "
+                          "1h downsampled blocks (peaks at 1h resolution)", "", cs.name, report=True)
+
+
+def _storage(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
+    c, lb = ctx.c, ctx.lookback
+    for cs in clusters:
+        parts = []
+        if "ceph" in cs.jobs and "ceph" in ctx.src.storage:
+            rows = ctx.instant("storage:ceph", f"max by ({c}, name) (last_over_time(ceph_pool_metadata{{{cs.selector(None)}}}[{lb}]))")
+            parts.append("Ceph pools " + ", ".join(sorted(r["metric"].get("name", "?") for r in rows)))
+        if "kubelet" in cs.jobs and "pvc" in ctx.src.storage:
+            rows = ctx.instant("storage:pvc", f"count by ({c}, storageclass) (last_over_time("
+                               f"kube_persistentvolumeclaim_info{{{cs.selector('kube_state_metrics')}}}[{lb}]))")
+            parts.append("PVCs by StorageClass " + ", ".join(sorted(r["metric"].get("storageclass", "none") for r in rows)))
+        if parts:
+            setup.add("storage", "OK", "; ".join(parts), cluster=cs.name)
+        else:
+            setup.add("storage", "WARN", "no storage source (Ceph pools, or kubelet volume stats with "
+                      "kube_persistentvolumeclaim_info): storage is not planned for this cluster",
+                      "scrape the Rook ceph-mgr exporter, or the kubelet's /metrics endpoint", cs.name, report=True)
+
+
+def _intervals(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
+    src = ctx.src
+    if src.scrape_interval != "auto":
+        setup.scrape_s = parse_duration(src.scrape_interval)
+        how = "configured"
+    else:
+        sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
+        probe = "node_memory_MemTotal_bytes" if any("node_exporter" in cs.jobs for cs in clusters) else "kube_node_info"
+        rows = ctx.instant("scrape-interval", f"quantile(0.5, count_over_time({probe}{{{sel}}}[1h]))")
+        n = float(rows[0]["value"][1]) if rows else 0.0
+        setup.scrape_s = int(min(3600, max(5, round(3600 / n)))) if n >= 1 else 60
+        how = f"measured on {probe}"
+    setup.peak_s = max(parse_duration(src.peak_resolution), setup.scrape_s)
+    setup.rate_window_s = (parse_duration(src.rate_window) if src.rate_window != "auto"
+                           else max(setup.peak_s, 4 * setup.scrape_s))
+    setup.add("intervals", "OK", f"scrape interval {setup.scrape_s}s ({how}); rate window {setup.rate_window_s}s; "
+              f"peaks at {setup.peak_s}s resolution within each {ctx.step_s}s step")
+
+
+def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, step_s: int) -> Setup:
+    """Every cheap check, in order; later checks are skipped when the server has no
+    kube-state-metrics at all. See the module docstring."""
+    ctx = _Ctx(client, src, window, step_s)
+    setup = Setup(ServerInfo(), [], pd.DataFrame(columns=INVENTORY_COLUMNS), 60, 300, 300)
+    _server(ctx, setup)
+    clusters = _clusters(ctx, setup)
+    if not clusters:
+        return setup
+    _jobs(ctx, setup, clusters)
+    keys = _metrics(ctx, setup, clusters)
+    setup.inventory = _inventory(ctx, setup, clusters)
+    _join(ctx, setup, clusters, keys, setup.inventory)
+    _intervals(ctx, setup, clusters)
+    _history(ctx, setup, clusters)
+    _storage(ctx, setup, clusters)
+    setup.clusters = [cs for cs in clusters if "kube_state_metrics" in cs.jobs]
+    return setup
+
+
+def probe_costs(client: PromClient, src: PrometheusSource, setup: Setup, catalog: MetricCatalog, window: HistoryWindow,
+                step_s: int, planner: WindowPlanner | None = None) -> None:
+    """One day of every pool and storage query, with ``stats=all``: samples the server
+    touches (``totalQueryableSamples``) and holds at once (``peakSamples``) per day,
+    extrapolated to the window and to the requests it will take."""
+    budget = int(setup.server.max_samples * src.samples_budget_pct / 100)
+    planner = planner or WindowPlanner(step_s, budget, min(src.timeout_s, setup.server.timeout_s or src.timeout_s),
+                                       src.max_points_per_request,
+                                       parse_duration(src.max_query_length) if src.max_query_length else None)
+    end = window.end.timestamp()
+    day_steps = max(1, 86400 // step_s)
+    for cs in setup.clusters:
+        for q in build_queries(catalog, cs, src, step_s, setup.peak_s, setup.rate_window_s):
+            if q.entry.level not in ("pool", "storage"):
+                continue
+            last = math.floor((end - 1) / step_s) * step_s + q.shift_s
+            first = last - (day_steps - 1) * step_s
+            try:
+                ans = client.query_range(f"doctor:cost:{q.label}", q.expr, first, last, step_s, cs.name)
+            except TooHeavy as exc:
+                setup.add("cost", "FAIL", f"{q.label}: one day is already too heavy ({exc})",
+                          "raise query.max-samples or pull fewer clusters at once", cs.name)
+                continue
+            planner.learn(q.name, ans)
+            steps = planner.steps(q.name)
+            n_req = math.ceil(window.days * 86400 / step_s / steps)
+            per_day = ans.peak_samples * day_steps / ans.steps if ans.peak_samples else None
+            total = ans.total_samples * day_steps / ans.steps if ans.total_samples else None
+            ev = ans.eval_s * day_steps / ans.steps if ans.eval_s else None
+            setup.estimates.append(CostEstimate(q.label, cs.name, int(per_day) if per_day else None,
+                                                int(total) if total else None, ev, steps, n_req))
+            setup.add("cost", "OK", f"{q.label}: a day touches {_fmt_n(total)} samples ({_fmt_n(total * 30 if total else None)}"
+                      f" per month), peak {_fmt_n(per_day)} -> {steps * step_s / 86400:.1f} days per request, "
+                      f"{n_req} request(s) for {window.days} days (budget {_fmt_n(budget)} = {src.samples_budget_pct:g}% of "
+                      f"query.max-samples)", cluster=cs.name)

@@ -1,0 +1,360 @@
+"""A small client for the Prometheus HTTP API (Prometheus, Thanos Query, Mimir), and range
+queries split by time so that no request is too heavy for the server.
+
+Why not prometheus-api-client: it returns only ``data.result``, so the query statistics
+(``stats=all``: samples the server touched) and the ``warnings`` of a partial answer are
+lost, and it cannot tell "too many samples" (split the window) from a bad query (stop).
+
+Failures, and what happens (docs/research/real-stacks.md 8.1, 8.2, 9.2):
+
+* connection refused, DNS, 5xx, 429, truncated JSON: :class:`Transient`, the same request
+  is retried (``pipelines.io.retry``, tenacity) ``retries`` times;
+* HTTP 422 "query processing would load too many samples", 503 ``timeout``, 504, a read
+  timeout, Mimir ``err-mimir-max-*`` limits: :class:`TooHeavy`. The request is **not**
+  re-sent: the same query over the same window would hit the same limit again (and a
+  timeout means the server just spent its whole budget on it; three more attempts only
+  load production monitoring). The window is split in two and each half is asked
+  separately, down to one step;
+* 400 (bad PromQL), 401, 403, 404, other 422 (e.g. "many-to-many matching"): a
+  :class:`PrometheusError` at once, naming the query, the cluster and the PromQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ...config import PrometheusSource
+from ..retry import Transient, with_retries
+
+try:  # orjson ships with Prefect; parsing large matrices is ~3x faster than json
+    import orjson as _json
+
+    _loads: Callable[[bytes], Any] = _json.loads
+except ImportError:  # pragma: no cover
+    import json as _json_std
+
+    _loads = _json_std.loads
+
+__all__ = ["PrometheusError", "TooHeavy", "PromClient", "RangeAnswer", "RequestRecord", "WindowPlanner",
+           "plan_chunks", "parse_duration", "escape_label_value", "fmt_ts"]
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus could not be read; the message names the query and the cluster."""
+
+
+class TooHeavy(Exception):
+    """The server refused or gave up on a query because of its size: split the window."""
+
+
+def parse_duration(text: str) -> int:
+    """Prometheus duration (``30s``, ``5m``, ``1h``, ``1d``, ``1h30m``) to seconds."""
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        from ...config import ConfigError
+
+        raise ConfigError(f"{text!r} is not a duration like 30s, 5m, 1h or 1d")
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return int(sum(int(n) * unit[u] for n, u in parts))
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a value for a double-quoted PromQL string (no injection through config)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def fmt_ts(t: float) -> str:
+    return f"{dt.datetime.fromtimestamp(t, dt.timezone.utc):%Y-%m-%d %H:%M}"
+
+
+def plan_chunks(start: float, end: float, step_s: int, max_points: int = 11000) -> list[tuple[float, float]]:
+    """Non-overlapping [start, end] pairs (both inclusive, on the step grid) that cover
+    ``[start, end)`` with at most ``max_points`` points each."""
+    first = math.ceil(start / step_s) * step_s
+    last = math.floor((end - 1) / step_s) * step_s
+    if last < first:
+        return []
+    n = int((last - first) // step_s) + 1
+    return [(first + k * step_s, first + (min(k + max_points, n) - 1) * step_s) for k in range(0, n, max_points)]
+
+
+@dataclass
+class RequestRecord:
+    """One range request, for the doctor and the benchmark."""
+
+    name: str
+    cluster: str
+    start: float
+    end: float
+    step: int
+    seconds: float
+    outcome: str  # ok | too-heavy
+    points: int = 0
+    peak_samples: int | None = None
+    total_samples: int | None = None
+
+
+@dataclass
+class RangeAnswer:
+    """The ``result`` of one range request and what the server said about its cost."""
+
+    result: list[dict]
+    start: float
+    end: float
+    step: int
+    peak_samples: int | None = None
+    total_samples: int | None = None
+    eval_s: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return int((self.end - self.start) // self.step) + 1
+
+
+_HEAVY = re.compile(r"too many samples|query timed out|err-mimir-max-|exceeded maximum resolution|"
+                    r"the query time range exceeds|expanding series: the query hit", re.I)
+
+
+class PromClient:
+    """Requests to one Prometheus-compatible API (``src.url``), with credentials from the
+    environment, TLS verification, retries of transient faults and a record of every
+    range request (``records``)."""
+
+    def __init__(self, src: PrometheusSource, base_dir: Path = Path(".")):
+        self.src = src
+        self.url = src.url.rstrip("/")
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=src.max_concurrency + 4)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update(src.headers)
+        self._secrets: list[str] = []
+        if src.auth.bearer_token_env and (token := os.environ.get(src.auth.bearer_token_env)):
+            self.session.headers["Authorization"] = f"Bearer {token}"
+            self._secrets.append(token)
+        if src.auth.username_env and src.auth.password_env:
+            user, password = os.environ.get(src.auth.username_env), os.environ.get(src.auth.password_env)
+            if user and password:
+                self.session.auth = (user, password)
+                self._secrets.append(password)
+        if src.verify_tls and src.ca_file:
+            self.session.verify = str(src.ca_file if src.ca_file.is_absolute() else base_dir / src.ca_file)
+        else:
+            self.session.verify = src.verify_tls
+        #: Extra parameters for every query (Thanos dedup / partial_response), set by the doctor.
+        self.query_params: dict[str, str | list[str]] = {}
+        self.records: list[RequestRecord] = []
+        self._lock = threading.Lock()
+
+    # -- plumbing --------------------------------------------------------------------
+    def clean(self, text: str) -> str:
+        """``text`` with every credential replaced by ``***``."""
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return text
+
+    def _send(self, method: str, path: str, params: dict, query: bool) -> dict:
+        """One HTTP request; returns the envelope (``data``, ``warnings``). Raises
+        :class:`Transient`, :class:`TooHeavy` or :class:`PrometheusError` (see module)."""
+        try:
+            if method == "POST":
+                r = self.session.post(self.url + path, data=params, timeout=self.src.timeout_s)
+            else:
+                r = self.session.get(self.url + path, params=params, timeout=self.src.timeout_s)
+        except requests.exceptions.SSLError as exc:
+            raise PrometheusError(self.clean(f"TLS verification failed for {self.src.url}: {exc}; set "
+                                             "source.prometheus.ca_file, or verify_tls: false only if you must")) from None
+        except requests.exceptions.ConnectTimeout as exc:
+            raise Transient(self.clean(f"ConnectTimeout: {exc}")) from None
+        except requests.exceptions.ReadTimeout:
+            if query:
+                raise TooHeavy(f"no answer within timeout_s={self.src.timeout_s:g} s (timed out)") from None
+            raise Transient(f"Timeout: no answer within {self.src.timeout_s:g} s") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise Transient(self.clean(f"{type(exc).__name__}: {exc}")) from None
+        try:
+            env = _loads(r.content)
+            if not isinstance(env, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            if r.status_code == 200:
+                raise Transient("the answer was not complete JSON (truncated?)") from None
+            env = {}
+        if r.status_code == 200 and env.get("status") == "success":
+            return env
+        detail = self.clean(str(env.get("error") or r.text[:300]).strip())
+        kind = env.get("errorType", "")
+        status = r.status_code
+        if query and (_HEAVY.search(detail) or kind == "timeout" or status == 504):
+            raise TooHeavy(f"HTTP {status}: {detail}")
+        if status in (429,) or status >= 500:
+            raise Transient(f"HTTP {status}: {detail}")
+        hint = {400: "bad query", 401: "unauthorised: check the token or credentials",
+                403: "forbidden: check the credentials' permissions",
+                404: f"not found: is {self.src.url} the query API's base (Mimir: .../prometheus)?",
+                422: "the query cannot be executed"}.get(status, "unexpected answer")
+        raise PrometheusError(f"HTTP {status} ({hint}): {detail}")
+
+    def call(self, method: str, path: str, params: dict, what: str, query: bool = False, window: str = "") -> dict:
+        """:meth:`_send` with retries; a :class:`PrometheusError` names ``what``."""
+        try:
+            return with_retries(lambda: self._send(method, path, params, query), self.src.retries, f"prometheus {what}")
+        except Transient as exc:
+            raise PrometheusError(self.clean(
+                f"{what} failed after {self.src.retries + 1} attempt(s) against {self.src.url}{window}: {exc}")) from None
+        except PrometheusError as exc:
+            raise PrometheusError(self.clean(f"{what} failed with {exc}")) from None
+
+    def _server_timeout(self) -> str:
+        # The server gives up a little before we do, so a heavy query stops using its CPU
+        # and answers 503 "timeout" (which splits the window) instead of a dropped socket.
+        return f"{max(self.src.timeout_s * 0.9, 0.5):.3f}"
+
+    # -- the API -----------------------------------------------------------------------
+    def status(self, what: str) -> dict | None:
+        """``/api/v1/status/<what>`` data, or None when the server has no such endpoint."""
+        try:
+            return self._send("GET", f"/api/v1/status/{what}", {}, False).get("data")
+        except PrometheusError:
+            return None
+        except Transient as exc:
+            raise PrometheusError(self.clean(f"{self.src.url}/api/v1/status/{what}: {exc}")) from None
+
+    def get_raw(self, path: str) -> requests.Response:
+        return self.session.get(self.url + path, timeout=self.src.timeout_s)
+
+    def instant(self, name: str, expr: str, at: float, cluster: str = "all") -> list[dict]:
+        """An instant query at ``at`` (unix seconds)."""
+        params = {"query": expr, "time": f"{at:.3f}", "timeout": self._server_timeout(), **self.query_params}
+        env = self.call("POST", "/api/v1/query", params, f"query {name!r} (clusters: {cluster})", query=False)
+        return env["data"]["result"]
+
+    def query_range(self, name: str, expr: str, start: float, end: float, step: int, cluster: str = "all",
+                    extra: dict | None = None) -> RangeAnswer:
+        """One range request (``start``, ``end`` inclusive). :class:`TooHeavy` passes through."""
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step),
+                  "timeout": self._server_timeout(), "stats": "all", **self.query_params, **(extra or {})}
+        window = f" (window {fmt_ts(start)} .. {fmt_ts(end)})"
+        t = time.perf_counter()
+        try:
+            env = self.call("POST", "/api/v1/query_range", params, f"query {name!r} (clusters: {cluster})", query=True,
+                            window=window)
+        except TooHeavy:
+            self._record(RequestRecord(name, cluster, start, end, step, time.perf_counter() - t, "too-heavy"))
+            raise
+        except PrometheusError as exc:
+            raise PrometheusError(f"{exc}; PromQL: {expr}" if "HTTP 4" in str(exc) else str(exc)) from None
+        data = env.get("data") or {}
+        stats = data.get("stats") or {}
+        samples = stats.get("samples") or {}  # absent before Prometheus 2.35 (docs/research 8.5)
+        timings = stats.get("timings") or {}
+        ans = RangeAnswer(data.get("result") or [], start, end, step, _int(samples.get("peakSamples")),
+                          _int(samples.get("totalQueryableSamples")), timings.get("evalTotalTime"),
+                          [self.clean(str(w)) for w in env.get("warnings") or []])
+        self._record(RequestRecord(name, cluster, start, end, step, time.perf_counter() - t, "ok",
+                                   sum(len(r.get("values") or ()) for r in ans.result), ans.peak_samples, ans.total_samples))
+        return ans
+
+    def labels(self, match: str, start: float, end: float) -> list[str]:
+        env = self.call("POST", "/api/v1/labels", {"match[]": match, "start": f"{start:.3f}", "end": f"{end:.3f}"},
+                        f"labels of {match}")
+        return list(env.get("data") or [])
+
+    def _record(self, rec: RequestRecord) -> None:
+        with self._lock:
+            self.records.append(rec)
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class WindowPlanner:
+    """How many steps one request of a query may cover, learned as requests come back.
+
+    The first request of a query covers one day (a probe, unless the doctor measured the
+    cost already). From its ``stats`` (peak samples and evaluation time per step) the
+    next requests are sized to use at most ``budget_samples`` and half the timeout; a
+    request that is too heavy anyway is split and the smaller size is kept."""
+
+    def __init__(self, step: int, budget_samples: int, timeout_s: float, max_points: int, max_length_s: int | None,
+                 fallback_s: int = 7 * 86400):
+        self.step = step
+        self.budget = budget_samples
+        self.timeout_s = timeout_s
+        self.max_steps = max(1, min(max_points, (max_length_s // step) if max_length_s else max_points))
+        self.fallback = max(1, min(self.max_steps, fallback_s // step))
+        self._steps: dict[str, int] = {}
+        self._cap: dict[str, int] = {}  # sizes that were too heavy once are never asked again
+        self._lock = threading.Lock()
+
+    def steps(self, key: str) -> int:
+        with self._lock:
+            n = self._steps.get(key) or max(1, min(self.max_steps, 86400 // self.step))
+            return max(1, min(n, self._cap.get(key, n)))
+
+    def seed(self, key: str, peak_per_step: float | None, eval_s_per_step: float | None) -> None:
+        """Size ``key`` from a measured cost (the doctor's probe, or a returned request)."""
+        n = self.max_steps
+        if peak_per_step:
+            n = min(n, int(self.budget / peak_per_step))
+        if eval_s_per_step:
+            n = min(n, int(0.5 * self.timeout_s / eval_s_per_step))
+        if not peak_per_step and not eval_s_per_step:
+            n = self.fallback
+        with self._lock:
+            self._steps[key] = max(1, n)
+
+    def learn(self, key: str, ans: RangeAnswer) -> None:
+        steps = ans.steps
+        self.seed(key, ans.peak_samples / steps if ans.peak_samples else None,
+                  ans.eval_s / steps if ans.eval_s else None)
+
+    def shrink(self, key: str, steps: int) -> None:
+        """A request of ``steps`` was too heavy: never ask for more than half of it again."""
+        with self._lock:
+            self._cap[key] = max(1, min(self._cap.get(key, steps), steps // 2 or 1))
+
+    def pull(self, client: PromClient, key: str, name: str, expr: str, first: float, last: float, cluster: str,
+             extra: Callable[[float, float], dict] | None = None) -> list[RangeAnswer]:
+        """Every evaluation point ``first .. last`` (inclusive, on the grid) of one query."""
+        out: list[RangeAnswer] = []
+        pos = first
+        while pos <= last:
+            b = min(pos + (self.steps(key) - 1) * self.step, last)
+            for ans in self._split(client, key, name, expr, pos, b, cluster, extra):
+                self.learn(key, ans)
+                out.append(ans)
+            pos = b + self.step
+        return out
+
+    def _split(self, client: PromClient, key: str, name: str, expr: str, a: float, b: float, cluster: str,
+               extra: Callable[[float, float], dict] | None) -> list[RangeAnswer]:
+        try:
+            return [client.query_range(name, expr, a, b, self.step, cluster, extra(a, b) if extra else None)]
+        except TooHeavy as exc:
+            steps = int((b - a) // self.step) + 1
+            if steps == 1:
+                raise PrometheusError(
+                    f"query {name!r} (clusters: {cluster}) is too heavy even for one step at {fmt_ts(a)} against "
+                    f"{client.src.url}: {exc}. Raise the server's limit (query.max-samples, query.timeout) or "
+                    f"source.prometheus.timeout_s, or pull fewer clusters at once (source.prometheus.clusters)") from None
+            self.shrink(key, steps)
+            mid = a + ((steps // 2) - 1) * self.step
+            return (self._split(client, key, name, expr, a, mid, cluster, extra)
+                    + self._split(client, key, name, expr, mid + self.step, b, cluster, extra))
