@@ -55,7 +55,7 @@ RELATIVE_FLOOR = 1e-5
 #: The error distribution is never narrower than a Student-t with this many degrees of
 #: freedom scaled to the measured RMS (unit variance): errors are a mix of calm and
 #: turbulent windows, so their centre is narrower and their tails wider than a normal's.
-TAIL_DOF = 4
+TAIL_DOF = 5
 
 
 @dataclass(frozen=True)
@@ -174,23 +174,24 @@ def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
 
 
 def plan_calibration(n: int, horizon: int, season: int, choice: BacktestPlan, n_origins: int = N_CALIBRATION) -> tuple[int, ...]:
-    """Calibration origins: the choice origins plus more, counted back from one step
-    before the end down to :data:`CALIBRATION_MIN_TRAIN` of the history.
+    """Calibration origins: the choice origins plus more, from
+    :data:`CALIBRATION_MIN_TRAIN` of the history onwards, and one step before its end.
 
-    The spacing is the even one rounded to a whole number of days that is not within a
-    day of a multiple of the season, so successive origins fall on different weekdays
-    and at different distances from the last weekly step change (the choice origins are
-    all on one weekday). Origins near the end have short windows: they measure the short
-    horizons on the most recent data. ``horizon`` is unused: windows end at the data.
+    The early origins have the long windows (long horizons are measured there); the
+    last one measures the next day on the most recent data. The spacing is the even one
+    rounded to whole days, but never a multiple of the season: then successive origins
+    fall on different weekdays and at different distances from the last weekly step
+    change (the choice origins are all on one weekday). ``horizon`` is unused: windows
+    end where the data ends.
     """
     first = max(2 * season + 2, int(n * CALIBRATION_MIN_TRAIN))
     extra = max(n_origins - len(choice.origins), 0)
     if first >= n - 1 or extra == 0:
         return choice.origins
-    even = (n - 1 - first) / max(extra - 1, 1)
-    spacing = min((s for s in range(2, 2 * season + int(even) + 2) if 1 < s % season < season - 1),
-                  key=lambda s: abs(s - even))
-    spread = {n - 1 - k * spacing for k in range(extra)}
+    spacing = max(int(round((n - 1 - first) / max(extra - 1, 1))), 1)
+    if spacing % season == 0:
+        spacing -= 1
+    spread = {first + k * spacing for k in range(extra - 1)} | {n - 1}
     return tuple(sorted(set(choice.origins) | {o for o in spread if o >= first}))
 
 

@@ -82,3 +82,18 @@ def test_bad_arguments():
         risk_trigger(f, 1.0, 0.0)
     with pytest.raises(ValueError, match="dependence"):
         crossing_probability(f, 1.0, dependence=1.5)
+
+
+def test_on_a_real_forecast_the_risk_trigger_comes_before_the_point_forecast_crossing():
+    from forecasting import forecast_daily_peak
+    from forecasting.synthetic import generate_series
+
+    hist = generate_series(days=120, trend_per_day=0.5, noise=2.0, seed=21)
+    res = forecast_daily_peak(hist, 120)
+    limit = float(res.frame["yhat"].iloc[60])  # the point forecast reaches it on day 60
+    assert 0.0 <= res.dependence <= 1.0
+    p = crossing_probability(res.frame, limit, res.dependence)
+    assert np.all(np.diff(p) >= 0) and p[0] < 0.1 and p[-1] > 0.9
+    early, late = risk_trigger(res.frame, limit, 0.10, res.dependence), risk_trigger(res.frame, limit, 0.25, res.dependence)
+    point = int(np.flatnonzero(res.frame["yhat"].to_numpy() >= limit)[0])
+    assert early is not None and late is not None and early <= late <= point
