@@ -21,7 +21,7 @@ app = typer.Typer(
     "computes N+2 headroom, trigger and order-by dates, and writes a costed expansion plan and report.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 180, soft_wrap=not sys.stdout.isatty())
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 260, soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 180)
 
 ConfigOpt = typer.Option(Path("capplan.yaml"), "--config", "-c", help="capplan.yaml to use")
