@@ -1,11 +1,99 @@
-"""`capplan doctor`: check a Prometheus / Thanos / Mimir source before a run (not built yet)."""
+"""`capplan doctor`: check a Prometheus / Thanos / Mimir source before a run.
+
+The same checks run (without the cost probe) at the start of every Prometheus ingest; see
+:mod:`pipelines.io.sources.doctor`.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-__all__ = ["register"]
+__all__ = ["register", "doctor_report"]
+
+_STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "bold red"}
+
+
+def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True) -> dict:
+    """Run the checks on ``config``'s Prometheus source. Out: the :class:`Setup` as a dict
+    (``server``, ``checks`` [check, status, detail, fix, cluster], ``clusters``,
+    ``estimates``...) plus ``ok`` (no check failed)."""
+    from .config import load_config
+    from .domain import HistoryWindow
+    from .io.sources.catalog import load_metric_catalog
+    from .io.sources.doctor import inspect, probe_costs
+    from .io.sources.promapi import PromClient, parse_duration
+
+    cfg = load_config(config)
+    src = cfg.source.prometheus
+    day = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
+    window = HistoryWindow.ending(day, cfg.forecasting.history_days)
+    step = parse_duration(src.step)
+    client = PromClient(src, cfg.base_dir)
+    setup = inspect(client, src, window, step)
+    if cost and setup.clusters and not any(c.check in ("clusters", "scrape jobs") for c in setup.failed):
+        probe_costs(client, src, setup, load_metric_catalog(cfg.path(src.catalog) if src.catalog else None), window, step)
+    out = setup.as_dict()
+    out.update({"ok": not setup.failed, "url": src.url, "as_of": str(day), "history_days": window.days})
+    return out
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``doctor`` command to the CLI."""
+
+    @app.command()
+    def doctor(
+        config: Path = typer.Option(Path("capplan.yaml"), "--config", "-c", help="capplan.yaml to use"),
+        as_of: Optional[str] = typer.Option(None, "--as-of", help="plan date YYYY-MM-DD (default: config's as_of, else today)"),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+        cost: bool = typer.Option(True, "--cost/--no-cost", help="probe one day of every pool query (stats=all)"),
+    ) -> None:
+        """Check the Prometheus / Thanos / Mimir source: server kind and limits, metrics and
+        their labels, node-pool labels per cluster, the node-exporter join, duplicates,
+        history length, storage sources and what each pool query costs. Every line says
+        OK, WARN or FAIL and what to change. Exit code 0 when nothing failed, else 1."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from .config import ConfigError
+        from .io.sources.promapi import PrometheusError
+
+        console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=not sys.stdout.isatty())
+        try:
+            day = dt.date.fromisoformat(as_of) if as_of else None
+        except ValueError:
+            console.print(f"[red]error:[/] --as-of: expected YYYY-MM-DD, got {as_of!r}")
+            raise typer.Exit(2)
+        try:
+            report = doctor_report(config, day, cost)
+        except ConfigError as exc:
+            console.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2)
+        except PrometheusError as exc:
+            if as_json:
+                print(json.dumps({"ok": False, "error": str(exc)}))
+            else:
+                console.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1)
+        if as_json:
+            print(json.dumps(report, default=str))
+        else:
+            s = report["server"]
+            console.print(f"capplan doctor: {report['url']} ({s['kind']} {s['version']}), as of {report['as_of']}, "
+                          f"{report['history_days']} days of history", highlight=False)
+            table = Table(show_lines=False, expand=False)
+            for col in ("", "check", "cluster", "detail", "fix"):
+                table.add_column(col, overflow="fold")
+            for c in report["checks"]:
+                table.add_row(f"[{_STYLE[c['status']]}]{c['status']}[/]", c["check"], c["cluster"], c["detail"], c["fix"])
+            console.print(table)
+            failed = sum(c["status"] == "FAIL" for c in report["checks"])
+            warned = sum(c["status"] == "WARN" for c in report["checks"])
+            console.print(f"{failed} failed, {warned} warning(s)" + ("" if failed else ": ready for `capplan run`"),
+                          style="red" if failed else "green", highlight=False)
+        raise typer.Exit(0 if report["ok"] else 1)

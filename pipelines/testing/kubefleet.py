@@ -190,7 +190,7 @@ class Fleet:
         for cd in self.clusters:
             c = cd.spec.name
             for nd in cd.nodes:
-                v, ga, ma, pa = nd.spec[0], nd.spec[2], nd.spec[3] * GIB, nd.spec[4]
+                ga, ma, pa = nd.spec[2], nd.spec[3] * GIB, nd.spec[4]
                 add((c, nd.pool, "cpu", "usage"), nd.cpu)
                 add((c, nd.pool, "memory", "usage"), nd.mem)
                 add((c, nd.pool, "cpu", "capacity"), ga * nd.alive)
@@ -214,10 +214,11 @@ class Fleet:
 
     def truth_hourly(self) -> pd.DataFrame:
         """``cluster, pool, resource, kind, ts, value``: per hour ``ts``, the highest
-        5-minute value in ``(ts, ts + 1h]`` (what capplan stores for a pool)."""
+        5-minute value in ``[ts, ts + 1h)`` (what capplan stores for a pool). A grid value
+        holds for its 5 minutes; the scrapes in them read it."""
         start = self.window_end - self.spec.days * 86400
         hours = np.arange(start, self.window_end, 3600)
-        idx = ((hours[:, None] + STEP * np.arange(1, 13)[None, :]) - self.grid[0]) // STEP
+        idx = ((hours[:, None] + STEP * np.arange(0, 12)[None, :]) - self.grid[0]) // STEP
         rows = []
         for key, arr in self._pool_grid().items():
             ok = idx[:, -1] < len(arr)
@@ -566,7 +567,6 @@ def _write_node_exporter(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, r
 
 def _write_cadvisor(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift: int) -> None:
     cs = cd.spec
-    nodes = {nd.name: nd for nd in cd.nodes}
     apps = [p for p in cd.pods if p.cpu_share]
     for metric in ("container_cpu_usage_seconds_total", "container_memory_working_set_bytes"):
         counter = metric.endswith("_total")

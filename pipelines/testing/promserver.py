@@ -38,9 +38,10 @@ def _backfill_group(job: Path, ci: int, replica: int) -> int:
     fleet = build_fleet(FleetSpec.from_json(d["spec"]), parse_template(d["template"], d["source"]))
     om = Path(folder) / f"group-{ci}-{replica}.om"
     samples = write_group(fleet, ci, replica, om)
-    # 1458h is promtool's largest block range below 2000h (ranges are 2h x 3^k): a 60-day
-    # history is read in 2 passes instead of 5 at the default 486h (720h asked)
-    r = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=1458h", str(om),
+    # promtool parses the whole file once per block it writes; its block ranges are 2h x 3^k,
+    # aligned to multiples of the range. 13122h (2h x 3^8, about 18 months) puts a fixture in
+    # one block (two passes over the file) instead of one per 20 days at the default 720h.
+    r = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=13122h", str(om),
                         str(Path(folder) / "tsdb")], capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
         raise RuntimeError(f"promtool failed on {om.name}: {r.stderr[-2000:]}")

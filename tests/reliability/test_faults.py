@@ -17,11 +17,11 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.jobs import RunRequest, run
-from pipelines.io.sources.prometheus import PrometheusError, Puller, Query, ingest_prometheus
+from pipelines.io.sources.prometheus import PrometheusError, connect, ingest_prometheus
 from pipelines.io.store import Store, StoreBusy
 
 from ..conftest import AS_OF, write_config
-from ..pipelines.test_prometheus import prom_config, window
+from ..pipelines.test_prometheus import Proxy, main, needs_prometheus, prom_config, window  # noqa: F401  (main: fixture)
 
 fault = pytest.mark.reliability(kind="fault")
 rows_lost = pytest.mark.reliability(kind="rows_lost")
@@ -48,6 +48,10 @@ class FakeProm:
                 self.end_headers()
                 self.wfile.write(body.encode())
 
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.do_GET()
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -61,25 +65,25 @@ def matrix(series: list[tuple[dict, list]]) -> str:
                        "result": [{"metric": m, "values": v} for m, v in series]}})
 
 
-def puller_for(tmp_path, url, extra=""):
+def client_for(tmp_path, url, extra=""):
     cfg = load_config(prom_config(tmp_path, url, extra))
-    return Puller(cfg.source.prometheus), cfg
+    return connect(cfg), cfg
 
 
 @fault
 def test_dns_failure_is_named(tmp_path):
-    p, _ = puller_for(tmp_path, "http://prometheus.invalid:9090")
+    c, _ = client_for(tmp_path, "http://prometheus.invalid:9090")
     with pytest.raises(PrometheusError, match=r"query 'q' \(clusters: all\) failed after 2 attempt.*prometheus.invalid"):
-        p.range(Query("q", "up", None, "raw"), 0, 7200, 3600)
+        c.query_range("q", "up", 0, 7200, 3600)
 
 
 @fault
 def test_tls_failure_is_not_retried_and_says_what_to_do(tmp_path):
     fake = FakeProm(lambda path: (200, matrix([])))
     try:
-        p, _ = puller_for(tmp_path, fake.url.replace("http://", "https://"))
+        c, _ = client_for(tmp_path, fake.url.replace("http://", "https://"))
         with pytest.raises(PrometheusError, match="TLS verification failed|ca_file|SSL"):
-            p.range(Query("q", "up", None, "raw"), 0, 7200, 3600)
+            c.query_range("q", "up", 0, 7200, 3600)
     finally:
         fake.stop()
 
@@ -91,9 +95,9 @@ def test_unauthorised_is_clear_and_the_token_never_leaks(tmp_path, monkeypatch, 
     monkeypatch.setenv("CAPPLAN_PROM_TOKEN", TOKEN)
     fake = FakeProm(lambda path: (status, json.dumps({"status": "error", "error": f"denied for Bearer {TOKEN}"})))
     try:
-        p, _ = puller_for(tmp_path, fake.url)
+        c, _ = client_for(tmp_path, fake.url)
         with pytest.raises(PrometheusError) as exc:
-            p.range(Query("q", "up", None, "raw"), 0, 7200, 3600)
+            c.query_range("q", "up", 0, 7200, 3600)
         assert f"HTTP {status}" in str(exc.value) and TOKEN not in str(exc.value)
         assert fake.headers_seen[0]["Authorization"] == f"Bearer {TOKEN}"  # it was sent
         assert TOKEN not in caplog.text
@@ -104,37 +108,53 @@ def test_unauthorised_is_clear_and_the_token_never_leaks(tmp_path, monkeypatch, 
 
 @fault
 @rows_lost
-def test_nan_inf_empty_and_vanishing_series(tmp_path):
-    end = int(pd.Timestamp(AS_OF, tz="UTC").timestamp())
-    start = end - 180 * 86400
-    steps = list(range(start, end, 3600))
-    vals = [[t, "NaN" if i % 100 == 5 else ("+Inf" if i % 100 == 6 else str(1.0 + i % 24))] for i, t in enumerate(steps)]
-    finite = sum(1 for _, v in vals if v not in ("NaN", "+Inf"))
-    vanishing = [[t, "2"] for t in steps[: len(steps) // 2]]  # stops reporting half way
+@needs_prometheus
+def test_nan_inf_empty_and_vanishing_series(main, tmp_path):  # noqa: F811
+    """A proxy in front of the real server spoils the answers of one pool query: NaN and
+    +Inf values, one pool that stops reporting half way, and empty answers for another."""
+    import urllib.parse
+    import urllib.request
 
-    def answer(path):
-        if "kube_node_labels" in path and "query_range" not in path:
-            return 200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
-                {"metric": {"cluster": "c", "node": "n1", "label_node_kubernetes_io_pool": "p"}, "value": [end, "1"]}]}})
-        if "query_range" not in path:
-            return 200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
-        if "node_cpu_seconds_total" in path and "group_left" in path:
-            return 200, matrix([({"cluster": "c", "pool": "p"}, vals), ({"cluster": "c", "pool": "gone"}, vanishing)])
-        return 200, matrix([])  # empty results for everything else
+    spoiled = {"values": 0, "nan": 0}
+    cut = pd.Timestamp(AS_OF, tz="UTC").timestamp() - 13 * 86400  # one day into the 14-day window
 
-    fake = FakeProm(answer)
+    def decide(path, form, n):
+        q = form.get("query", "")
+        if not path.endswith("query_range") or form.get("step") != "3600":
+            return None
+        if "node_memory_MemAvailable_bytes" in q:  # pool memory usage: nothing at all
+            return (200, matrix([]).encode())
+        if "node_cpu_seconds_total" not in q or "sum by (cluster, pool)" not in q:
+            return None
+        with urllib.request.urlopen(urllib.request.Request(main.url + path, data=urllib.parse.urlencode(form).encode())) as r:
+            body = json.loads(r.read())
+        for s in body["data"]["result"]:
+            for i, p in enumerate(s["values"]):
+                spoiled["values"] += 1
+                if i % 10 == 5:
+                    p[1] = "NaN" if i % 20 == 5 else "+Inf"
+                    spoiled["nan"] += 1
+            if s["metric"]["pool"] == "system":  # stops reporting after the first day
+                s["values"] = [p for p in s["values"] if float(p[0]) < cut]
+        return (200, json.dumps(body).encode())
+
+    proxy = Proxy(main.url, decide)
     try:
-        cfg = load_config(prom_config(tmp_path, fake.url))
+        cfg = load_config(prom_config(tmp_path, proxy.url, "    clusters: [west]\n    drill_down: false\n    storage: []\n"
+                                                          "    on_missing_data: warn\n"))
         store = Store(cfg.path(cfg.store.path))
         res = ingest_prometheus(store, cfg, window(cfg))
-        with store.connect(read_only=True) as con:
-            vals = con.execute("SELECT value FROM samples x JOIN series s USING (series_id) WHERE s.pool = 'p' AND s.level = 'pool'").df()["value"]
-        assert np.isfinite(vals).all() and len(vals) == finite
-        q = res.quality.set_index("pool")
-        assert bool(q.loc["gone", "stale"]) and q.loc["gone", "coverage_pct"] == pytest.approx(50, abs=1)
-        assert q.loc["p", "gaps"] > 0  # NaN and Inf became gaps, reported
     finally:
-        fake.stop()
+        proxy.stop()
+    assert spoiled["nan"] > 0
+    with store.connect(read_only=True) as con:
+        vals = con.execute("SELECT value FROM samples x JOIN series s USING (series_id) WHERE s.resource = 'cpu' "
+                           "AND s.kind = 'usage' AND s.level = 'pool'").df()["value"]
+    assert np.isfinite(vals).all() and len(vals) > 0
+    q = res.quality[(res.quality.resource == "cpu") & (res.quality.kind == "usage")].set_index("pool")
+    assert bool(q.loc["system", "stale"]) and q.loc["system", "coverage_pct"] == pytest.approx(100 / 14, abs=1)
+    assert q.loc["default", "gaps"] > 0  # NaN and Inf became gaps, reported
+    assert any("no memory usage" in w for w in res.warnings)  # the empty query: a red warning, not a silent hole
 
 
 @fault

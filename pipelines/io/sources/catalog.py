@@ -56,7 +56,8 @@ def load_metric_catalog(user_path: Path | None = None) -> MetricCatalog:
         unknown = set(extra) - {"metrics"}
         if unknown:
             raise ConfigError(f"{user_path}: unknown key(s) {', '.join(sorted(unknown))}; expected metrics")
-        by_name = {m["name"]: m for m in base["metrics"]}
+        defaults = {m["name"]: m for m in base["metrics"]}
+        mine = []
         for i, m in enumerate(extra.get("metrics") or []):
             try:
                 entry = MetricEntry.model_validate(m)
@@ -67,8 +68,10 @@ def load_metric_catalog(user_path: Path | None = None) -> MetricCatalog:
             if bad:
                 raise ConfigError(f"{user_path}: metric {entry.name!r}: requires: unknown job(s) {', '.join(sorted(bad))}; "
                                   f"expected some of {', '.join(FAMILIES)}")
-            by_name[entry.name] = entry.model_dump()
-        base["metrics"] = list(by_name.values())
+            defaults.pop(entry.name, None)
+            mine.append(entry.model_dump())
+        # the user's entries first: for each (level, resource, kind) the first usable entry wins
+        base["metrics"] = mine + list(defaults.values())
     return MetricCatalog.model_validate(base)
 
 
@@ -180,6 +183,9 @@ class Query:
     expr: str
     #: Stored ts = evaluation time - shift_s (a peak over (ts, ts + step] is stored at ts).
     shift_s: int = 0
+    #: The expression inside the peak wrapper (the doctor probes it at peak resolution:
+    #: Prometheus 2.42's totalQueryableSamples does not count a subquery's inner samples).
+    inner: str = ""
 
     @property
     def label(self) -> str:
@@ -202,12 +208,13 @@ def build_queries(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSo
         chosen.setdefault((e.level, e.resource, e.kind, e.source or ""), e)
     out = []
     for e in chosen.values():
-        expr = render(e.expr, setup, f"{rate_window_s}s")
+        expr = inner = render(e.expr, setup, f"{rate_window_s}s")
         shift = 0
         if e.level in ("pool", "storage") and step_s > peak_s:
-            # (ts, ts + step]: the inner points at peak_s resolution after ts, up to ts + step
+            # Inner points (ts, ts + step] at peak_s resolution; each reads the newest scrape
+            # before it, so together they see the samples of [ts, ts + step).
             expr = f"max_over_time(({expr})[{step_s - 1}s:{peak_s}s])"
             shift = step_s
         digest = hashlib.sha1(expr.encode()).hexdigest()[:8]
-        out.append(Query(f"{e.name}#{digest}", e, setup.name, expr, shift))
+        out.append(Query(f"{e.name}#{digest}", e, setup.name, expr, shift, inner))
     return out

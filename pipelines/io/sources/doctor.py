@@ -19,10 +19,10 @@ import pandas as pd
 
 from ...config import PrometheusSource
 from ...domain import HistoryWindow
-from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name, matchers
+from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name
 from .common import INVENTORY_COLUMNS
 from .presets import UNLABELLED, NodeLabelPlan, allowlist_snippet, inventory_from_labels, ksm_label, plan_node_labels, provider_of
-from .promapi import PrometheusError, PromClient, TooHeavy, WindowPlanner, escape_label_value, fmt_ts, parse_duration
+from .promapi import PromClient, TooHeavy, WindowPlanner, escape_label_value, fmt_ts, parse_duration
 
 __all__ = ["Check", "ServerInfo", "Setup", "CostEstimate", "inspect", "probe_costs", "REPLICA_LABELS"]
 
@@ -205,7 +205,7 @@ def _server(ctx: _Ctx, setup: Setup) -> None:
 
 def _clusters(ctx: _Ctx, setup: Setup) -> list[ClusterSetup]:
     src, c = ctx.src, ctx.c
-    rows = ctx.instant("clusters", f"count by ({c}) (last_over_time(kube_node_info[{ctx.lookback}]))")
+    rows = ctx.instant("clusters", f"count by ({c}) (count by ({c}, node) (last_over_time(kube_node_info[{ctx.lookback}])))")
     if not rows:
         setup.add("clusters", "FAIL", f"no kube_node_info in the hour before {fmt_ts(ctx.at)}: kube-state-metrics is not "
                   "scraped, or the plan date (as_of) is after the newest data",
@@ -571,23 +571,23 @@ def probe_costs(client: PromClient, src: PrometheusSource, setup: Setup, catalog
         for q in build_queries(catalog, cs, src, step_s, setup.peak_s, setup.rate_window_s):
             if q.entry.level not in ("pool", "storage"):
                 continue
-            last = math.floor((end - 1) / step_s) * step_s + q.shift_s
-            first = last - (day_steps - 1) * step_s
+            # The inner expression at its own resolution over the last day: what the server
+            # reads and holds for one day of this pool series (the peak wrapper adds little).
+            res = setup.peak_s if q.shift_s else step_s
+            last = math.floor((end - 1) / res) * res
             try:
-                ans = client.query_range(f"doctor:cost:{q.label}", q.expr, first, last, step_s, cs.name)
+                ans = client.query_range(f"doctor:cost:{q.label}", q.inner, last - 86400 + res, last, res, cs.name)
             except TooHeavy as exc:
                 setup.add("cost", "FAIL", f"{q.label}: one day is already too heavy ({exc})",
                           "raise query.max-samples or pull fewer clusters at once", cs.name)
                 continue
-            planner.learn(q.name, ans)
+            planner.seed(q.name, ans.peak_samples / day_steps if ans.peak_samples else None,
+                         ans.eval_s / day_steps if ans.eval_s else None)
             steps = planner.steps(q.name)
-            n_req = math.ceil(window.days * 86400 / step_s / steps)
-            per_day = ans.peak_samples * day_steps / ans.steps if ans.peak_samples else None
-            total = ans.total_samples * day_steps / ans.steps if ans.total_samples else None
-            ev = ans.eval_s * day_steps / ans.steps if ans.eval_s else None
-            setup.estimates.append(CostEstimate(q.label, cs.name, int(per_day) if per_day else None,
-                                                int(total) if total else None, ev, steps, n_req))
-            setup.add("cost", "OK", f"{q.label}: a day touches {_fmt_n(total)} samples ({_fmt_n(total * 30 if total else None)}"
-                      f" per month), peak {_fmt_n(per_day)} -> {steps * step_s / 86400:.1f} days per request, "
-                      f"{n_req} request(s) for {window.days} days (budget {_fmt_n(budget)} = {src.samples_budget_pct:g}% of "
-                      f"query.max-samples)", cluster=cs.name)
+            n_req = math.ceil(window.days * day_steps / steps)
+            setup.estimates.append(CostEstimate(q.label, cs.name, ans.peak_samples, ans.total_samples, ans.eval_s, steps, n_req))
+            setup.add("cost", "OK", f"{q.label}: a day reads {_fmt_n(ans.total_samples)} samples "
+                      f"({_fmt_n(ans.total_samples * 30 if ans.total_samples else None)} per month) and holds up to "
+                      f"{_fmt_n(ans.peak_samples)} -> {steps * step_s / 86400:.1f} days per request, {n_req} request(s) for "
+                      f"{window.days} days (budget {_fmt_n(budget)} = {src.samples_budget_pct:g}% of query.max-samples)",
+                      cluster=cs.name)

@@ -226,11 +226,11 @@ class PromClient:
     def status(self, what: str) -> dict | None:
         """``/api/v1/status/<what>`` data, or None when the server has no such endpoint."""
         try:
-            return self._send("GET", f"/api/v1/status/{what}", {}, False).get("data")
-        except PrometheusError:
-            return None
-        except Transient as exc:
-            raise PrometheusError(self.clean(f"{self.src.url}/api/v1/status/{what}: {exc}")) from None
+            return self.call("GET", f"/api/v1/status/{what}", {}, f"status {what!r}").get("data")
+        except PrometheusError as exc:
+            if "HTTP 4" in str(exc):
+                return None
+            raise
 
     def get_raw(self, path: str) -> requests.Response:
         return self.session.get(self.url + path, timeout=self.src.timeout_s)

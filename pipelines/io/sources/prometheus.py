@@ -155,13 +155,15 @@ def _check_pools(store: Store, window: HistoryWindow, setup: Setup, src: Prometh
     return problems
 
 
-def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress: Callable | None = None) -> IngestResult:
+def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress: Callable | None = None,
+                      client: PromClient | None = None) -> IngestResult:
     """Pull the missing parts of the history window for every catalog query and cluster,
-    and snapshot the inventory (see the module docstring)."""
+    and snapshot the inventory (see the module docstring). ``client`` (default: one for
+    the configured server) keeps a record of every request."""
     src = cfg.source.prometheus
     catalog = load_metric_catalog(cfg.path(src.catalog) if src.catalog else None)
     step_s = parse_duration(src.step)
-    client = connect(cfg)
+    client = client or connect(cfg)
     setup = inspect(client, src, window, step_s)
     warnings = _gate(setup, src)
     if setup.inventory.empty:

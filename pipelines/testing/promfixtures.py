@@ -1,0 +1,87 @@
+"""Prometheus fixtures shared by test modules and benchmarks: a capplan site pointed at a
+server, and servers built once per process (memoised by name, so two test modules asking
+for the same fleet share one server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .kubefleet import TEST_CATALOG_TYPES, ClusterSpec, Fleet, FleetSpec, PoolSpec, default_spec
+from .promserver import PrometheusServer, serve_fleet
+from .site import demo_site
+
+__all__ = ["AS_OF", "prom_site", "Served", "served", "stop_served", "main_spec", "doctor_specs", "MAIN_MAX_SAMPLES"]
+
+AS_OF = dt.date(2026, 11, 27)
+#: The main fixture's --query.max-samples: low enough that 14 days of a pool query do not
+#: fit in one request (the time splitting and the 422 handling have work to do).
+MAIN_MAX_SAMPLES = 400_000
+
+
+def prom_site(folder: Path, url: str, history_days: int = 14, extra: str = "", as_of: dt.date = AS_OF) -> Path:
+    """A capplan site (config + catalogs with the fixture's instance types) reading
+    ``url``; ``extra`` is YAML indented under ``source.prometheus``."""
+    cfg = demo_site(folder, as_of=as_of)
+    inst = folder / "catalogs" / "instances.yaml"
+    inst.write_text(inst.read_text().replace("storage_types:", TEST_CATALOG_TYPES + "storage_types:", 1))
+    text = cfg.read_text().replace("kind: demo                # demo | prometheus | file", "kind: prometheus")
+    text = text.replace("    url: http://127.0.0.1:9090\n", f"    url: {url}\n    timeout_s: 30\n    retries: 1\n{extra}")
+    text = text.replace("history_days: 180", f"history_days: {history_days}")
+    cfg.write_text(text)
+    return cfg
+
+
+@dataclass
+class Served:
+    fleet: Fleet
+    server: PrometheusServer
+    folder: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+_SERVED: dict[str, Served] = {}
+_LOCK = threading.Lock()
+
+
+def served(name: str, folder: Path, spec: FleetSpec, **server_kwargs) -> Served:
+    """The server ``name``, built on first use (backfill + start) and kept running."""
+    with _LOCK:
+        if name not in _SERVED:
+            fleet, server = serve_fleet(spec, folder, **server_kwargs)
+            _SERVED[name] = Served(fleet, server, folder)
+        return _SERVED[name]
+
+
+def stop_served(name: str | None = None) -> None:
+    with _LOCK:
+        for key in [name] if name else list(_SERVED):
+            s = _SERVED.pop(key, None)
+            if s:
+                s.server.stop()
+
+
+def main_spec(as_of: dt.date = AS_OF) -> FleetSpec:
+    """22 days: an EKS cluster on kube-prometheus-stack with two HA replicas and a Karpenter
+    cluster on kube-prometheus with Rook/Ceph (:func:`.kubefleet.default_spec`)."""
+    return default_spec(as_of, 22)
+
+
+def doctor_specs(as_of: dt.date = AS_OF) -> dict[str, tuple[FleetSpec, dict]]:
+    """Small servers for the doctor: (spec, server options) by name."""
+    gke = (PoolSpec("default-pool", 2, ("n2-standard-2",)), PoolSpec("spot-pool", 2, ("n2-standard-2",), "yes"))
+    aks = (PoolSpec("system", 2, ("Standard_D2s_v5",)), PoolSpec("user", 2, ("Standard_D2s_v5",), "yes"))
+    return {
+        # kube-prometheus-stack with its default (empty) KSM allowlist: no kube_node_labels at all
+        "no-allowlist": (FleetSpec(as_of, 3, (ClusterSpec("gke-lab", "gke", "kps", gke, allowlist=False, completed_pods=False),)), {}),
+        # the chart's default retention: 10 days
+        "ten-days": (FleetSpec(as_of, 10, (ClusterSpec("aks-prod", "aks", "kps", aks, completed_pods=False),)),
+                     {"retention": "10d"}),
+        # kube-state-metrics running twice without sharding: every KSM series twice
+        "duplicates": (FleetSpec(as_of, 15, (ClusterSpec("gke-prod", "gke", "kp", gke, ksm_copies=2),)), {}),
+    }
