@@ -51,6 +51,8 @@ def _x(ts: pd.Series) -> dict:
 #: apart at any wider one.
 CHAR_PX = 6.0
 MIN_PLOT_PX = 380.0
+#: Vertical distance between rows of labels (a 9-10 px label's box is about 16 px high).
+LABEL_ROW_PX = 19
 #: Days of history drawn before the forecast.
 HISTORY_DAYS = 120
 
@@ -131,7 +133,7 @@ def capacity_figure(
     for (name, start_day, end_day), row in zip(evs, _rows_for([(n, s) for n, s, _ in evs], x0, x1)):
         end_x = (end_day or x1) + dt.timedelta(days=1)
         fig.add_vrect(x0=str(start_day), x1=str(end_x), fillcolor="rgba(255,200,0,0.15)", line_width=0)
-        fig.add_annotation(x=str(start_day), y=0.01 + 0.08 * row, yref="paper", xanchor="left", yanchor="bottom",
+        fig.add_annotation(x=str(start_day), y=0, yref="paper", yshift=2 + LABEL_ROW_PX * row, xanchor="left", yanchor="bottom",
                            text=safe_label(name), showarrow=False, font={"size": 9, "color": "#8a6d00"},
                            name="event-label")
     marks = sorted([(f"{label} {day}", day, color) for label, day, color in (
@@ -140,9 +142,9 @@ def capacity_figure(
     rows = _rows_for([(t, d) for t, d, _ in marks], x0, x1)
     for (text, day, color), row in zip(marks, rows):
         fig.add_vline(x=str(day), line={"color": color, "dash": "dot", "width": 1.5})
-        fig.add_annotation(x=str(day), y=1.0 + 0.07 * row, yref="paper", xanchor="left", yanchor="bottom", text=text,
+        fig.add_annotation(x=str(day), y=1.0, yref="paper", yshift=LABEL_ROW_PX * row, xanchor="left", yanchor="bottom", text=text,
                            showarrow=False, font={"size": 10, "color": color}, name="date-marker")
-    top = 44 + 18 * (max(rows) + 1 if rows else 0)
+    top = 44 + LABEL_ROW_PX * (max(rows) + 1 if rows else 0)
     fig.update_layout(
         title={"text": safe_label(title), "font": {"size": 13}, "x": 0.0, "xanchor": "left", "xref": "paper", "y": 0.99,
                "yanchor": "top", "yref": "container"},
@@ -198,9 +200,8 @@ def overview_figure(monthly: pd.DataFrame, order_by: dict[str, dt.date], width: 
                                  marker={"symbol": "x-thin", "size": 9, "line": {"width": 2, "color": "#111"}},
                                  hoverinfo="text", showlegend=False))
     fig.update_layout(
-        title={"text": "Forecast peak utilisation of N+k usable capacity, by month (green below threshold, amber at or "
-                       "above, red above 100%)" if not width or width > 600 else "Forecast peak utilisation by month",
-               "font": {"size": 12}, "x": 0.0, "xanchor": "left"},
+        # short: the mode bar sits at the top right; the colour key is in the caption below
+        title={"text": "Forecast peak utilisation by month", "font": {"size": 12}, "x": 0.0, "xanchor": "left"},
         height=max(220, 26 * len(labels) + 90), margin={"l": 10, "r": 10, "t": 40, "b": 30}, template="plotly_white",
         xaxis={"side": "top", "type": "category"}, yaxis={"automargin": True, "type": "category"},
     )

@@ -27,10 +27,10 @@ def test_report_renders_every_chart_without_console_errors(demo_run, tmp_path):
     dom = r.stdout
     console_errors = [line for line in r.stderr.splitlines() if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
     assert not console_errors, console_errors[:3]
-    charts = re.findall(r'<div class="chart[^"]*" id="(c\d+)"', dom)
-    assert len(charts) >= 10
+    charts = re.findall(r'<div class="chart[^"]*" id="([^"]+)"', dom)  # pool charts (c0, c1...) and the overview
+    assert len(charts) >= 10 and "overview" in charts
     assert f'data-charts-drawn="{len(charts)}"' in dom  # the loader finished every chart
-    drawn = re.findall(r'<div class="chart[^"]*" id="c\d+"[^>]*>.*?<svg', dom, flags=re.S)
+    drawn = re.findall(r'<div class="chart[^"]*" id="[^"]+"[^>]*>.*?<svg', dom, flags=re.S)
     # every chart div holds plotly's SVG
     for cid in charts:
         block = dom.split(f'id="{cid}"', 1)[1][:4000]
@@ -53,3 +53,58 @@ def test_hostile_labels_render_as_text_in_the_browser(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.stdout  # the label is text in the DOM
     assert "<script>alert(1)</script>" not in r.stdout
     assert "<svg" in r.stdout
+
+
+MEASURE = """
+<script>
+(function () {
+  function rect(el) { var r = el.getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; }
+  var timer = setInterval(function () {
+    if (!document.body.hasAttribute("data-charts-drawn")) { return; }
+    clearInterval(timer);
+    var out = [];
+    document.querySelectorAll(".chart").forEach(function (ch) {
+      var title = ch.querySelector(".gtitle"), bar = ch.querySelector(".modebar");
+      out.push({id: ch.id, title: title ? rect(title) : null, modebar: bar ? rect(bar) : null,
+                labels: Array.prototype.map.call(ch.querySelectorAll("g.annotation"), function (g) {
+                  return Object.assign({text: g.textContent}, rect(g)); })});
+    });
+    document.body.setAttribute("data-boxes", JSON.stringify(out));
+  }, 50);
+})();
+</script>
+"""
+
+
+def _overlap(a, b) -> bool:
+    return a["x"] < b["x"] + b["w"] - 0.5 and b["x"] < a["x"] + a["w"] - 0.5 and a["y"] < b["y"] + b["h"] - 0.5 and b["y"] < a["y"] + a["h"] - 0.5
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed")
+@pytest.mark.parametrize("width", [1000, 1400])
+def test_labels_do_not_cover_each_other_the_markers_or_the_title(demo_run, tmp_path, width):
+    """Measured in the browser (bounding boxes): event labels and the trigger / order-by /
+    full markers never overlap, and the mode bar never covers a chart's title."""
+    import html as html_mod
+    import json
+
+    report = Path(demo_run["result"]["files"]["report"]).read_text()
+    page = tmp_path / "measured.html"
+    page.write_text(report.replace("</body>", MEASURE + "</body>"))
+    r = chromium(page.as_uri(), "--virtual-time-budget=60000", f"--window-size={width},2000", "--dump-dom", timeout=300)
+    m = re.search(r'data-boxes="([^"]*)"', r.stdout)
+    assert m, "the page did not finish drawing"
+    charts = json.loads(html_mod.unescape(m.group(1)))
+    assert len(charts) >= 10
+    marker = re.compile(r"^(order by|trigger|full) \d{4}-\d\d-\d\d$")
+    checked = 0
+    for ch in charts:
+        labels = [b for b in ch["labels"] if b["w"] > 0 and (marker.match(b["text"]) or b["y"] > (ch["title"] or {"y": 0})["y"])]
+        ours = [b for b in labels if marker.match(b["text"]) or b["text"] not in ("N+k usable", "capacity") and "threshold" not in b["text"]]
+        for i, a in enumerate(ours):
+            for b in ours[i + 1:]:
+                assert not _overlap(a, b), (ch["id"], a["text"], b["text"])
+        checked += len(ours)
+        if ch["title"] and ch["modebar"] and ch["modebar"]["w"] > 0:
+            assert not _overlap(ch["title"], ch["modebar"]), ch["id"]
+    assert checked > 0  # there were labels to check
