@@ -17,7 +17,8 @@ import pandas as pd
 from .frames import QUANTILE_COLUMNS
 from .headroom import LeadLookup, PolicyLookup, decisions, utilisation
 
-__all__ = ["without_events", "event_effects", "TemporaryNeed", "temporary_needs", "EFFECT_COLUMNS"]
+__all__ = ["without_events", "event_effects", "TemporaryNeed", "temporary_needs", "EFFECT_COLUMNS", "spike_effects",
+           "spike_notes", "SPIKE_EFFECT_COLUMNS"]
 
 VALUE_COLUMNS = ["yhat", "yhat_lower", "yhat_upper", "yhat_baseline", *QUANTILE_COLUMNS]
 EFFECT_COLUMNS = ["cluster", "pool", "resource", "event", "event_days", "trigger_without", "shift_days"]
@@ -108,3 +109,54 @@ def temporary_needs(forecasts: pd.DataFrame, overlays: pd.DataFrame, usable: pd.
         out[(cluster, pool)] = TemporaryNeed(tuple(sorted(short)), window.min().date(), window.max().date())
     return out
 
+
+
+SPIKE_EFFECT_COLUMNS = ["cluster", "pool", "resource", "kind", "start_date", "end_date", "excess_pct", "trigger_date",
+                        "trigger_without"]
+
+
+def spike_effects(forecasts: pd.DataFrame, refit: pd.DataFrame, spikes: pd.DataFrame, usable: pd.DataFrame,
+                  base: pd.DataFrame, policy_of: PolicyLookup, as_of: dt.date, horizon_days: int,
+                  lead_of: LeadLookup | None = None) -> pd.DataFrame:
+    """The trigger each pool resource would have if its unexplained history peaks were masked.
+
+    In: the forecasts; ``refit`` (the same series forecast again with the spike windows
+    masked, same columns); ``spikes`` (``cluster, pool, resource, kind, start_date,
+    end_date, excess_pct``); ``usable``; ``base`` (the decisions). Out:
+    :data:`SPIKE_EFFECT_COLUMNS`, one row per spike, ``trigger_without`` None when there
+    is no trigger without the pool resource's spikes.
+    """
+    rows = []
+    if spikes.empty:
+        return pd.DataFrame(columns=SPIKE_EFFECT_COLUMNS)
+    for (cluster, pool, res), s in spikes.groupby(["cluster", "pool", "resource"], sort=True):
+        at = (forecasts.cluster == cluster) & (forecasts.pool == pool) & (forecasts.resource == res)
+        kinds = set(s["kind"])
+        replaced = refit[(refit.cluster == cluster) & (refit.pool == pool) & (refit.resource == res) & refit["kind"].isin(kinds)]
+        fc = pd.concat([forecasts[at & ~forecasts["kind"].isin(kinds)], replaced], ignore_index=True)
+        cap = usable[(usable.cluster == cluster) & (usable.pool == pool) & (usable.resource == res)]
+        alt = decisions(utilisation(fc, cap, policy_of, sizing=False), policy_of, as_of, horizon_days, lead_of)
+        d = base[(base.cluster == cluster) & (base.pool == pool) & (base.resource == res)]
+        trigger = d["trigger_date"].iloc[0] if len(d) else None
+        without = alt["trigger_date"].iloc[0] if len(alt) else None
+        for r in s.itertuples():
+            rows.append({"cluster": cluster, "pool": pool, "resource": res, "kind": r.kind, "start_date": r.start_date,
+                         "end_date": r.end_date, "excess_pct": r.excess_pct,
+                         "trigger_date": None if trigger is None or pd.isna(trigger) else trigger,
+                         "trigger_without": None if without is None or pd.isna(without) else without})
+    return pd.DataFrame(rows, columns=SPIKE_EFFECT_COLUMNS)
+
+
+def spike_notes(effects: pd.DataFrame, events_file: str = "catalogs/events.yaml") -> dict[tuple[str, str], list[str]]:
+    """One sentence per unexplained peak that moves a trigger, per pool: 'history has an
+    unexplained +17% peak on 2026-10-10..15 (cpu usage); declare it in catalogs/events.yaml
+    to exclude it; trigger without it: 2027-03-14'."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for r in effects.itertuples():
+        if r.trigger_date == r.trigger_without:
+            continue
+        without = r.trigger_without if r.trigger_without is not None else "none within the horizon"
+        out.setdefault((r.cluster, r.pool), []).append(
+            f"history has an unexplained {r.excess_pct:+.0f}% peak on {r.start_date}..{r.end_date} ({r.resource} {r.kind}); "
+            f"declare it in {events_file} to exclude it; trigger without it: {without}")
+    return out

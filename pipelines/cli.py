@@ -134,21 +134,36 @@ def _print_result(result: dict, show_all: bool = False) -> None:
 
 
 def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[bool], dask_address: Optional[str],
-         wait: float, verbose: bool, debug: bool, show_all: bool = False) -> None:
+         wait: float, verbose: bool, debug: bool, show_all: bool = False, months: int = 1) -> None:
     _quiet_prefect(verbose)
     with _errors(debug):
         from .config import load_config
         from .jobs import RunRequest
 
-        load_config(config, overrides)  # fail fast, before Prefect starts
-        req = RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of), send_email=send,
-                         dask_address=dask_address, wait_s=wait)
+        cfg = load_config(config, overrides)  # fail fast, before Prefect starts
+        day = _date(as_of) or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
         console.print(f"[dim]running the monthly job as a Prefect flow ({_prefect_where()})...[/]")
         from .orchestration.flows import monthly_run
 
-        with _progress():
-            result = monthly_run(req)
+        dates = _past_months(day, months)
+        for i, d in enumerate(dates):
+            if len(dates) > 1:
+                console.print(f"[dim]monthly run {i + 1} of {len(dates)}: as of {d}[/]")
+            req = RunRequest(config_path=str(config), overrides=overrides, as_of=d, send_email=send if d == day else False,
+                             dask_address=dask_address, wait_s=wait)
+            with _progress():
+                result = monthly_run(req)
         _print_result(result, show_all)
+
+
+def _past_months(as_of: dt.date, months: int) -> list[dt.date]:
+    """``months`` as-of dates ending with ``as_of``: the 1st of each earlier month, then ``as_of``."""
+    first = as_of.replace(day=1)
+    earlier = []
+    for k in range(months - 1, 0, -1):
+        y, m = divmod(first.month - 1 - k, 12)
+        earlier.append(dt.date(first.year + y, m + 1, 1))
+    return earlier + [as_of]
 
 
 def _prefect_where() -> str:
@@ -179,12 +194,14 @@ def demo(
     as_of: Optional[str] = AsOfOpt,
     send: bool = typer.Option(False, "--send", help="email the report (needs the email section configured)"),
     show_all: bool = AllOpt,
+    months: int = typer.Option(1, "--months", min=1, max=24, help="build this many monthly runs (the 1st of each earlier "
+                               "month, then the plan date), so the report shows how past plans did"),
     verbose: bool = VerboseOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Build the demo fleet into DuckDB and run the whole monthly job on it (no servers needed)."""
     _run(config, as_of, {"source": {"kind": "demo", "demo": {"nodes": nodes, "seed": seed}}}, send or None, None, 0.0, verbose,
-         debug, show_all)
+         debug, show_all, months)
 
 
 @app.command()
@@ -195,11 +212,13 @@ def run(
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="run the forecast fan-out on this Dask scheduler"),
     wait: float = typer.Option(0.0, "--wait", help="seconds to wait if another run holds the database"),
     show_all: bool = AllOpt,
+    months: int = typer.Option(1, "--months", min=1, max=24, help="also run the earlier months (as of the 1st of each), "
+                               "oldest first, to build a track record of past plans"),
     verbose: bool = VerboseOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Run the monthly job: ingest -> forecast -> plan -> report (-> email)."""
-    _run(config, as_of, {}, send, dask_address, wait, verbose, debug, show_all)
+    _run(config, as_of, {}, send, dask_address, wait, verbose, debug, show_all, months)
 
 
 @app.command()

@@ -203,3 +203,19 @@ CREATE TABLE IF NOT EXISTS event_effects (
 ALTER TABLE headroom ADD COLUMN IF NOT EXISTS capacity DOUBLE;
 ALTER TABLE headroom ADD COLUMN IF NOT EXISTS p_cross DOUBLE;
 ALTER TABLE headroom ADD COLUMN IF NOT EXISTS required_usable DOUBLE;
+
+-- How past plans did (forecasting.trackrecord): one row per earlier run still inside its
+-- horizon and pool series: its forecast against what happened since, and for the demand
+-- kind that bound, the trigger it predicted against the crossing that came (or not).
+CREATE TABLE IF NOT EXISTS track_record (
+    run_id VARCHAR, past_run_id VARCHAR, past_as_of DATE, cluster VARCHAR, pool VARCHAR, resource VARCHAR,
+    kind VARCHAR, days INTEGER, mae DOUBLE, mase DOUBLE, coverage_80 DOUBLE, coverage_95 DOUBLE, bias_pct DOUBLE,
+    predicted_trigger DATE, actual_crossing DATE, status VARCHAR, late BOOLEAN, error_days INTEGER
+);
+
+-- Daily peaks in the history far above their local baseline that no declared event
+-- explains (forecasting.spikes), and the trigger the plan would have without them.
+CREATE TABLE IF NOT EXISTS unexplained_peaks (
+    run_id VARCHAR, cluster VARCHAR, pool VARCHAR, resource VARCHAR, kind VARCHAR, start_date DATE, end_date DATE,
+    excess_pct DOUBLE, trigger_date DATE, trigger_without DATE
+);

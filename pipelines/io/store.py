@@ -29,7 +29,7 @@ __all__ = ["Store", "StoreError", "StoreBusy", "RUN_TABLES"]
 RUN_TABLES = (
     "inventory", "storage_pools", "events", "data_quality", "forecasts", "forecast_overlays",
     "backtest_scores", "forecast_notes", "capacity", "headroom", "decisions", "plans", "fleet_costs",
-    "plan_diffs", "event_effects",
+    "plan_diffs", "event_effects", "track_record", "unexplained_peaks",
 )
 
 
@@ -205,6 +205,20 @@ class Store:
                 [kind, before, before],
             ).fetchall()
         return rows[0][0] if rows else None
+
+    def past_runs(self, before: dt.date, kind: str = "monthly", limit: int = 6) -> pd.DataFrame:
+        """The newest succeeded run of ``kind`` for each as-of date before ``before`` (at most
+        ``limit``, newest first). Out: ``run_id, as_of, horizon_days``."""
+        with self.connect(read_only=True) as con:
+            return con.execute(
+                """
+                SELECT run_id, as_of, CAST(json_extract(config_json, '$.forecasting.horizon_days') AS INTEGER) AS horizon_days
+                FROM completed_runs WHERE kind = ? AND as_of < ?
+                QUALIFY row_number() OVER (PARTITION BY as_of ORDER BY started_at DESC) = 1
+                ORDER BY as_of DESC LIMIT ?
+                """,
+                [kind, before, limit],
+            ).df()
 
     def table(self, table: str, run_id: str) -> pd.DataFrame:
         """One run's rows of an output table (without the run_id column)."""

@@ -17,7 +17,11 @@ from ..present.tables import headline
 from .context import PreviousPlan, RunContext
 from .record import RunOutputs, Steps, records
 from .render import render_files, report_inputs
-from .stages import ForecastOutputs, PlanOutputs, events_frame, forecast_pools, local_fan_out, plan_capacity, pool_tiers
+from .pastplans import score_past_plans
+from .stages import (
+    ForecastOutputs, PlanOutputs, daily_history, events_frame, forecast_pools, local_fan_out, plan_capacity, pool_tiers,
+    unexplained_peaks,
+)
 
 __all__ = ["monthly_job", "ingest_job", "ingest_history", "load_history", "forecast_demand", "plan_tables"]
 
@@ -48,24 +52,32 @@ def plan_tables(plan: PlanOutputs, fc: ForecastOutputs) -> dict[str, pd.DataFram
     """The plan's and the forecast's run tables."""
     return {"forecasts": fc.forecasts, "forecast_overlays": fc.overlays, "backtest_scores": fc.scores,
             "forecast_notes": fc.notes, "capacity": plan.capacity, "headroom": plan.headroom, "decisions": plan.decisions,
-            "plans": plan.actions, "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff, "event_effects": plan.effects}
+            "plans": plan.actions, "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff, "event_effects": plan.effects,
+            "unexplained_peaks": plan.spikes}
 
 
 def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
     """Ingest the window, forecast every pool series, plan, and render the three files."""
     ing = steps.run("ingest-history", ingest_history, ctx)
     history = steps.run("load-history", load_history, ctx)
-    fc = steps.run("forecast-demand", forecast_demand, ctx, history, pool_tiers(ing.inventory, ing.storage_pools), steps.fan_out)
+    tiers = pool_tiers(ing.inventory, ing.storage_pools)
+    fc = steps.run("forecast-demand", forecast_demand, ctx, history, tiers, steps.fan_out)
+    peaks = steps.run("find-unexplained-peaks", unexplained_peaks, ctx, history, tiers, steps.fan_out or local_fan_out())
+    track, record = steps.run("score-past-plans", score_past_plans, ctx, daily_history(history))
     previous = PreviousPlan.before(ctx.store, ctx.run_id)
-    plan = steps.run("plan-capacity", plan_capacity, ctx, ing.inventory, ing.storage_pools, fc, history, previous)
+    plan = steps.run("plan-capacity", plan_capacity, ctx, ing.inventory, ing.storage_pools, fc, history, previous, peaks)
+    plan.document["spec"]["trackRecord"] = {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
+    plan.document["spec"]["unexplainedPeaks"] = records(plan.spikes.astype({c: str for c in ("start_date", "end_date", "trigger_date", "trigger_without")}))
     inputs = report_inputs(ctx, plan, fc, history, ing.quality, previous.run_id if previous else None)
     inputs.ingest_warnings = list(ing.warnings)
+    inputs.track_record, inputs.track_summary = track, record
     files = steps.run("render-report", render_files, inputs, plan)
     tables = {"inventory": ing.inventory, "storage_pools": ing.storage_pools, "events": events_frame(ctx.events),
-              "data_quality": ing.quality, **plan_tables(plan, fc)}
+              "data_quality": ing.quality, "track_record": track, **plan_tables(plan, fc)}
     pools = pool_summary(plan.decisions, plan.actions)
     summary = {**plan.summary, "headline": headline(pools, ctx.as_of),
-               "ingest": {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings}}
+               "ingest": {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings},
+               "track_record": record}
     return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of), files, summary,
                       records(pools), fc.notes)
 

@@ -75,6 +75,9 @@ def send_run_report(cfg: Config, run_id: str) -> dict:
     lines.append(f"Run {run_id}, as of {as_of}. Added run-rate {fmt_money(totals['added_monthly_cost_usd'])}/month; "
                  f"{fmt_money(totals['next_12m_cost_usd'])} in the next 12 months; today's fleet (nodes and storage) "
                  f"{fmt_money(totals['fleet_monthly_cost_usd'])}/month.")
+    track = summary.get("track_record") or {}
+    if track.get("runs"):
+        lines.append(f"How past plans did: {track['text']}.")
     shown = pool_table(pools)
     window = HistoryWindow(pd.Timestamp(info["window_start"]), pd.Timestamp(info["window_end"]))
     images = email_images(store, run_id, as_of, window, shown, decisions)

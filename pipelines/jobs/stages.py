@@ -8,13 +8,14 @@ notebook calls them directly. Each checks the frames it receives against the con
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
 
 from forecasting.engine import ForecastResult, forecast_panel
-from forecasting.events import Event, events_for, occurrences
+from forecasting.events import Event, Scope, events_for, occurrences
 from forecasting.frames import QUANTILE_COLUMNS, check_frame, make_series_id
 from forecasting.headroom import decisions as decide
 from forecasting.headroom import mark_for_review, measured_peaks, storage_capacity, usable_capacity, utilisation
@@ -23,7 +24,8 @@ from forecasting.planning import (
     rented_decisions,
 )
 from forecasting.policy import PoolPolicy
-from forecasting.reasons import event_effects, temporary_needs
+from forecasting.reasons import event_effects, spike_effects, spike_notes, temporary_needs
+from forecasting.spikes import find_unexplained_spikes
 
 from ..config import Config
 from ..domain import PoolKey
@@ -69,6 +71,7 @@ class PlanOutputs:
     diff: pd.DataFrame
     summary: dict
     effects: pd.DataFrame  # forecasting.reasons.EFFECT_COLUMNS: what each event does to each trigger
+    spikes: pd.DataFrame  # forecasting.reasons.SPIKE_EFFECT_COLUMNS: unexplained history peaks and their effect
 
 
 def policy_lookup(cfg: Config) -> Callable[[str, str, str | None], PoolPolicy]:
@@ -107,7 +110,8 @@ def events_frame(events: list[Event]) -> pd.DataFrame:
     } for e in events])
 
 
-def forecast_pools(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, str], fan_out: FanOut) -> ForecastOutputs:
+def forecast_pools(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, str], fan_out: FanOut,
+                   masks: dict[tuple, list[Event]] | None = None) -> ForecastOutputs:
     """Daily-peak forecast of every pool demand and storage-use series.
 
     In: pool history (``cluster, pool, resource, kind, ts, value``) and each pool's tier
@@ -124,7 +128,7 @@ def forecast_pools(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, 
         sid = make_series_id(cluster=cluster, pool=pool, resource=resource, kind=kind)
         d = {"cluster": cluster, "pool": pool, "tier": tiers.get(PoolKey(cluster, pool), pool), "resource": resource, "kind": kind}
         dims[sid] = d
-        jobs.append((sid, g[["ts", "value"]].reset_index(drop=True), events_for(ctx.events, d)))
+        jobs.append((sid, g[["ts", "value"]].reset_index(drop=True), events_for(ctx.events, d) + (masks or {}).get(key, [])))
     results = fan_out(jobs, fcfg.horizon_days, fcfg.model, fcfg.level_pct, fcfg.workers)
     frames, overlays, scores, notes = [], [], [], []
     for sid, res in results.items():
@@ -152,8 +156,53 @@ def forecast_pools(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, 
     )
 
 
+@dataclass
+class UnexplainedPeaks:
+    """History peaks no declared event explains (``spikes``: ``cluster, pool, resource, kind,
+    start_date, end_date, excess_pct``) and their series forecast again with them masked."""
+
+    spikes: pd.DataFrame
+    refit: pd.DataFrame
+
+    @classmethod
+    def none(cls) -> "UnexplainedPeaks":
+        return cls(pd.DataFrame(columns=SPIKE_COLUMNS), pd.DataFrame())
+
+
+SPIKE_COLUMNS = ["cluster", "pool", "resource", "kind", "start_date", "end_date", "excess_pct"]
+
+
+def unexplained_peaks(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, str], fan_out: FanOut) -> UnexplainedPeaks:
+    """Find daily peaks in the history that no declared event covers
+    (:func:`forecasting.spikes.find_unexplained_spikes`) and forecast those series again
+    with the peaks masked, so the plan can say what each peak does to its trigger.
+
+    In: the hourly pool history. Out: :class:`UnexplainedPeaks`."""
+    daily = daily_history(history)
+    rows, masks = [], {}
+    start, end = ctx.window.start.date(), ctx.window.end.date()
+    for key, g in daily[daily["kind"] != "capacity"].groupby(FORECAST_KEYS, sort=True):
+        cluster, pool, resource, kind = key
+        dims = {"cluster": cluster, "pool": pool, "tier": tiers.get(PoolKey(cluster, pool), pool), "resource": resource}
+        declared = [(o.start - dt.timedelta(days=o.event.ramp_up_days), o.end + dt.timedelta(days=o.event.ramp_down_days))
+                    for o in occurrences(events_for(ctx.events, dims), start, end) if o.end is not None]
+        found = find_unexplained_spikes(g.set_index("ts")["value"], declared)
+        for r in found.itertuples():
+            rows.append({"cluster": cluster, "pool": pool, "resource": resource, "kind": kind, "start_date": r.start,
+                         "end_date": r.end, "excess_pct": r.excess_pct})
+            masks.setdefault(key, []).append(Event(name=f"unexplained peak {r.start}", kind="holiday", start=r.start, end=r.end,
+                                                   scope=Scope(resources=[resource])))
+    spikes = pd.DataFrame(rows, columns=SPIKE_COLUMNS)
+    if spikes.empty:
+        return UnexplainedPeaks.none()
+    keys = set(masks)
+    subset = history[[k in keys for k in zip(history.cluster, history.pool, history.resource, history.kind)]]
+    return UnexplainedPeaks(spikes, forecast_pools(ctx, subset, tiers, fan_out, masks).forecasts)
+
+
 def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.DataFrame, fc: ForecastOutputs,
-                  history: pd.DataFrame, previous: PreviousPlan | None = None) -> PlanOutputs:
+                  history: pd.DataFrame, previous: PreviousPlan | None = None,
+                  peaks: UnexplainedPeaks | None = None) -> PlanOutputs:
     """Headroom, triggers with their risk, sized and costed actions, the plan document and
     the diff against ``previous``.
 
@@ -176,7 +225,10 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
     dec = mark_for_review(dec, usable, fc.forecasts, fc.failures)
     effects = event_effects(fc.forecasts, fc.overlays, usable, dec, policy_of, as_of, horizon, lead_of)
     temporary = temporary_needs(fc.forecasts, fc.overlays, usable, dec, policy_of, as_of, horizon)
-    actions = build_plan(dec, util, inventory, storage_pools, policy_of, ctx.catalog, as_of, effects, temporary)
+    peaks = peaks or UnexplainedPeaks.none()
+    spikes = spike_effects(fc.forecasts, peaks.refit, peaks.spikes, usable, dec, policy_of, as_of, horizon, lead_of)
+    actions = build_plan(dec, util, inventory, storage_pools, policy_of, ctx.catalog, as_of, effects, temporary,
+                         spike_notes(spikes, str(cfg.catalogs.events)))
     dec = rented_decisions(dec, actions, as_of)
     check_frame(dec, "decisions", "plan output")
     check_frame(actions, "actions", "plan output")
@@ -205,7 +257,7 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
         "as_of": str(as_of), **plan_totals(dec, actions, costs),
         "context": {"events": events, "nodes": [{"cluster": k.cluster, "pool": k.pool, "nodes": n} for k, n in nodes.items()]},
     }
-    return PlanOutputs(usable, util, dec, actions, costs, doc, diff, summary, effects)
+    return PlanOutputs(usable, util, dec, actions, costs, doc, diff, summary, effects, spikes)
 
 
 def local_fan_out(progress: Callable[[int, int, str], None] | None = None) -> FanOut:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["safe_label", "UNIT_SCALE", "capacity_figure", "overview_figure", "monthly_peaks", "figure_json"]
+__all__ = ["safe_label", "UNIT_SCALE", "capacity_figure", "overview_figure", "monthly_peaks", "track_record_figure", "figure_json"]
 
 #: resource -> (divisor to display units, unit label)
 UNIT_SCALE = {"cpu": (1.0, "cores"), "memory": (2.0**30, "GiB"), "pods": (1.0, "pods"), "storage": (2.0**40, "TiB")}
@@ -207,6 +207,21 @@ def overview_figure(monthly: pd.DataFrame, order_by: dict[str, dt.date], width: 
     )
     if width:
         fig.update_layout(width=width)
+    return fig
+
+
+def track_record_figure(per_run: pd.DataFrame) -> go.Figure:
+    """How past plans did, one bar per earlier run: the share of days its 80% band held
+    (the line at 80% is what a calibrated band holds). In: ``past_as_of, coverage_80``."""
+    runs = per_run.sort_values("past_as_of")
+    fig = go.Figure(go.Bar(x=[str(d)[:10] for d in runs["past_as_of"]], y=(100 * runs["coverage_80"]).round(1).tolist(),
+                           marker_color="#1f77b4", text=[f"{v:.0%}" for v in runs["coverage_80"]], textposition="outside",
+                           name="80% band held"))
+    fig.add_hline(y=80, line={"color": "#2ca02c", "dash": "dash"}, annotation_text="80% target", annotation_position="bottom right",
+                  annotation_font_size=9)
+    fig.update_layout(title={"text": "Past plans: share of days inside the 80% band", "font": {"size": 12}, "x": 0.0, "xanchor": "left"},
+                      height=240, margin={"l": 40, "r": 10, "t": 40, "b": 30}, template="plotly_white",
+                      yaxis={"range": [0, 110], "title": "%"}, xaxis={"type": "category", "title": "plan as of"})
     return fig
 
 

@@ -18,7 +18,7 @@ from forecasting.events import Event, occurrences
 
 from forecasting.planning import DEFINITIONS, plan_totals, pool_summary
 
-from .charts import UNIT_SCALE, capacity_figure, figure_json, monthly_peaks, overview_figure
+from .charts import UNIT_SCALE, capacity_figure, figure_json, monthly_peaks, overview_figure, track_record_figure
 from .tables import NEEDS_ACTION, fmt_date, fmt_money, fmt_pct, headline, late_sentence, pool_table
 
 __all__ = ["ReportInputs", "render_report", "plotly_js"]
@@ -57,6 +57,11 @@ class ReportInputs:
     headroom: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: forecasting.reasons.event_effects: what each event does to each trigger
     effects: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: forecasting.reasons.spike_effects: unexplained history peaks and the trigger without them
+    spikes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: how past plans did: the track_record rows and forecasting.trackrecord.summarise's dict
+    track_record: pd.DataFrame = field(default_factory=pd.DataFrame)
+    track_summary: dict = field(default_factory=dict)
 
 
 def plotly_js() -> str:
@@ -169,6 +174,27 @@ def _date(v) -> dt.date | None:
     return pd.Timestamp(v).date()
 
 
+def _past_runs(track: pd.DataFrame) -> pd.DataFrame:
+    """One row per earlier run: days and series scored, band coverage, median MASE, triggers."""
+    if track.empty:
+        return pd.DataFrame(columns=["past_run_id", "past_as_of", "series", "coverage_80", "coverage_95", "median_mase",
+                                     "hit", "missed", "pending", "late"])
+    rows = []
+    for (rid, as_of), g in track.groupby(["past_run_id", "past_as_of"], sort=True):
+        days = g["days"].clip(lower=0).to_numpy(dtype=float)
+        w = days.sum() or 1.0
+        status = g["status"].dropna()
+        rows.append({"past_run_id": rid, "past_as_of": as_of, "series": int((g["days"] > 0).sum()),
+                     "days": int(g["days"].max()) if len(g) else 0,
+                     "coverage_80": float((g["coverage_80"].fillna(0) * days).sum() / w),
+                     "coverage_95": float((g["coverage_95"].fillna(0) * days).sum() / w),
+                     "median_mase": float(g["mase"].median()), "hit": int((status == "hit").sum()),
+                     "missed": int((status == "missed").sum()),
+                     "pending": int(status.isin(["pending", "false_alarm_so_far"]).sum()),
+                     "late": int(g["late"].fillna(False).astype(bool).sum())})
+    return pd.DataFrame(rows)
+
+
 def overview_chart(headroom: pd.DataFrame, pools: pd.DataFrame, as_of: dt.date, width: int | None = None):
     """The executive summary's picture: pools x months by forecast peak utilisation, with
     order-by dates (None when there is nothing to draw)."""
@@ -216,6 +242,7 @@ def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
         quality_stats = {}
     overview = overview_chart(inp.headroom, pools, inp.as_of) if len(inp.headroom) else None
     late = pools[pools["late"]].sort_values("order_by_date")
+    past = _past_runs(inp.track_record)
     green = pools[pools["status"] == "green"]
     ctx = {
         "inp": inp, "headline": headline(pools, inp.as_of), "cluster_sentences": _cluster_sentences(pools),
@@ -231,6 +258,9 @@ def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
         "clusters": clusters, "storage": storage, "accuracy": accuracy, "acc": acc_summary,
         "quality_notes": quality_notes, "quality": quality_stats, "overview": figure_json(overview) if overview else None,
         "definitions": DEFINITIONS, "resource_rules": _resource_rules(inp.policies),
+        "spikes": _records(inp.spikes) if len(inp.spikes) else [],
+        "past_runs": _records(past), "track": inp.track_summary,
+        "track_chart": figure_json(track_record_figure(past)) if len(past) else None,
         "events": inp.events, "plotly_js": plotly_js() if include_plotlyjs else "",
         "unit_scale": UNIT_SCALE, "generated": inp.as_of, "needs_action": NEEDS_ACTION,
     }
