@@ -322,16 +322,22 @@ def coverage_run(kinds: dict[str, dict[str, pd.DataFrame]], n_cuts: int = COVER_
                     c80, c95 = _coverage(j, "yhat_lower", "yhat_upper")
                     b80, b95 = _coverage(b, "q100", "q900")
                     width = float(np.mean(j.yhat_upper - j.yhat_lower) / max(np.mean(np.abs(j.value)), 1e-12))
-                    rows.append({"kind": kind, "series": name, "cut": i, "path": path, "coverage_80": c80, "coverage_95": c95,
+                    rows.append({"kind": kind, "source": source_of(name), "series": name, "cut": i, "path": path,
+                                 "coverage_80": c80, "coverage_95": c95,
                                  "naive_80": b80, "naive_95": b95, "rel_width_80": width})
             print(f"  {kind:9s} {name:55s} done", flush=True)
     return pd.DataFrame(rows)
 
 
-def coverage_summary(res: pd.DataFrame) -> pd.DataFrame:
-    """Per kind and path: mean coverage (capplan and naive), median relative width and
-    whether the targets are met."""
-    g = res.groupby(["kind", "path"])
+def source_of(name: str) -> str:
+    """Where a benchmark series comes from: the demo fleet, the storage generator or real data."""
+    return "fleet" if name.startswith("fleet-") else "generated" if name.startswith("storage-") else "real"
+
+
+def coverage_summary(res: pd.DataFrame, by: tuple[str, ...] = ("kind", "path")) -> pd.DataFrame:
+    """Per kind and path (or ``by``): mean coverage (capplan and naive), median relative
+    width and whether the targets are met."""
+    g = res.groupby(list(by))
     out = pd.DataFrame({
         "forecasts": g.size(), "series": g["series"].nunique(),
         "coverage_80": g["coverage_80"].mean(), "coverage_95": g["coverage_95"].mean(),
@@ -368,8 +374,10 @@ def main() -> None:
         figures[label] = s.round(4).to_dict("index")
         print("auto chose:", res[res.method == "auto"]["model"].value_counts().to_dict())
     print(f"\ncoverage per kind (held out, {COVER_HOLD_DAYS}-day horizon): " + ", ".join(f"{k}: {len(v)} series" for k, v in kinds.items()))
-    cov = coverage_summary(coverage_run(kinds, 1 if args.quick else COVER_CUTS))
+    cov_rows = coverage_run(kinds, 1 if args.quick else COVER_CUTS)
+    cov = coverage_summary(cov_rows)
     print(cov.round(3).to_string())
+    print("by source:\n" + coverage_summary(cov_rows, ("kind", "source", "path")).round(3).to_string())
     # Calibration error: mean distance of the two coverages from their nominal levels.
     cal_err = float(np.mean(np.abs(cov["coverage_80"] - 0.8) + np.abs(cov["coverage_95"] - 0.95)))
     naive_err = float(np.mean(np.abs(cov["naive_80"] - 0.8) + np.abs(cov["naive_95"] - 0.95)))
