@@ -67,7 +67,9 @@ def _errors(debug: bool = False) -> Iterator[None]:
         from .io.sources.prometheus import PrometheusError
 
         if isinstance(exc, (PrometheusError, EmailError)):
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            from rich.markup import escape  # the doctor's fixes hold [...] lists (allowlists), not markup
+
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         if debug:
             raise
