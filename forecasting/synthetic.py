@@ -1,10 +1,36 @@
 """Seeded synthetic data: the demo fleet and single series with planted structure.
 
-Pure and deterministic (same arguments, same numbers). The demo fleet has the
-handbook's shape (tiers control-plane / data / compute / edge on c6i.4xlarge,
-i4i.4xlarge, c6i.2xlarge, t3.medium in the ratio 300 : 2,000 : 8,000 : 500), hourly
-usage and requests with daily and weekly seasonality, growth that differs by pool,
-noise, a few gaps, and the Double-11 sales festival (Nov 1-12) visible in history.
+Pure and deterministic. The demo fleet has the handbook's shape (tiers control-plane /
+data / compute / edge on c6i.4xlarge, i4i.4xlarge, c6i.2xlarge, t3.medium in the ratio
+300 : 2,000 : 8,000 : 500; the compute tier 70% spot) and hourly node usage and requests.
+
+**Consistent in absolute time.** A series' value at a timestamp depends only on the seed,
+the fleet's layout (``nodes``, ``clusters``) and that timestamp, never on ``as_of`` or
+``history_days``: runs whose windows overlap agree where they overlap, so a past plan can
+be scored against what happened after it. Trends are functions of the time since
+:data:`EPOCH`; random draws (AR(1) noise, node noise, missing scrapes) are made in weekly
+blocks counted from the epoch, each seeded by ``(seed, cluster, week)``.
+
+What the history holds:
+
+* daily and weekly seasonality in the cluster's local time, AR(1) and per-node noise;
+* **load waves**: each pool's load rises for about 15 months and eases for about 9
+  (traffic moving between regions, rightsizing) on a two-year cycle, the pools' phases
+  spread evenly, plus a slow fleet-wide drift. The fleet's size is fixed, so unbounded
+  growth would outgrow it within a year or two; the waves keep a handful of pools near
+  their thresholds whatever the plan date (at the default 400 nodes, a plan as of any
+  date in 2026-2027 has some pools to expand);
+* requests held for a week (deploys), pods for a day;
+* **Double-11** (Nov 1-12, a day's ramp either side) in the compute and edge tiers only,
+  as ``catalogs/events.yaml`` scopes it (usage +60%, requests +30%);
+* **one undeclared spike**, on purpose: in the first cluster (``prod-cn-east``), data
+  tier, usage and requests +25% on 10-15 April and 10-15 October (UTC days) every year,
+  "a data migration nobody declared". No events catalog mentions it, so capplan's
+  unexplained-peak warning has something to find: every 180-day window ending on the
+  1st of a month holds one of them whole;
+* one storage pool per cluster (e.g. Ceph) whose use grows steadily and whose capacity
+  grows by half its first size whenever use reaches 80% of it;
+* a few missing scrapes (about 0.4% of node series a week lose 1-6 steps).
 """
 
 from __future__ import annotations
@@ -15,10 +41,12 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from .frames import make_series_id
 
-__all__ = ["TIERS", "FleetChunk", "fleet_layout", "generate_fleet", "generate_series", "DEMO_CLUSTERS"]
+__all__ = ["TIERS", "FleetChunk", "fleet_layout", "generate_fleet", "generate_series", "DEMO_CLUSTERS", "EPOCH",
+           "UNDECLARED_SPIKE", "undeclared_spike", "festival"]
 
 GIB = 2**30
 TIB = 2**40
@@ -30,7 +58,8 @@ TIERS = {
     "compute": (8000 / 10800, "c6i.2xlarge", 8, 16, 110, 0),
     "edge": (500 / 10800, "t3.medium", 2, 4, 17, 0),
 }
-#: tier -> (usage share of N+2 usable cpu at start, growth over the history, request/usage ratio)
+#: tier -> (usage share of N+2 usable cpu at trend 1, growth: about the most the tier's load
+#: rises in 180 days (it sets the tier's level and wave, see WAVE_*), request/usage ratio).
 TIER_LOAD = {
     "control-plane": (0.22, 0.08, 1.4),
     "data": (0.30, 0.22, 1.3),
@@ -42,6 +71,42 @@ DEMO_CLUSTERS = ["prod-cn-east", "prod-cn-north", "prod-us-west", "prod-eu-centr
 ZONES = ("a", "b", "c")
 NAMESPACES = ("checkout", "search", "payments", "recommendation", "batch")
 MIN_POOL_NODES = 5
+
+#: Time zero of every trend and of the weekly blocks of random draws.
+EPOCH = pd.Timestamp("2025-01-01", tz="UTC")
+_WEEK = pd.Timedelta(days=7)
+_YEAR = pd.Timedelta(days=365.25)
+#: Added to week numbers before seeding (seeds must not be negative; weeks before the epoch are).
+_WEEK_SEED_OFFSET = 1 << 20
+#: Streams of random draws within one (seed, cluster, week); node noise has one stream
+#: per tier and series from _NODE_STREAM on, so each is drawn only when it is needed.
+_AR_STREAM, _GAP_STREAM, _NODE_STREAM = 0, 2, 10
+
+#: Load waves. A tier's mean trend is ``1 + WAVE_LEVEL * growth``; a pool's wave has the
+#: amplitude ``WAVE_AMPLITUDE * growth`` (times a per-pool factor) and a period of
+#: ``WAVE_YEARS``. Tuned so that the demo's plan has a handful of pools to expand as of
+#: any date in 2026-2027 (with the tier's growth, the steepest 180 days of a wave rise by
+#: about the growth of TIER_LOAD).
+WAVE_LEVEL = 2.0
+WAVE_AMPLITUDE = 0.9
+WAVE_YEARS = 2.0
+#: Fleet-wide drift of the trend per year, zero on 2027-01-01 (two years after the epoch).
+DRIFT_PER_YEAR = 0.03
+_DRIFT_ZERO_YEARS = 2.0
+#: Phases of the pools' waves: each cluster has a slot of 1/clusters of the period, and its
+#: tiers sit at these points of it, so the fast-growing data and compute pools of the fleet
+#: are evenly spread over the cycle (some are always rising, some easing).
+_PHASE_IN_SLOT = {"data": 0.0, "control-plane": 0.25, "compute": 0.5, "edge": 0.75}
+
+#: The undeclared spike: (cluster position in the layout, tier, first days (month, day),
+#: length in days, uplift). See the module docstring.
+UNDECLARED_SPIKE = (0, "data", ((4, 10), (10, 10)), 6, 0.25)
+
+#: Storage: capacity grows by this share of its first size when use reaches STORAGE_EXPAND_AT of it.
+STORAGE_EXPAND_AT = 0.80
+STORAGE_EXPAND_BY = 0.5
+#: Chance that a node series loses a 1-6 step window in a given week.
+GAP_CHANCE_PER_WEEK = 0.004
 
 
 @dataclass
@@ -63,29 +128,339 @@ def fleet_layout(nodes: int, clusters: int | None = None) -> dict[str, dict[str,
     return {c: {t: max(MIN_POOL_NODES, round(per_cluster * share)) for t, (share, *_rest) in TIERS.items()} for c in names}
 
 
-def _time_index(as_of: dt.date, history_days: int, step: str) -> pd.DatetimeIndex:
+@dataclass(frozen=True)
+class _Grid:
+    """Whole weeks from the epoch that cover the window, and where the window sits in them.
+
+    Everything is computed on the whole weeks (so a week's numbers never depend on which
+    window asked for them) and cut to ``window`` at the end.
+    """
+
+    ts: pd.DatetimeIndex  # every step of weeks first_week .. first_week + weeks - 1
+    first_week: int
+    weeks: int
+    per_week: int  # steps in a week
+    per_day: int  # steps in a day (1 when the step is a day or more)
+    window: slice
+
+    @property
+    def years(self) -> np.ndarray:
+        return ((self.ts - EPOCH) / _YEAR).to_numpy(dtype=float)
+
+
+def _grid(as_of: dt.date, history_days: int, step: str) -> _Grid:
+    step_td = pd.Timedelta(step)
+    if step_td <= pd.Timedelta(0) or _WEEK.value % step_td.value:
+        raise ValueError(f"step {step!r} must divide a week (e.g. 5min, 1h, 1D)")
+    per_week = _WEEK.value // step_td.value
+    per_day = max(pd.Timedelta(days=1).value // step_td.value, 1)
     end = pd.Timestamp(as_of, tz="UTC")
-    return pd.date_range(end - pd.Timedelta(days=history_days), end, freq=step, inclusive="left")
+    start = end - pd.Timedelta(days=history_days)
+    # steps k with EPOCH + k * step in [start, end)
+    k0 = -(-(start - EPOCH).value // step_td.value)
+    k1 = -(-(end - EPOCH).value // step_td.value)
+    if k1 <= k0:
+        raise ValueError(f"history_days must be positive, got {history_days}")
+    w0, w1 = k0 // per_week, (k1 - 1) // per_week
+    weeks = w1 - w0 + 1
+    ts = EPOCH + pd.to_timedelta(np.arange(w0 * per_week, (w1 + 1) * per_week, dtype=np.int64) * step_td.value, unit="ns")
+    return _Grid(ts=pd.DatetimeIndex(ts), first_week=int(w0), weeks=int(weeks), per_week=int(per_week),
+                 per_day=int(per_day), window=slice(int(k0 - w0 * per_week), int(k1 - w0 * per_week)))
+
+
+def _week_rng(seed: int, cluster: int, week: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, cluster, week + _WEEK_SEED_OFFSET, stream])
 
 
 def _shape(ts: pd.DatetimeIndex, utc_offset_h: float) -> np.ndarray:
     """Daily and weekly pattern in local time, mean about 1."""
     local = ts + pd.Timedelta(hours=utc_offset_h)
     hour = local.hour.to_numpy() + local.minute.to_numpy() / 60
-    dow = local.dayofweek.to_numpy()
+    dow = local.day_of_week.to_numpy()
     daily = 0.22 * np.sin(2 * np.pi * (hour - 8) / 24) + 0.06 * np.sin(4 * np.pi * (hour - 10) / 24)
     weekly = np.where(dow >= 5, -0.10, 0.03)
     return 1.0 + daily + weekly
 
 
-def _festival(ts: pd.DatetimeIndex) -> np.ndarray:
+def festival(ts: pd.DatetimeIndex) -> np.ndarray:
     """1 inside Nov 1-12 (Double-11), 0 elsewhere, with one day of ramp either side."""
     d = ts.tz_convert("UTC")
-    day = d.dayofyear.to_numpy()
-    years = d.year.to_numpy()
-    start = np.array([pd.Timestamp(y, 11, 1).dayofyear for y in years])
-    rel = day - start
+    # Nov 1 is day 305 of a year, 306 of a leap year
+    rel = d.day_of_year.to_numpy() - (305 + d.is_leap_year.astype(int))
     return np.clip(np.minimum(rel + 1, 12 - rel), 0, 1).astype(float)
+
+
+def undeclared_spike(ts: pd.DatetimeIndex) -> np.ndarray:
+    """1 on the days of the undeclared spike (:data:`UNDECLARED_SPIKE`), 0 elsewhere."""
+    _cluster, _tier, starts, days, _uplift = UNDECLARED_SPIKE
+    d = ts.tz_convert("UTC")
+    month, day = d.month.to_numpy(), d.day.to_numpy()
+    inside = np.zeros(len(ts), dtype=bool)
+    for m, first in starts:
+        inside |= (month == m) & (day >= first) & (day < first + days)
+    return inside.astype(float)
+
+
+def _wave(x: np.ndarray) -> np.ndarray:
+    """A periodic wave in [-1, 1] (period 1) that rises for 62% of the period and falls
+    for 38%: a sine with a little of its second harmonic."""
+    return (np.sin(2 * np.pi * x) - 0.25 * np.sin(4 * np.pi * x)) / 1.1009
+
+
+def _trend(years: np.ndarray, growth: float, amplitude: float, phase: float) -> np.ndarray:
+    """A pool's load relative to its share: the tier's level, the pool's wave, the fleet's
+    drift and a small 60-day wiggle, all functions of the years since the epoch."""
+    return (1.0 + WAVE_LEVEL * growth + DRIFT_PER_YEAR * (years - _DRIFT_ZERO_YEARS)
+            + amplitude * _wave(years / WAVE_YEARS - phase) + 0.02 * np.sin(2 * np.pi * years * 365.25 / 60))
+
+
+def _hold(values: np.ndarray, every: int) -> np.ndarray:
+    """Requests change in steps (deploys), not smoothly: hold each block's first value.
+    Blocks start at the grid's start, which is a week boundary from the epoch."""
+    idx = (np.arange(len(values)) // every) * every
+    return values[idx]
+
+
+def _ar_noise(seed: int, ci: int, grid: _Grid, rows: int, phi: float = 0.9, sigma: float = 0.035) -> np.ndarray:
+    """AR(1) noise, ``rows`` independent series on the grid.
+
+    Each week is the AR filter run from zero over that week's and the week before's
+    draws: a week's values depend only on its own two weeks (the same in every window),
+    and after a week of warm-up (phi**168 is about 1e-8 at an hourly step) they join the
+    previous week without a seam.
+    """
+    draws = np.stack([_week_rng(seed, ci, w, _AR_STREAM).standard_normal((rows, grid.per_week))
+                      for w in range(grid.first_week - 1, grid.first_week + grid.weeks)], axis=1)
+    pairs = np.concatenate([draws[:, :-1], draws[:, 1:]], axis=2) * sigma * np.sqrt(1 - phi**2)
+    filtered = lfilter([1.0], [1.0, -phi], pairs, axis=2)[:, :, grid.per_week:]
+    return filtered.reshape(rows, grid.weeks * grid.per_week)
+
+
+def _node_noise(seed: int, ci: int, grid: _Grid, stream: int, n: int) -> np.ndarray:
+    """Standard normal draws per node and step, shaped ``(weeks, n, per_week)``, each
+    week from its own seed."""
+    z = np.empty((grid.weeks, n, grid.per_week))
+    for j in range(grid.weeks):
+        _week_rng(seed, ci, grid.first_week + j, stream).standard_normal(out=z[j])
+    return z
+
+
+def _node_values(total: np.ndarray, weights: np.ndarray, grid: _Grid, noise: np.ndarray | None) -> np.ndarray:
+    """Per-node values ``(n, window steps)``: the pool's total split by the nodes' weights,
+    times ``1 + 0.03 * noise`` when ``noise`` (from :func:`_node_noise`) is given."""
+    if noise is None:
+        return total[None, grid.window] * weights[:, None]
+    z = noise  # scaled in place: the draws are not needed afterwards
+    z *= 0.03
+    z += 1.0
+    z *= total.reshape(grid.weeks, 1, grid.per_week)
+    z *= weights[None, :, None]
+    return z.transpose(1, 0, 2).reshape(len(weights), -1)[:, grid.window]
+
+
+def _gap_draws(seed: int, ci: int, grid: _Grid, n_series: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per week: (series hit, first step in the week, length) of the missing scrapes."""
+    out = []
+    for j in range(grid.weeks):
+        rng = _week_rng(seed, ci, grid.first_week + j, _GAP_STREAM)
+        hit = rng.random(n_series) < GAP_CHANCE_PER_WEEK
+        first = rng.integers(0, grid.per_week, n_series)
+        length = rng.integers(1, 7, n_series)
+        rows = np.flatnonzero(hit)
+        out.append((rows, first[rows] + j * grid.per_week, length[rows]))
+    return out
+
+
+def _gap_mask(gaps: list[tuple[np.ndarray, np.ndarray, np.ndarray]], offset: int, n: int, grid: _Grid) -> np.ndarray:
+    """Keep-mask ``(n, window steps)`` for the node series ``offset .. offset + n - 1`` of
+    the cluster (a gap is cut at the end of its week)."""
+    mask = np.ones((n, grid.weeks * grid.per_week), dtype=bool)
+    for rows, first, length in gaps:
+        for r, f, ln in zip(rows, first, length):
+            if offset <= r < offset + n:
+                week_end = (f // grid.per_week + 1) * grid.per_week
+                mask[r - offset, f: min(f + ln, week_end)] = False
+    return mask[:, grid.window]
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """One node pool of a cluster and its fixed traits (drawn once per seed and cluster)."""
+
+    cluster: str
+    position: int  # the cluster's position in the layout
+    clusters: int  # clusters in the layout
+    tier_position: int
+    tier: str
+    nodes: int
+    base_share: float  # usage share of N+2 usable cpu before the trend
+    amplitude: float  # of the pool's load wave
+    mem_per_core: float  # bytes of memory used per core used
+    weights: np.ndarray  # each node's share of the pool's load
+
+    @property
+    def alloc_cpu(self) -> float:
+        return TIERS[self.tier][2] * 0.94
+
+    @property
+    def alloc_mem(self) -> float:
+        return TIERS[self.tier][3] * 0.90 * GIB
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"{self.cluster}-{self.tier}-{i:05d}" for i in range(self.nodes)]
+
+
+def _draw_pool(rng: np.random.Generator, cluster: str, position: int, clusters: int, tier_position: int, tier: str,
+               n: int) -> _Pool:
+    base_share, growth, _ratio = TIER_LOAD[tier]
+    alloc_cpu, alloc_mem = TIERS[tier][2] * 0.94, TIERS[tier][3] * 0.90 * GIB
+    return _Pool(
+        cluster=cluster, position=position, clusters=clusters, tier_position=tier_position, tier=tier, nodes=n,
+        base_share=base_share * rng.uniform(0.85, 1.2),
+        amplitude=WAVE_AMPLITUDE * growth * rng.uniform(0.6, 1.5),
+        mem_per_core=alloc_mem / alloc_cpu * rng.uniform(0.55, 0.8),
+        weights=rng.dirichlet(np.full(n, 20.0)),
+    )
+
+
+def _inventory(pool: _Pool) -> pd.DataFrame:
+    """The pool's nodes: ``cluster, pool, tier, zone, node, instance_type, cpu_cores,
+    memory_bytes, pods, storage_bytes, capacity_type``."""
+    _share, itype, _vcpu, _mem, max_pods, local_gib = TIERS[pool.tier]
+    n = pool.nodes
+    return pd.DataFrame({
+        "cluster": pool.cluster, "pool": pool.tier, "tier": pool.tier,
+        "zone": [f"{pool.cluster}-{ZONES[i % 3]}" for i in range(n)], "node": pool.node_names,
+        "instance_type": itype, "cpu_cores": pool.alloc_cpu, "memory_bytes": pool.alloc_mem,
+        "pods": float(max_pods), "storage_bytes": float(local_gib * GIB),
+        # the handbook's compute tier is 70% spot
+        "capacity_type": ["spot" if pool.tier == "compute" and i % 10 < 7 else "on-demand" for i in range(n)],
+    })
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """What every pool of every cluster shares on the grid: time, Double-11, the undeclared spike."""
+
+    grid: _Grid
+    years: np.ndarray
+    festival: np.ndarray
+    spike: np.ndarray
+
+
+def _pool_totals(pool: _Pool, cal: _Calendar, shape: np.ndarray, ar: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
+    """The pool's demand on the whole grid, by (resource, kind)."""
+    _base, growth, req_ratio = TIER_LOAD[pool.tier]
+    usable_cpu = (pool.nodes - 2) * pool.alloc_cpu
+    phase = ((pool.position + _PHASE_IN_SLOT[pool.tier]) / pool.clusters) % 1.0
+    trend = _trend(cal.years, growth, pool.amplitude, phase)
+    # Double-11 only where the events catalog scopes it (compute, edge)
+    in_festival = pool.tier in ("compute", "edge")
+    fest_usage = 1.0 + (0.6 * cal.festival if in_festival else 0.0)
+    fest_req = 1.0 + (0.3 * cal.festival if in_festival else 0.0)
+    spike_cluster, spike_tier, _starts, _days, uplift = UNDECLARED_SPIKE
+    extra = 1.0 + (uplift * cal.spike if (pool.position, pool.tier) == (spike_cluster, spike_tier) else 0.0)
+    cpu = usable_cpu * pool.base_share * trend * shape * fest_usage * extra * (1 + ar)
+    mem_level = usable_cpu * pool.base_share * pool.mem_per_core
+    mem = mem_level * trend * (1 + 0.25 * (shape - 1)) * np.sqrt(fest_usage) * extra * (1 + 0.5 * ar)
+    per_week, per_day = cal.grid.per_week, cal.grid.per_day
+    # requests follow the trend in weekly deploys; events scale them on their own days
+    return {
+        ("cpu", "usage"): cpu,
+        ("memory", "usage"): mem,
+        ("cpu", "requests"): _hold(usable_cpu * pool.base_share * req_ratio * trend, per_week) * fest_req * extra,
+        ("memory", "requests"): _hold(mem_level * 1.25 * trend, per_week) * fest_req * extra,
+        ("pods", "requests"): _hold(pool.nodes * TIERS[pool.tier][4] * 0.25 * trend, per_day) * fest_req * extra,
+    }
+
+
+def _series_row(sid: str, cluster: str, pool: str, node: str | None, namespace: str | None, resource: str,
+                kind: str, level: str) -> dict:
+    return {"series_id": sid, "cluster": cluster, "pool": pool, "node": node, "namespace": namespace,
+            "resource": resource, "kind": kind, "level": level, "unit": _unit(resource)}
+
+
+def _node_series(pool: _Pool, totals: dict[tuple[str, str], np.ndarray], grid: _Grid, seed: int, gaps: list,
+                 gap_offset: int) -> tuple[list[dict], list[tuple]]:
+    """Series rows and sample parts of the pool's nodes: the totals split by the nodes'
+    weights, usage with per-node noise, a few missing scrapes."""
+    rows: list[dict] = []
+    parts: list[tuple] = []
+    names = pool.node_names
+    for ri, ((res, kind), total) in enumerate(totals.items()):
+        stream = _NODE_STREAM + 5 * pool.tier_position + ri
+        noise = _node_noise(seed, pool.position, grid, stream, pool.nodes) if kind == "usage" else None
+        values = _node_values(total, pool.weights, grid, noise)
+        if res == "pods":
+            values = np.round(values)
+        mask = _gap_mask(gaps, gap_offset + ri * pool.nodes, pool.nodes, grid)
+        ids = [make_series_id(cluster=pool.cluster, pool=pool.tier, node=nd, resource=res, kind=kind) for nd in names]
+        rows += [_series_row(s, pool.cluster, pool.tier, nd, None, res, kind, "node") for s, nd in zip(ids, names)]
+        parts.append(_long(ids, grid.ts[grid.window], values, mask))
+    return rows, parts
+
+
+def _namespace_series(rng: np.random.Generator, pool: _Pool, totals: dict[tuple[str, str], np.ndarray],
+                      grid: _Grid) -> tuple[list[dict], list[tuple]]:
+    """The compute tier's namespaces: fixed shares of the pool's cpu and memory."""
+    rows: list[dict] = []
+    parts: list[tuple] = []
+    shares = rng.dirichlet(np.full(len(NAMESPACES), 4.0))
+    for ns, sh in zip(NAMESPACES, shares):
+        for res, kind in (("cpu", "usage"), ("cpu", "requests"), ("memory", "usage"), ("memory", "requests")):
+            sid = make_series_id(cluster=pool.cluster, namespace=ns, resource=res, kind=kind)
+            rows.append(_series_row(sid, pool.cluster, pool.tier, None, ns, res, kind, "namespace"))
+            parts.append(_long([sid], grid.ts[grid.window], (totals[(res, kind)][grid.window] * sh)[None, :], None))
+    return rows, parts
+
+
+def _storage_series(rng: np.random.Generator, cluster: str, nodes: int, cal: _Calendar,
+                    ar: np.ndarray) -> tuple[list[dict], list[tuple]]:
+    """The cluster's storage pool: used and capacity."""
+    used, capacity = _storage(rng, nodes, cal.years, ar)
+    rows: list[dict] = []
+    parts: list[tuple] = []
+    for kind, vals in (("usage", used), ("capacity", capacity)):
+        sid = make_series_id(cluster=cluster, pool="storage", resource="storage", kind=kind)
+        rows.append(_series_row(sid, cluster, "storage", None, None, "storage", kind, "pool"))
+        parts.append(_long([sid], cal.grid.ts[cal.grid.window], vals[None, cal.grid.window], None))
+    return rows, parts
+
+
+def _utc_offset_h(cluster: str) -> float:
+    return 8.0 if "-cn-" in cluster or cluster.endswith("-global") else (-7.0 if "-us-" in cluster else 1.0)
+
+
+def _cluster_chunk(seed: int, position: int, clusters: int, cluster: str, tiers: dict[str, int],
+                   cal: _Calendar) -> FleetChunk:
+    """One cluster: its pools' inventory, series and samples."""
+    grid = cal.grid
+    rng = np.random.default_rng([seed, position])  # the pools' fixed traits; draws in time are per week
+    shape = _shape(grid.ts, _utc_offset_h(cluster))
+    ar = _ar_noise(seed, position, grid, len(TIERS) + 1)  # one row per tier, one for storage
+    gaps = _gap_draws(seed, position, grid, 5 * sum(tiers.values()))
+    inventory, series_rows, parts = [], [], []
+    gap_offset = 0
+    for ti, (tier, n) in enumerate(tiers.items()):
+        pool = _draw_pool(rng, cluster, position, clusters, ti, tier, n)
+        inventory.append(_inventory(pool))
+        totals = _pool_totals(pool, cal, shape, ar[ti])
+        rows, p = _node_series(pool, totals, grid, seed, gaps, gap_offset)
+        gap_offset += len(totals) * n
+        series_rows += rows
+        parts += p
+        if tier == "compute":
+            rows, p = _namespace_series(rng, pool, totals, grid)
+            series_rows += rows
+            parts += p
+    rows, p = _storage_series(rng, cluster, sum(tiers.values()), cal, ar[len(TIERS)])
+    return FleetChunk(
+        cluster=cluster,
+        inventory=pd.concat(inventory, ignore_index=True),
+        series=pd.DataFrame(series_rows + rows),
+        samples=_assemble(parts + p, grid.ts[grid.window]),
+    )
 
 
 def generate_fleet(
@@ -98,115 +473,36 @@ def generate_fleet(
 ) -> Iterator[FleetChunk]:
     """Yield the demo fleet one cluster at a time (bounded memory at 10,800 nodes).
 
-    ``as_of`` is required in spirit (the caller passes today); it defaults to a fixed
-    date only so the function never reads the clock.
+    The samples cover ``[as_of - history_days, as_of)`` at ``step`` (which must divide a
+    week). A series' value at a timestamp depends only on ``seed``, the layout (``nodes``,
+    ``clusters``) and the timestamp (see the module docstring). ``as_of`` is required in
+    spirit (the caller passes today); it defaults to a fixed date only so the function
+    never reads the clock.
     """
-    as_of = as_of or dt.date(2026, 12, 1)
-    ts = _time_index(as_of, history_days, step)
-    t = np.linspace(0.0, 1.0, len(ts))
-    festival = _festival(ts)
+    grid = _grid(as_of or dt.date(2026, 12, 1), history_days, step)
+    cal = _Calendar(grid=grid, years=grid.years, festival=festival(grid.ts), spike=undeclared_spike(grid.ts))
     layout = fleet_layout(nodes, clusters)
-    for ci, (cluster, tiers) in enumerate(layout.items()):
-        rng = np.random.default_rng([seed, ci])
-        offset = 8.0 if "-cn-" in cluster or cluster.endswith("-global") else (-7.0 if "-us-" in cluster else 1.0)
-        inv_rows, series_rows, sample_frames = [], [], []
-        shape = _shape(ts, offset)
-        for tier, n in tiers.items():
-            _share, itype, vcpu, mem_gib, max_pods, local_gib = TIERS[tier]
-            pool = tier
-            alloc_cpu, alloc_mem = vcpu * 0.94, mem_gib * 0.90 * GIB
-            zones = [f"{cluster}-{ZONES[i % 3]}" for i in range(n)]
-            node_names = [f"{cluster}-{tier}-{i:05d}" for i in range(n)]
-            inv_rows.append(pd.DataFrame({
-                "cluster": cluster, "pool": pool, "tier": tier, "zone": zones, "node": node_names,
-                "instance_type": itype, "cpu_cores": alloc_cpu, "memory_bytes": alloc_mem,
-                "pods": float(max_pods), "storage_bytes": float(local_gib * GIB),
-                # the handbook's compute tier is 70% spot
-                "capacity_type": ["spot" if tier == "compute" and i % 10 < 7 else "on-demand" for i in range(n)],
-            }))
-            base_share, growth, req_ratio = TIER_LOAD[tier]
-            base_share *= rng.uniform(0.85, 1.2)
-            growth *= rng.uniform(0.6, 1.5)
-            usable_cpu = (n - 2) * alloc_cpu
-            trend = 1.0 + growth * t + 0.02 * np.sin(2 * np.pi * t * 3)
-            fest_usage = 1.0 + (0.6 if tier in ("compute", "edge") else 0.15) * festival
-            fest_req = 1.0 + (0.3 if tier in ("compute", "edge") else 0.05) * festival
-            ar = _ar1(rng, len(ts), 0.9, 0.035)
-            pool_cpu = usable_cpu * base_share * trend * shape * fest_usage * (1 + ar)
-            mem_per_core = alloc_mem / alloc_cpu * rng.uniform(0.55, 0.8)
-            pool_mem = pool_cpu.mean() * mem_per_core * trend * (1 + 0.25 * (shape - 1)) * np.sqrt(fest_usage) * (1 + 0.5 * ar)
-            req_cpu = _steps(usable_cpu * base_share * req_ratio * trend * fest_req, 24 * 7)
-            req_mem = _steps(pool_mem.mean() * 1.25 * trend * fest_req, 24 * 7)
-            pods = _steps(n * max_pods * 0.25 * trend * fest_req, 24)
-            weights = rng.dirichlet(np.full(n, 20.0))
-            per_node = {
-                ("cpu", "usage"): pool_cpu, ("memory", "usage"): pool_mem,
-                ("cpu", "requests"): req_cpu, ("memory", "requests"): req_mem, ("pods", "requests"): pods,
-            }
-            for (res, kind), total in per_node.items():
-                node_noise = 1 + rng.normal(0, 0.03, size=(n, len(ts))) if kind == "usage" else 1.0
-                values = total[None, :] * weights[:, None] * node_noise
-                if res == "pods":
-                    values = np.round(values)
-                values = np.asarray(values)
-                mask = _gaps(rng, n, len(ts))
-                ids = [make_series_id(cluster=cluster, pool=pool, node=nd, resource=res, kind=kind) for nd in node_names]
-                series_rows += [{"series_id": s, "cluster": cluster, "pool": pool, "node": nd, "namespace": None,
-                                 "resource": res, "kind": kind, "level": "node", "unit": _unit(res)}
-                                for s, nd in zip(ids, node_names)]
-                sample_frames.append(_long(ids, ts, values, mask))
-            if tier == "compute":
-                shares = rng.dirichlet(np.full(len(NAMESPACES), 4.0))
-                for ns, sh in zip(NAMESPACES, shares):
-                    for (res, kind), total in (((("cpu", "usage"), pool_cpu)), (("cpu", "requests"), req_cpu),
-                                               (("memory", "usage"), pool_mem), (("memory", "requests"), req_mem)):
-                        sid = make_series_id(cluster=cluster, namespace=ns, resource=res, kind=kind)
-                        series_rows.append({"series_id": sid, "cluster": cluster, "pool": pool, "node": None, "namespace": ns,
-                                            "resource": res, "kind": kind, "level": "namespace", "unit": _unit(res)})
-                        sample_frames.append(_long([sid], ts, (total * sh)[None, :], None))
-        # One storage pool per cluster (e.g. Ceph): capacity and used, growing ~2 TiB/month.
-        cap_tib = round(sum(tiers.values()) * rng.uniform(1.8, 2.6) + 50)
-        used0 = cap_tib * rng.uniform(0.50, 0.62)
-        per_month = cap_tib * rng.uniform(0.012, 0.03)
-        months = (ts - ts[0]) / pd.Timedelta(days=30.44)
-        used = (used0 + per_month * months.to_numpy() + rng.normal(0, 0.05, len(ts)).cumsum() * 0.02) * TIB
-        capacity = np.full(len(ts), cap_tib * TIB)
-        for kind, vals in (("usage", used), ("capacity", capacity)):
-            sid = make_series_id(cluster=cluster, pool="storage", resource="storage", kind=kind)
-            series_rows.append({"series_id": sid, "cluster": cluster, "pool": "storage", "node": None, "namespace": None,
-                                "resource": "storage", "kind": kind, "level": "pool", "unit": "bytes"})
-            sample_frames.append(_long([sid], ts, vals[None, :], None))
-        yield FleetChunk(
-            cluster=cluster,
-            inventory=pd.concat(inv_rows, ignore_index=True),
-            series=pd.DataFrame(series_rows),
-            samples=_assemble(sample_frames, ts),
-        )
+    for position, (cluster, tiers) in enumerate(layout.items()):
+        yield _cluster_chunk(seed, position, len(layout), cluster, tiers, cal)
+
+
+def _storage(rng: np.random.Generator, nodes: int, years: np.ndarray, ar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One storage pool (e.g. Ceph): (used, capacity) in bytes. Use grows by 1.2-3% of
+    the first capacity a month; capacity grows by half its first size each time use
+    reaches 80% of it (the expansions a real pool gets)."""
+    cap0 = round(nodes * rng.uniform(1.8, 2.6) + 50)
+    used0 = cap0 * rng.uniform(0.50, 0.62)  # at the epoch
+    per_month = cap0 * rng.uniform(0.012, 0.03)
+    steady = used0 + per_month * 12 * years
+    # decided on the smooth use, so noise cannot make capacity flap
+    expansions = np.ceil(np.maximum(steady / (STORAGE_EXPAND_AT * cap0) - 1, 0) / STORAGE_EXPAND_BY)
+    capacity = cap0 * (1 + STORAGE_EXPAND_BY * expansions)
+    used = steady * (1 + 0.02 * ar)
+    return used * TIB, capacity * TIB
 
 
 def _unit(resource: str) -> str:
     return {"cpu": "cores", "memory": "bytes", "pods": "pods", "storage": "bytes"}[resource]
-
-
-def _ar1(rng: np.random.Generator, n: int, phi: float, sigma: float) -> np.ndarray:
-    from scipy.signal import lfilter
-
-    return lfilter([1.0], [1.0, -phi], rng.normal(0, sigma * np.sqrt(1 - phi**2), n))
-
-
-def _steps(values: np.ndarray, every: int) -> np.ndarray:
-    """Requests change in steps (deploys), not smoothly: hold each value for ``every`` steps."""
-    idx = (np.arange(len(values)) // every) * every
-    return values[idx]
-
-
-def _gaps(rng: np.random.Generator, n_series: int, n_steps: int) -> np.ndarray | None:
-    """A few missing scrapes: about 0.2% of series lose a 1-6 hour window."""
-    mask = np.ones((n_series, n_steps), dtype=bool)
-    for i in np.flatnonzero(rng.random(n_series) < 0.002 * 50):
-        start = rng.integers(0, n_steps - 6)
-        mask[i, start: start + rng.integers(1, 7)] = False
-    return mask
 
 
 def _long(ids: list[str], ts: pd.DatetimeIndex, values: np.ndarray, mask: np.ndarray | None) -> tuple:
