@@ -58,6 +58,7 @@ def register(app: typer.Typer) -> None:
         history length, storage sources and what each pool query costs. Every line says
         OK, WARN or FAIL and what to change. Exit code 0 when nothing failed, else 1."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         from .config import ConfigError
@@ -72,25 +73,27 @@ def register(app: typer.Typer) -> None:
         try:
             report = doctor_report(config, day, cost)
         except ConfigError as exc:
-            console.print(f"[red]error:[/] {exc}", highlight=False)
+            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2)
         except PrometheusError as exc:
             if as_json:
                 print(json.dumps({"ok": False, "error": str(exc)}))
             else:
-                console.print(f"[red]error:[/] {exc}", highlight=False)
+                console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1)
         if as_json:
             print(json.dumps(report, default=str))
         else:
             s = report["server"]
-            console.print(f"capplan doctor: {report['url']} ({s['kind']} {s['version']}), as of {report['as_of']}, "
-                          f"{report['history_days']} days of history", highlight=False)
+            console.print(escape(f"capplan doctor: {report['url']} ({s['kind']} {s['version']}), as of {report['as_of']}, "
+                                 f"{report['history_days']} days of history"), highlight=False)
             table = Table(show_lines=False, expand=False)
             for col in ("", "check", "cluster", "detail", "fix"):
                 table.add_column(col, overflow="fold")
             for c in report["checks"]:
-                table.add_row(f"[{_STYLE[c['status']]}]{c['status']}[/]", c["check"], c["cluster"], c["detail"], c["fix"])
+                # escape: details and fixes hold [...] (allowlists, clusters) that are not markup
+                table.add_row(f"[{_STYLE[c['status']]}]{c['status']}[/]", escape(c["check"]), escape(c["cluster"]),
+                              escape(c["detail"]), escape(c["fix"]))
             console.print(table)
             failed = sum(c["status"] == "FAIL" for c in report["checks"])
             warned = sum(c["status"] == "WARN" for c in report["checks"])

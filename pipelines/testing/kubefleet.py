@@ -60,7 +60,6 @@ TEST_CATALOG_TYPES = """\
   - {name: n2-standard-2, vcpu: 2, memory_gib: 8, max_pods: 110, on_demand_hourly_usd: 0.097, spot_discount_pct: 60, reserved_discount_pct: 37}
   - {name: Standard_D2s_v5, vcpu: 2, memory_gib: 8, max_pods: 30, on_demand_hourly_usd: 0.096, spot_discount_pct: 60, reserved_discount_pct: 37}
 """
-STEP = 300
 BUSY_MODES = {"user": 0.70, "system": 0.20, "softirq": 0.07, "nice": 0.02, "irq": 0.01}
 
 
@@ -98,6 +97,8 @@ class FleetSpec:
     seed: int = 11
     #: data after as_of midnight (a monthly run starts after midnight)
     after_s: int = 3600
+    #: seconds between scrapes (and between the truth's grid points)
+    scrape_s: int = 300
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), default=str)
@@ -107,7 +108,7 @@ class FleetSpec:
         d = json.loads(text)
         clusters = tuple(ClusterSpec(**{**c, "pools": tuple(PoolSpec(**{**p, "instance_types": tuple(p["instance_types"])})
                                                               for p in c["pools"])}) for c in d["clusters"])
-        return cls(dt.date.fromisoformat(d["as_of"]), d["days"], clusters, d["seed"], d["after_s"])
+        return cls(dt.date.fromisoformat(d["as_of"]), d["days"], clusters, d["seed"], d["after_s"], d.get("scrape_s", 300))
 
 
 def default_spec(as_of: dt.date, days: int = 23) -> FleetSpec:
@@ -176,6 +177,10 @@ class Fleet:
     template: NodeExporterTemplate
 
     @property
+    def step(self) -> int:
+        return self.spec.scrape_s
+
+    @property
     def window_end(self) -> int:
         return int(pd.Timestamp(self.spec.as_of, tz="UTC").timestamp())
 
@@ -218,7 +223,7 @@ class Fleet:
         holds for its 5 minutes; the scrapes in them read it."""
         start = self.window_end - self.spec.days * 86400
         hours = np.arange(start, self.window_end, 3600)
-        idx = ((hours[:, None] + STEP * np.arange(0, 12)[None, :]) - self.grid[0]) // STEP
+        idx = ((hours[:, None] + self.step * np.arange(0, 3600 // self.step)[None, :]) - self.grid[0]) // self.step
         rows = []
         for key, arr in self._pool_grid().items():
             ok = idx[:, -1] < len(arr)
@@ -237,7 +242,7 @@ class Fleet:
     def inventory(self) -> pd.DataFrame:
         """Nodes alive at the end of the window, as capplan's inventory should list them."""
         rows = []
-        end_i = int((self.window_end - 1 - self.grid[0]) // STEP)
+        end_i = int((self.window_end - 1 - self.grid[0]) // self.step)
         for cd in self.clusters:
             for nd in cd.nodes:
                 if nd.alive[end_i]:
@@ -265,10 +270,10 @@ def _h(*parts) -> int:
     return zlib.crc32("/".join(str(p) for p in parts).encode())
 
 
-def _smooth(rng: np.random.Generator, n: int, sd: float) -> np.ndarray:
-    """Noise drawn hourly and interpolated to the 5-minute grid (load is autocorrelated)."""
-    knots = rng.normal(0, sd, n // 12 + 2)
-    return np.interp(np.arange(n) / 12.0, np.arange(len(knots)), knots)
+def _smooth(rng: np.random.Generator, n: int, sd: float, per_hour: int = 12) -> np.ndarray:
+    """Noise drawn hourly and interpolated to the grid (load is autocorrelated)."""
+    knots = rng.normal(0, sd, n // per_hour + 2)
+    return np.interp(np.arange(n) / per_hour, np.arange(len(knots)), knots)
 
 
 def _node_name(provider: str, cluster: str, pool: str, i: int, ip: str) -> str:
@@ -292,8 +297,11 @@ def build_fleet(spec: FleetSpec, template: NodeExporterTemplate | None = None) -
     template = template or node_exporter_template()
     end = int(pd.Timestamp(spec.as_of, tz="UTC").timestamp()) + spec.after_s
     start = int(pd.Timestamp(spec.as_of, tz="UTC").timestamp()) - spec.days * 86400 - 3600
-    grid = np.arange(start, end, STEP)
+    step = spec.scrape_s
+    per_hour = 3600 // step
+    grid = np.arange(start, end, step)
     n = len(grid)
+    gap = max(1, 600 // step)  # ten minutes
     hours = (grid // 3600) % 24
     diurnal = 1 + 0.25 * np.sin(2 * np.pi * (hours + (grid % 3600) / 3600 - 8) / 24)
     clusters = []
@@ -314,33 +322,33 @@ def build_fleet(spec: FleetSpec, template: NodeExporterTemplate | None = None) -
                 if replaced and i == 0:
                     alive[n // 3:] = False  # spot interruption
                 if replaced and i == ps.nodes:
-                    alive[: n // 3 + 2] = False  # its replacement joins 10 minutes later
+                    alive[: n // 3 + gap] = False  # its replacement joins 10 minutes later
                 vcpu = INSTANCE_TYPES[itype][0]
                 base = rng.uniform(0.45, 0.9) * vcpu / 2
-                cpu = np.clip(base * diurnal * trend * (1 + _smooth(rng, n, 0.03)), 0.05, 0.85 * vcpu) * alive
+                cpu = np.clip(base * diurnal * trend * (1 + _smooth(rng, n, 0.03, per_hour)), 0.05, 0.85 * vcpu) * alive
                 mem_total = INSTANCE_TYPES[itype][1] * GIB
                 mem = np.clip(mem_total * rng.uniform(0.3, 0.45) * (0.9 + 0.1 * diurnal) * trend
-                              * (1 + _smooth(rng, n, 0.01)), 0, 0.9 * mem_total) * alive
+                              * (1 + _smooth(rng, n, 0.01, per_hour)), 0, 0.9 * mem_total) * alive
                 up = alive.copy()
                 nd = Node(cs.name, ps.name, _node_name(cs.provider, cs.name, ps.name, len(nodes), ip), ip, itype,
                           f"{'us-east-1' if ci == 0 else 'us-west-2'}{'abc'[i % 3]}", spot, alive, cpu, mem, up)
                 if cs.reboot_node and pi == 0 and i == 0:
                     nd.boot = n // 2  # a reboot: down for 10 minutes, counters from 0 after
-                    nd.up[nd.boot - 2: nd.boot] = False
-                    nd.cpu[nd.boot - 2: nd.boot] = 0
-                    nd.mem[nd.boot - 2: nd.boot] = 0
+                    nd.up[nd.boot - gap: nd.boot] = False
+                    nd.cpu[nd.boot - gap: nd.boot] = 0
+                    nd.mem[nd.boot - gap: nd.boot] = 0
                 nodes.append(nd)
-        _add_pods(cs, nodes, pods, n, rng, spec.days)
+        _add_pods(cs, nodes, pods, n, rng, gap)
         cd = ClusterData(cs, nodes, pods)
         if cs.pvcs:
-            cd.pvcs = _pvcs(cs, nodes, n, rng)
+            cd.pvcs = _pvcs(cs, nodes, n, rng, per_hour)
         if cs.ceph:
-            cd.ceph = _ceph(n, rng)
+            cd.ceph = _ceph(n, rng, per_hour)
         clusters.append(cd)
     return Fleet(spec, grid, clusters, template)
 
 
-def _add_pods(cs: ClusterSpec, nodes: list[Node], pods: list[Pod], n: int, rng: np.random.Generator, days: int) -> None:
+def _add_pods(cs: ClusterSpec, nodes: list[Node], pods: list[Pod], n: int, rng: np.random.Generator, gap: int) -> None:
     """Per node a node-exporter pod (DaemonSet) and an app pod (one Deployment per pool,
     rolled out once with a 10-minute surge; a pod whose spot node is interrupted is
     recreated and stays Pending until the replacement node joins); completed, failed
@@ -371,7 +379,7 @@ def _add_pods(cs: ClusterSpec, nodes: list[Node], pods: list[Pod], n: int, rng: 
         replacement = next((x for x in pool_nodes if not x.alive[0]), None)
         for j, nd in enumerate(x for x in pool_nodes if x.alive[0]):
             share = float(rng.uniform(0.6, 0.8))
-            old_live, new_live = k < rollout + 2, k >= rollout  # 10 minutes with both (maxSurge)
+            old_live, new_live = k < rollout + gap, k >= rollout  # 10 minutes with both (maxSurge)
             if nd.alive[-1]:
                 host = np.where(nd.alive, nd.name, "")
                 add(rs_old, (j,), req, req * 1.6 * GIB, host, old_live, share, n // 4 if j == 0 else None)
@@ -392,24 +400,24 @@ def _add_pods(cs: ClusterSpec, nodes: list[Node], pods: list[Pod], n: int, rng: 
                         {"bigjob": (16.0, 64 * GIB)}, np.full(n, "", dtype="<U80"), np.full(n, "Pending", dtype="<U12")))
 
 
-def _pvcs(cs: ClusterSpec, nodes: list[Node], n: int, rng: np.random.Generator) -> list[dict]:
+def _pvcs(cs: ClusterSpec, nodes: list[Node], n: int, rng: np.random.Generator, per_hour: int) -> list[dict]:
     general = [nd for nd in nodes if nd.pool == cs.pools[0].name]
     grow = np.linspace(0, 1, n)
     out = []
     for j, (claim, sc, cap_gib, used0, used1, mounts) in enumerate((
-            ("data-db-0", "gp3", 100, 40, 62, [general[0]]), ("data-db-1", "gp3", 100, 38, 59, [general[1]]),
-            ("shared-assets", "nfs-client", 500, 200, 260, [general[0], general[2]]))):
-        used = (used0 + (used1 - used0) * grow + _smooth(rng, n, 0.2)) * GIB
+            ("data-db-0", "gp3", 100, 40, 62, [general[0]]), ("data-db-1", "gp3", 100, 38, 59, [general[1 % len(general)]]),
+            ("shared-assets", "nfs-client", 500, 200, 260, [general[0], general[-1]]))):
+        used = (used0 + (used1 - used0) * grow + _smooth(rng, n, 0.2, per_hour)) * GIB
         out.append({"namespace": "shop", "claim": claim, "storageclass": sc, "capacity": np.full(n, cap_gib * GIB),
                     "used": used, "mounts": mounts, "mounted": np.ones(n), "volume": f"pvc-{_h(claim):08x}",
                     "access": "ReadWriteMany" if len(mounts) > 1 else "ReadWriteOnce"})
     return out
 
 
-def _ceph(n: int, rng: np.random.Generator) -> dict:
+def _ceph(n: int, rng: np.random.Generator, per_hour: int) -> dict:
     grow = np.linspace(0, 1, n)
     raw_total = 30 * TIB
-    stored = {".mgr": np.full(n, 5.0 * 2**20), "replicapool": (3.0 + 1.2 * grow + 0.01 * _smooth(rng, n, 1)) * TIB,
+    stored = {".mgr": np.full(n, 5.0 * 2**20), "replicapool": (3.0 + 1.2 * grow + 0.01 * _smooth(rng, n, 1, per_hour)) * TIB,
               "ec-data": (6.0 + 2.0 * grow) * TIB}
     factor = {".mgr": 3.0, "replicapool": 3.0, "ec-data": 1.5}
     raw_used = sum(stored[p] * factor[p] for p in stored)
@@ -457,28 +465,31 @@ class _Writer:
         self.samples += len(idx)
 
 
-def _offset(*key) -> int:
-    return 1 + _h(*key) % (STEP - 1)
+def _offset(step: int, *key) -> int:
+    """A target's scrape offset within the interval (Prometheus spreads targets)."""
+    return 1 + _h(*key) % (step - 1)
 
 
-def _counter(rate: np.ndarray, offset: int, start_value: float, reset_at: int = -1) -> np.ndarray:
+def _counter(rate: np.ndarray, step: int, offset: int, start_value: float, reset_at: int = -1) -> np.ndarray:
     """Counter value at each sample (grid + offset): the integral of ``rate`` (constant per
-    5-minute cell), from ``start_value``, restarting at 0 at grid index ``reset_at``."""
-    cum = np.concatenate([[0.0], np.cumsum(rate[:-1] * STEP)]) + rate * offset
+    grid cell), from ``start_value``, restarting at 0 at grid index ``reset_at``."""
+    cum = np.concatenate([[0.0], np.cumsum(rate[:-1] * step)]) + rate * offset
     if reset_at > 0:
         cum[reset_at:] -= cum[reset_at] - rate[reset_at] * offset
         return cum + np.where(np.arange(len(rate)) < reset_at, start_value, 0.0)
     return cum + start_value
 
 
-def groups(spec: FleetSpec) -> list[tuple[int, int]]:
-    """(cluster index, replica) pairs: one OpenMetrics file and promtool run each."""
-    return [(ci, r) for ci, cs in enumerate(spec.clusters) for r in range(cs.replicas)]
+def groups(spec: FleetSpec) -> list[tuple[int, int, int]]:
+    """(cluster index, replica, part) triples: one OpenMetrics file and promtool run each.
+    Part 0 holds node-exporter and cAdvisor, part 1 the rest (halves of similar size, so
+    parallel workers finish together)."""
+    return [(ci, r, part) for ci, cs in enumerate(spec.clusters) for r in range(cs.replicas) for part in (0, 1)]
 
 
-def write_group(fleet: Fleet, ci: int, replica: int, path: Path) -> int:
-    """Write what replica ``replica`` of cluster ``ci``'s Prometheus stored; returns the
-    number of samples."""
+def write_group(fleet: Fleet, ci: int, replica: int, path: Path, part: int | None = None) -> int:
+    """Write what replica ``replica`` of cluster ``ci``'s Prometheus stored (``part`` 0 or
+    1 of it, default both); returns the number of samples."""
     cd = fleet.clusters[ci]
     cs = cd.spec
     ext = {"cluster": cs.name}
@@ -488,11 +499,13 @@ def write_group(fleet: Fleet, ci: int, replica: int, path: Path) -> int:
     rshift = 37 * replica  # each replica scrapes on its own schedule
     with open(path, "w") as fh:
         w = _Writer(fh, fleet.grid)
-        _write_node_exporter(w, fleet, cd, ext, rshift)
-        _write_cadvisor(w, fleet, cd, ext, rshift)
-        _write_ksm(w, fleet, cd, ext, rshift)
-        _write_kubelet(w, fleet, cd, ext, rshift)
-        _write_ceph(w, fleet, cd, ext, rshift)
+        if part in (None, 0):
+            _write_node_exporter(w, fleet, cd, ext, rshift)
+            _write_cadvisor(w, fleet, cd, ext, rshift)
+        if part in (None, 1):
+            _write_ksm(w, fleet, cd, ext, rshift)
+            _write_kubelet(w, fleet, cd, ext, rshift)
+            _write_ceph(w, fleet, cd, ext, rshift)
         fh.write("# EOF\n")
     return w.samples
 
@@ -516,7 +529,7 @@ def _write_node_exporter(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, r
     modes = t.cpu_modes
     w.family("node_cpu_seconds_total", "counter")
     for nd in cd.nodes:
-        off = (_offset(cs.name, nd.name, "ne") + rshift) % STEP or 1
+        off = (_offset(fleet.step, cs.name, nd.name, "ne") + rshift) % fleet.step or 1
         tg = _targets(cs, nd, ne_pods[nd.name], "node-exporter")
         vcpu = nd.spec[0]
         shares = np.full(vcpu, 1.0 / vcpu) * (1 + 0.1 * np.linspace(-1, 1, vcpu))
@@ -528,7 +541,7 @@ def _write_node_exporter(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, r
             rates["idle"] = np.clip(1.0 - busy - 0.019, 0, None)
             for mode in modes:
                 r = rates.get(mode, np.zeros(len(busy)))
-                c = _counter(r, off, 1000.0 * (1 + cpu) * (1 + BUSY_MODES.get(mode, 0.5)), nd.boot)
+                c = _counter(r, fleet.step, off, 1000.0 * (1 + cpu) * (1 + BUSY_MODES.get(mode, 0.5)), nd.boot)
                 labels = {"container": tg["container"], "cpu": str(cpu), "endpoint": tg["endpoint"], "instance": tg["instance"],
                           "job": tg["job"], "mode": mode, "namespace": tg["namespace"], "pod": tg["pod"],
                           "service": tg["service"], **ext}
@@ -538,14 +551,14 @@ def _write_node_exporter(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, r
                       ("node_memory_MemTotal_bytes", lambda nd: mem_total[nd.name])):
         w.family(name, "gauge")
         for nd in cd.nodes:
-            off = (_offset(cs.name, nd.name, "ne") + rshift) % STEP or 1
+            off = (_offset(fleet.step, cs.name, nd.name, "ne") + rshift) % fleet.step or 1
             tg = _targets(cs, nd, ne_pods[nd.name], "node-exporter")
             v = get(nd)
             w.series(name, {**tg, **ext}, v if np.isscalar(v) else np.round(v), off, nd.up)
     for name in ("node_filesystem_avail_bytes", "node_filesystem_size_bytes"):
         w.family(name, "gauge")
         for nd in cd.nodes:
-            off = (_offset(cs.name, nd.name, "ne") + rshift) % STEP or 1
+            off = (_offset(fleet.step, cs.name, nd.name, "ne") + rshift) % fleet.step or 1
             tg = _targets(cs, nd, ne_pods[nd.name], "node-exporter")
             for fs in t.filesystems:
                 fsl = dict(fs)
@@ -556,7 +569,7 @@ def _write_node_exporter(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, r
                 w.series(name, {**fsl, **tg, **ext}, v, off, nd.up)
     w.family("node_uname_info", "gauge")
     for nd in cd.nodes:
-        off = (_offset(cs.name, nd.name, "ne") + rshift) % STEP or 1
+        off = (_offset(fleet.step, cs.name, nd.name, "ne") + rshift) % fleet.step or 1
         tg = _targets(cs, nd, ne_pods[nd.name], "node-exporter")
         uname = {k: "" for k in t.labels["node_uname_info"]}
         uname |= {"domainname": "(none)", "machine": "x86_64", "nodename": nd.name.split(".")[0],
@@ -573,11 +586,11 @@ def _write_cadvisor(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift
         w.family(metric, "counter" if counter else "gauge")
         cpu_l = {"cpu": "total"} if counter else {}
         for nd in cd.nodes:
-            off = (_offset(cs.name, nd.name, "kubelet") + rshift) % STEP or 1
+            off = (_offset(fleet.step, cs.name, nd.name, "kubelet") + rshift) % fleet.step or 1
             # cAdvisor exposes namespace/pod/container on every series (empty for the root
             # cgroup), so with honorLabels the kubelet target adds no namespace
             tg = {k: v for k, v in _targets(cs, nd, "", "kubelet", "/metrics/cadvisor").items() if k != "namespace"}
-            v = _counter(nd.cpu * 1.05, off, 5e5, nd.boot) if counter else nd.mem * 0.95
+            v = _counter(nd.cpu * 1.05, fleet.step, off, 5e5, nd.boot) if counter else nd.mem * 0.95
             w.series(metric, {**tg, **cpu_l, "id": "/", **ext}, np.round(v, 3), off, nd.up)
             for p in apps:
                 on = (p.node == nd.name) & (p.phase == "Running") & nd.up
@@ -593,42 +606,42 @@ def _write_cadvisor(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift
                 for seg, cid in segments:
                     if not seg.any():
                         continue
-                    v = _counter(np.where(seg, usage, 0.0), off, 0.0) if counter else mem
+                    v = _counter(np.where(seg, usage, 0.0), fleet.step, off, 0.0) if counter else mem
                     w.series(metric, {**tg, "container": "app", **cpu_l, "id": f"{cg}/cri-containerd-{cid}.scope",
                                       "image": f"registry.example.com/{p.namespace}/{p.owner[1]}:1.4.2", "name": cid,
                                       "namespace": p.namespace, "pod": p.name, **ext}, np.round(v, 3), off, seg)
                 # the pod-level cgroup: container="" and image="" (Prometheus drops empty labels)
-                pv = _counter(usage * 1.02, off, 0.0) if counter else mem * 1.05
+                pv = _counter(usage * 1.02, fleet.step, off, 0.0) if counter else mem * 1.05
                 w.series(metric, {**tg, **cpu_l, "id": cg, "namespace": p.namespace, "pod": p.name, **ext},
                          np.round(pv, 3), off, on)
                 if cs.pause_containers:  # the sandbox under dockershim: container="POD"
-                    pz = _counter(np.where(on, 0.001, 0.0), off, 0.0) if counter else np.full(len(on), 7e5)
+                    pz = _counter(np.where(on, 0.001, 0.0), fleet.step, off, 0.0) if counter else np.full(len(on), 7e5)
                     w.series(metric, {**tg, "container": "POD", **cpu_l, "id": f"{cg}/docker-{_h(p.uid, 'pause'):012x}",
                                       "image": "registry.k8s.io/pause:3.9", "name": f"k8s_POD_{p.name}",
                                       "namespace": p.namespace, "pod": p.name, **ext}, np.round(pz, 4), off, on)
 
 
-def _ksm_targets(cs: ClusterSpec, copy: int) -> tuple[dict, int]:
+def _ksm_targets(cs: ClusterSpec, copy: int, step: int) -> tuple[dict, int]:
     if cs.style == "kp":
         tg = {"container": "kube-rbac-proxy-main", "instance": f"10.244.{2 + copy}.7:8443", "job": "kube-state-metrics"}
     else:
         tg = {"container": "kube-state-metrics", "endpoint": "http", "instance": f"10.{copy}.3.15:8080", "job": "kube-state-metrics",
               "namespace": "monitoring", "pod": _pod_name(f"kube-prometheus-stack-kube-state-metrics-6d9c7b5f4{copy}", cs.name),
               "service": "kube-prometheus-stack-kube-state-metrics"}
-    return tg, _offset(cs.name, "ksm", copy)
+    return tg, _offset(step, cs.name, "ksm", copy)
 
 
 def _ksm_copies(fleet: Fleet, cs: ClusterSpec) -> list[tuple[dict, int, np.ndarray]]:
     n = len(fleet.grid)
     out = []
     for copy in range(cs.ksm_copies):
-        tg, off = _ksm_targets(cs, copy)
+        tg, off = _ksm_targets(cs, copy, fleet.step)
         out.append((tg, off, np.ones(n, bool)))
     if cs.ksm_rollout_day is not None:  # a rolling update: the new pod runs a day before the old one goes
-        day0 = int((fleet.window_end - fleet.spec.days * 86400 + cs.ksm_rollout_day * 86400 - fleet.grid[0]) // STEP)
+        day0 = int((fleet.window_end - fleet.spec.days * 86400 + cs.ksm_rollout_day * 86400 - fleet.grid[0]) // fleet.step)
         tg_old, off_old, _ = out[0]
-        tg_new, off_new = _ksm_targets(cs, 5)
-        old_mask = np.arange(n) < day0 + 288
+        tg_new, off_new = _ksm_targets(cs, 5, fleet.step)
+        old_mask = np.arange(n) < day0 + 86400 // fleet.step
         out[0] = (tg_old, off_old, old_mask)
         out.append((tg_new, off_new, np.arange(n) >= day0))
     return out
@@ -658,7 +671,7 @@ def _write_ksm(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift: int
 
     def node_metric(name: str, nd: Node, labels: dict, value) -> None:
         for tg, off, mask in copies:
-            o = (off + rshift) % STEP or 1
+            o = (off + rshift) % fleet.step or 1
             # honorLabels: true: the target's labels fill what the metric does not have itself
             w.series(name, {**labels, **{k: v for k, v in tg.items() if k not in labels}, **ext}, value, o, nd.alive & mask)
 
@@ -686,7 +699,7 @@ def _write_ksm(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift: int
 
     def pod_metric(name: str, p: Pod, labels: dict, value, mask: np.ndarray) -> None:
         for tg, off, cmask in copies:
-            o = (off + rshift) % STEP or 1
+            o = (off + rshift) % fleet.step or 1
             base = {"namespace": p.namespace, "pod": p.name, "uid": p.uid}
             w.series(name, {**base, **labels, **{k: v for k, v in tg.items() if k not in base and k not in labels}, **ext},
                      value, o, mask & cmask)
@@ -723,7 +736,7 @@ def _write_ksm(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift: int
         n = len(fleet.grid)
         for x in cd.pvcs:
             for tg, off, cmask in copies:
-                o = (off + rshift) % STEP or 1
+                o = (off + rshift) % fleet.step or 1
                 base = {"namespace": x["namespace"], "persistentvolumeclaim": x["claim"], "storageclass": x["storageclass"],
                         "volumename": x["volume"], "volumemode": "Filesystem"}
                 w.series("kube_persistentvolumeclaim_info", {**base, **{k: v for k, v in tg.items() if k not in base}, **ext},
@@ -738,7 +751,7 @@ def _write_kubelet(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift:
         w.family(metric, "gauge")
         for x in cd.pvcs:
             for nd in x["mounts"]:  # every kubelet that mounts the claim reports it
-                off = (_offset(cs.name, nd.name, "kubelet") + rshift) % STEP or 1
+                off = (_offset(fleet.step, cs.name, nd.name, "kubelet") + rshift) % fleet.step or 1
                 tg = _targets(cs, nd, "", "kubelet", "/metrics")
                 labels = {"namespace": x["namespace"], "persistentvolumeclaim": x["claim"],
                           **{k: v for k, v in tg.items() if k != "namespace"}, **ext}
@@ -749,7 +762,7 @@ def _write_ceph(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift: in
     if not cd.ceph:
         return
     cs = cd.spec
-    off = (_offset(cs.name, "ceph") + rshift) % STEP or 1
+    off = (_offset(fleet.step, cs.name, "ceph") + rshift) % fleet.step or 1
     tg = {"container": "mgr", "endpoint": "http-metrics", "instance": "10.244.1.9:9283", "job": "rook-ceph-mgr",
           "namespace": "rook-ceph", "pod": "rook-ceph-mgr-a-5c7b9d8f6-xk2lp", "service": "rook-ceph-mgr"}
     pools = cd.ceph["pools"]

@@ -5,6 +5,7 @@ for the same fleet share one server)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,18 @@ def prom_site(folder: Path, url: str, history_days: int = 14, extra: str = "", a
     text = cfg.read_text().replace("kind: demo                # demo | prometheus | file", "kind: prometheus")
     text = text.replace("    url: http://127.0.0.1:9090\n", f"    url: {url}\n    timeout_s: 30\n    retries: 1\n{extra}")
     text = text.replace("history_days: 180", f"history_days: {history_days}")
+    for key in ("headers", "auth", "verify_tls", "step"):  # ``extra`` may set what the shipped file sets
+        if f"    {key}:" in extra:
+            text = _drop_later(text, key, extra)
     cfg.write_text(text)
     return cfg
+
+
+def _drop_later(text: str, key: str, extra: str) -> str:
+    """Remove the shipped ``key:`` line under source.prometheus (the one after ``extra``)."""
+    start = text.index(extra) + len(extra)
+    head, tail = text[:start], text[start:]
+    return head + re.sub(rf"(?m)^    {key}: .*\n", "", tail, count=1)
 
 
 @dataclass
@@ -67,9 +78,9 @@ def stop_served(name: str | None = None) -> None:
 
 
 def main_spec(as_of: dt.date = AS_OF) -> FleetSpec:
-    """22 days: an EKS cluster on kube-prometheus-stack with two HA replicas and a Karpenter
+    """18 days: an EKS cluster on kube-prometheus-stack with two HA replicas and a Karpenter
     cluster on kube-prometheus with Rook/Ceph (:func:`.kubefleet.default_spec`)."""
-    return default_spec(as_of, 22)
+    return default_spec(as_of, 18)
 
 
 def doctor_specs(as_of: dt.date = AS_OF) -> dict[str, tuple[FleetSpec, dict]]:

@@ -31,13 +31,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _backfill_group(job: Path, ci: int, replica: int) -> int:
+def _backfill_group(job: Path, ci: int, replica: int, part: int) -> int:
     """In a worker process: rebuild the (seeded) fleet, write one group, run promtool."""
     d = json.loads(job.read_text())
     folder = job.parent
     fleet = build_fleet(FleetSpec.from_json(d["spec"]), parse_template(d["template"], d["source"]))
-    om = Path(folder) / f"group-{ci}-{replica}.om"
-    samples = write_group(fleet, ci, replica, om)
+    om = Path(folder) / f"group-{ci}-{replica}-{part}.om"
+    samples = write_group(fleet, ci, replica, om, part)
     # promtool parses the whole file once per block it writes; its block ranges are 2h x 3^k,
     # aligned to multiples of the range. 13122h (2h x 3^8, about 18 months) puts a fixture in
     # one block (two passes over the file) instead of one per 20 days at the default 720h.
@@ -53,7 +53,7 @@ def backfill(spec: FleetSpec, folder: Path, template: NodeExporterTemplate | Non
              workers: int = 2) -> tuple[Fleet, Path, int]:
     """Generate ``spec``, write it to ``folder/tsdb``; returns (fleet, tsdb, samples).
 
-    Each (cluster, replica) is written and backfilled by its own worker process (a plain
+    Each (cluster, replica, half) is written and backfilled by its own worker process (a plain
     ``python -m pipelines.testing.promserver``: no fork of the caller, which may run
     threads), ``workers`` at a time."""
     template = template or node_exporter_template()
@@ -62,8 +62,8 @@ def backfill(spec: FleetSpec, folder: Path, template: NodeExporterTemplate | Non
     job = folder / "fleet.json"
     job.write_text(json.dumps({"spec": spec.to_json(), "template": template.text, "source": template.source}))
 
-    def run(group: tuple[int, int]) -> int:
-        r = subprocess.run([sys.executable, "-m", "pipelines.testing.promserver", str(job), str(group[0]), str(group[1])],
+    def run(group: tuple[int, int, int]) -> int:
+        r = subprocess.run([sys.executable, "-m", "pipelines.testing.promserver", str(job), *map(str, group)],
                            capture_output=True, text=True, timeout=3600)
         if r.returncode != 0:
             raise RuntimeError(f"backfill of group {group} failed: {r.stderr[-3000:]}")
@@ -122,4 +122,4 @@ def serve_fleet(spec: FleetSpec, folder: Path, template: NodeExporterTemplate | 
 
 
 if __name__ == "__main__":
-    print(_backfill_group(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    print(_backfill_group(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))

@@ -47,6 +47,8 @@ def test_without_the_allowlist_the_run_stops_before_any_heavy_query(servers, tmp
     assert "eks.amazonaws.com" not in pools["fix"] and "node.kubernetes.io/instance-type" in pools["fix"]
     res = CliRunner().invoke(app, ["doctor", "--config", str(cfg_path), "--json"])
     assert res.exit_code == 1 and '"ok": false' in res.output
+    res = CliRunner().invoke(app, ["doctor", "--config", str(cfg_path), "--no-cost"])
+    assert res.exit_code == 1 and "nodes=[cloud.google.com/gke-nodepool," in res.output.replace("\n", "").replace(" ", "")
     cfg = load_config(cfg_path)
     client = connect(cfg)
     with pytest.raises(PrometheusError, match=r"(?s)node pools \[gke-lab\].*metricLabelsAllowlist"):

@@ -37,18 +37,21 @@ FAMILY_PROBES = {
     "kubelet": ("kubelet_volume_stats_capacity_bytes", "kubelet", "/metrics"),
     "ceph": ("ceph_pool_metadata", None, None),
 }
-#: Metrics the default catalog reads: (name, family, required)
+#: Metrics the default catalog reads: (name, family, what it is for when optional; None: required)
 CATALOG_METRICS = [
-    ("kube_node_info", "kube_state_metrics", True), ("kube_node_labels", "kube_state_metrics", False),
-    ("kube_node_status_allocatable", "kube_state_metrics", True), ("kube_pod_info", "kube_state_metrics", True),
-    ("kube_pod_status_phase", "kube_state_metrics", True),
-    ("kube_pod_container_resource_requests", "kube_state_metrics", True),
-    ("kube_persistentvolumeclaim_info", "kube_state_metrics", False),
-    ("node_cpu_seconds_total", "node_exporter", False), ("node_memory_MemTotal_bytes", "node_exporter", False),
-    ("node_memory_MemAvailable_bytes", "node_exporter", False),
-    ("container_cpu_usage_seconds_total", "cadvisor", False), ("container_memory_working_set_bytes", "cadvisor", False),
-    ("kubelet_volume_stats_used_bytes", "kubelet", False), ("kubelet_volume_stats_capacity_bytes", "kubelet", False),
-    ("ceph_pool_stored", "ceph", False), ("ceph_pool_max_avail", "ceph", False), ("ceph_pool_metadata", "ceph", False),
+    ("kube_node_info", "kube_state_metrics", None), ("kube_node_labels", "kube_state_metrics", "node pools"),
+    ("kube_node_status_allocatable", "kube_state_metrics", None), ("kube_pod_info", "kube_state_metrics", None),
+    ("kube_pod_status_phase", "kube_state_metrics", None),
+    ("kube_pod_container_resource_requests", "kube_state_metrics", None),
+    ("kube_persistentvolumeclaim_info", "kube_state_metrics", "PVC storage by class"),
+    ("node_cpu_seconds_total", "node_exporter", "node usage"), ("node_memory_MemTotal_bytes", "node_exporter", "node usage"),
+    ("node_memory_MemAvailable_bytes", "node_exporter", "node usage"),
+    ("container_cpu_usage_seconds_total", "cadvisor", "container usage"),
+    ("container_memory_working_set_bytes", "cadvisor", "container usage"),
+    ("kubelet_volume_stats_used_bytes", "kubelet", "PVC storage by class"),
+    ("kubelet_volume_stats_capacity_bytes", "kubelet", "PVC storage by class"),
+    ("ceph_pool_stored", "ceph", "Ceph pools"), ("ceph_pool_max_avail", "ceph", "Ceph pools"),
+    ("ceph_pool_metadata", "ceph", "Ceph pools"),
 ]
 
 
@@ -283,14 +286,16 @@ def _jobs(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
 def _metrics(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> dict[str, list[str]]:
     sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
     keys: dict[str, list[str]] = {}
-    for metric, family, required in CATALOG_METRICS:
+    for metric, family, optional in CATALOG_METRICS:
         found = ctx.client.labels(f"{metric}{{{sel}}}", ctx.at - max(ctx.step_s, 3600), ctx.at)
         keys[metric] = found
         if not found:
             if metric == "kube_node_labels":
                 continue  # the pool-label check says what to do
-            setup.add(f"metric {metric}", "FAIL" if required else "WARN", "no series",
-                      "scrape kube-state-metrics v2" if family == "kube_state_metrics" else "")
+            if optional:  # the scrape-jobs and storage checks say what is missing as a whole
+                setup.add(f"metric {metric}", "OK", f"no series (optional: {optional})")
+            else:
+                setup.add(f"metric {metric}", "FAIL", "no series", "scrape kube-state-metrics v2")
             continue
         shown = [k for k in found if k != "__name__"]
         status, fix = "OK", ""
@@ -385,10 +390,13 @@ def _pool_checks(setup: Setup, cs: ClusterSetup, plan: NodeLabelPlan, inv: pd.Da
     if plan.nodes and plan.no_instance_type_pct > limit_pct:
         setup.add("instance types", "FAIL", f"{plan.no_instance_type} of {plan.nodes} nodes have no "
                   "node.kubernetes.io/instance-type label in kube_node_labels: the plan cannot size node orders",
-                  f"allow-list it in kube-state-metrics:\n{snippet}", cs.name)
+                  f"allow-list it; kube-prometheus-stack values:\n{snippet}", cs.name)
     spot = int((inv["capacity_type"] == "spot").sum()) if len(inv) else 0
+    no_zone = int((inv["zone"] == "unknown").sum()) if len(inv) else 0
     if plan.nodes and plan.no_instance_type_pct <= limit_pct:
-        setup.add("instance types", "OK", f"{inv['instance_type'].nunique()} types; {spot} spot nodes", cluster=cs.name)
+        setup.add("instance types", "WARN" if no_zone else "OK", f"{inv['instance_type'].nunique()} types; {spot} spot nodes"
+                  + (f"; {no_zone} nodes without topology.kubernetes.io/zone (zone failure units see one zone)" if no_zone else ""),
+                  f"allow-list the zone label too:\n{snippet}" if no_zone else "", cs.name)
 
 
 def _join(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], keys: dict[str, list[str]], inv: pd.DataFrame) -> None:
@@ -455,15 +463,15 @@ def _history(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
     start, end, day = w.start.timestamp(), w.end.timestamp(), 86400
 
     def earliest(extra: dict | None) -> dict[str | None, float]:
-        # One point per day (the samples within the lookback of each midnight): cheap even
-        # for 10,000 nodes, where a count_over_time over 180 days would load every sample.
+        # One point per day (the last scrapes before each midnight): cheap even for 10,000
+        # nodes, where a count_over_time over 180 days would load every sample.
         first = math.floor(start / day) * day
         out: dict[str | None, float] = {}
         pos = first
         while pos <= end:  # 11,000 points per request at most
             b = min(pos + 10000 * day, end)
-            ans = ctx.client.query_range("doctor:history", f"count by ({c}) (kube_node_info{{{sel}}})", pos, b, day,
-                                         extra=extra)
+            ans = ctx.client.query_range("doctor:history", f"count by ({c}) (last_over_time(kube_node_info{{{sel}}}"
+                                         f"[{2 * setup.scrape_s}s]))", pos, b, day, extra=extra)
             for r in ans.result:
                 ts = min(float(t) for t, _ in r["values"]) if r["values"] else None
                 key = r["metric"].get(c)

@@ -103,6 +103,8 @@ class RequestRecord:
     points: int = 0
     peak_samples: int | None = None
     total_samples: int | None = None
+    #: the form that was sent (to replay a pull, as the benchmark does)
+    params: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -252,7 +254,7 @@ class PromClient:
             env = self.call("POST", "/api/v1/query_range", params, f"query {name!r} (clusters: {cluster})", query=True,
                             window=window)
         except TooHeavy:
-            self._record(RequestRecord(name, cluster, start, end, step, time.perf_counter() - t, "too-heavy"))
+            self._record(RequestRecord(name, cluster, start, end, step, time.perf_counter() - t, "too-heavy", params=params))
             raise
         except PrometheusError as exc:
             raise PrometheusError(f"{exc}; PromQL: {expr}" if "HTTP 4" in str(exc) else str(exc)) from None
@@ -264,7 +266,8 @@ class PromClient:
                           _int(samples.get("totalQueryableSamples")), timings.get("evalTotalTime"),
                           [self.clean(str(w)) for w in env.get("warnings") or []])
         self._record(RequestRecord(name, cluster, start, end, step, time.perf_counter() - t, "ok",
-                                   sum(len(r.get("values") or ()) for r in ans.result), ans.peak_samples, ans.total_samples))
+                                   sum(len(r.get("values") or ()) for r in ans.result), ans.peak_samples, ans.total_samples,
+                                   params))
         return ans
 
     def labels(self, match: str, start: float, end: float) -> list[str]:

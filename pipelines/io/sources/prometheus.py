@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Callable
@@ -177,9 +178,14 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
     for r in stored.itertuples():
         have[(r.query_name, r.cluster, r.step_s)].append((pd.Timestamp(r.window_start), pd.Timestamp(r.window_end)))
     seen_clusters = set(stored["cluster"].dropna())
+    # Thanos: windows are cut where raw blocks begin, so raw data is never read at 1h resolution
+    cut = pd.Timestamp(math.ceil(setup.raw_earliest / step_s) * step_s, unit="s", tz="UTC") if setup.raw_earliest else None
     tasks = []
     for q in queries:
-        for a, b in missing_windows(window.start, window.end, have[(q.name, q.cluster, step_s)], step_s):
+        gaps = missing_windows(window.start, window.end, have[(q.name, q.cluster, step_s)], step_s)
+        if cut is not None:
+            gaps = [part for a, b in gaps for part in (((a, cut), (cut, b)) if a < cut < b else ((a, b),))]
+        for a, b in gaps:
             grid = plan_chunks(a.timestamp(), b.timestamp(), step_s, 10**9)
             if grid:
                 tasks.append((q, a, b, grid[0][0] + q.shift_s, grid[0][1] + q.shift_s))
