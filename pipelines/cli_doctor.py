@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -57,6 +58,7 @@ def register(app: typer.Typer) -> None:
         their labels, node-pool labels per cluster, the node-exporter join, duplicates,
         history length, storage sources and what each pool query costs. Every line says
         OK, WARN or FAIL and what to change. Exit code 0 when nothing failed, else 1."""
+        from rich import box
         from rich.console import Console
         from rich.markup import escape
         from rich.table import Table
@@ -64,7 +66,8 @@ def register(app: typer.Typer) -> None:
         from .config import ConfigError
         from .io.sources.promapi import PrometheusError
 
-        console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=not sys.stdout.isatty())
+        wide = sys.stdout.isatty() or bool(os.environ.get("COLUMNS"))
+        console = Console(width=None if wide else 160)
         try:
             day = dt.date.fromisoformat(as_of) if as_of else None
         except ValueError:
@@ -87,7 +90,7 @@ def register(app: typer.Typer) -> None:
             s = report["server"]
             console.print(escape(f"capplan doctor: {report['url']} ({s['kind']} {s['version']}), as of {report['as_of']}, "
                                  f"{report['history_days']} days of history"), highlight=False)
-            table = Table(show_lines=False, expand=False)
+            table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
             for col in ("", "check", "cluster", "detail", "fix"):
                 table.add_column(col, overflow="fold")
             for c in report["checks"]:

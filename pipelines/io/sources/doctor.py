@@ -21,7 +21,8 @@ from ...config import PrometheusSource
 from ...domain import HistoryWindow
 from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name
 from .common import INVENTORY_COLUMNS
-from .presets import UNLABELLED, NodeLabelPlan, allowlist_snippet, inventory_from_labels, ksm_label, plan_node_labels, provider_of
+from .presets import (PRESETS, PROVIDER_PRESETS, UNLABELLED, NodeLabelPlan, allowlist_snippet, inventory_from_labels, ksm_label,
+                      plan_node_labels, provider_of)
 from .promapi import PromClient, TooHeavy, WindowPlanner, escape_label_value, fmt_ts, parse_duration
 
 __all__ = ["Check", "ServerInfo", "Setup", "CostEstimate", "inspect", "probe_costs", "REPLICA_LABELS"]
@@ -372,7 +373,11 @@ def _inventory(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> pd.Data
 
 def _pool_checks(setup: Setup, cs: ClusterSetup, plan: NodeLabelPlan, inv: pd.DataFrame, raw: list[dict],
                  custom: dict, limit_pct: float) -> None:
-    looked = ", ".join(f"{ksm_label(k)} ({k})" for k in plan.pool_keys)
+    own = [k for prov in plan.providers for name in PROVIDER_PRESETS.get(prov, ()) for k in PRESETS[name].pool]
+    shown = [k for k in plan.pool_keys if k in own or plan.preset != "auto" or not own]
+    looked = ", ".join(f"{ksm_label(k)} ({k})" for k in shown)
+    if len(shown) < len(plan.pool_keys):
+        looked += f" (and {len(plan.pool_keys) - len(shown)} pool labels of other providers)"
     found = ", ".join(plan.found) if plan.found else ("no kube_node_labels series at all: kube-state-metrics v2.10+ does "
                                                       "not export it without --metric-labels-allowlist" if not raw
                                                       else "kube_node_labels has no label_* labels (nothing allow-listed)")
