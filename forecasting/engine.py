@@ -190,7 +190,11 @@ def _forecast(
     choice = (*CANDIDATES, *BASELINES) if model == "auto" else (model,)
     frame, model_name, scores, more, dependence = _forecast_level(level_series, profile, fitted, choice, horizon, step, level)
     notes += more
-    frame, contributions = apply_overlays(frame, [o for o in occ if o.end is None or o.end > index[-1].date()], measured)
+    # Future windows only; a step that began inside the history is in the data the model
+    # was fitted on, so applying it again would count it twice.
+    last = index[-1].date()
+    ahead = [o for o in occ if (o.end is not None and o.end > last) or (o.end is None and o.start > last)]
+    frame, contributions = apply_overlays(frame, ahead, measured)
     if non_negative:
         for c in ("yhat", "yhat_lower", "yhat_upper", "yhat_baseline", *QUANTILE_COLUMNS):
             frame[c] = frame[c].clip(lower=0)

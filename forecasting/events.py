@@ -28,7 +28,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["Scope", "Event", "Occurrence", "Overlaid", "occurrences", "events_for", "mask_events", "measure_uplift",
-           "apply_overlays", "CONTRIBUTION_COLUMNS"]
+           "apply_overlays", "event_factor", "CONTRIBUTION_COLUMNS"]
 
 #: Columns of the per-event contributions frame (long: one row per event and day):
 #: ``contribution`` is what the event added to ``yhat`` (series units), ``factor`` what it
@@ -160,7 +160,7 @@ def measure_uplift(actual: pd.Series, baseline: pd.Series, o: Occurrence) -> flo
     return 100.0 * (float(actual[inside].mean()) / base - 1.0)
 
 
-def _factor(days: np.ndarray, o: Occurrence, uplift_pct: float) -> np.ndarray:
+def event_factor(days: np.ndarray, o: Occurrence, uplift_pct: float) -> np.ndarray:
     """Multiplier per day: 1 outside, 1+u inside, linear ramps at the edges."""
     u = uplift_pct / 100.0
     d = np.array([(x - o.start).days for x in days], dtype=float)
@@ -205,7 +205,7 @@ def apply_overlays(
             uplift = (measured or {}).get(o.event.name)
         if uplift is None or o.event.kind == "holiday" and not o.event.country:
             continue
-        factor = _factor(days, o, uplift)
+        factor = event_factor(days, o, uplift)
         before = out["yhat"].to_numpy()
         for c in values:
             out[c] = out[c].to_numpy() * factor

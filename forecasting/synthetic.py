@@ -21,8 +21,13 @@ What the history holds:
   their thresholds whatever the plan date (at the default 400 nodes, a plan as of any
   date in 2026-2027 has some pools to expand);
 * requests held for a week (deploys), pods for a day;
-* **Double-11** (Nov 1-12, a day's ramp either side) in the compute and edge tiers only,
-  as ``catalogs/events.yaml`` scopes it (usage +60%, requests +30%);
+* **the declared business events** happen as declared: each event of the calendar the
+  caller passes (the demo passes the run's ``catalogs/events.yaml``; by default
+  :data:`DEMO_EVENTS`, the same events) multiplies the usage and requests of the
+  resources and pools it scopes, with its ramps: Double-11 (Nov 1-12, +150%) in the
+  compute and edge tiers, the 2027 Spring Festival (+40%) there too, the Q2 launch (+20%
+  from 2027-04-01) fleet-wide. A plan's overlays therefore forecast what then happens,
+  and a track record of past plans is not spoiled by events that were declared wrong;
 * **one undeclared spike**, on purpose: in the first cluster (``prod-cn-east``), data
   tier, usage and requests +25% on 10-15 April and 10-15 October (UTC days) every year,
   "a data migration nobody declared". No events catalog mentions it, so capplan's
@@ -43,10 +48,11 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from .events import Event, event_factor, events_for, occurrences
 from .frames import make_series_id
 
 __all__ = ["TIERS", "FleetChunk", "fleet_layout", "generate_fleet", "generate_series", "DEMO_CLUSTERS", "EPOCH",
-           "UNDECLARED_SPIKE", "undeclared_spike", "festival"]
+           "UNDECLARED_SPIKE", "undeclared_spike", "festival", "DEMO_EVENTS"]
 
 GIB = 2**30
 TIB = 2**40
@@ -101,6 +107,16 @@ _PHASE_IN_SLOT = {"data": 0.0, "control-plane": 0.25, "compute": 0.5, "edge": 0.
 #: The undeclared spike: (cluster position in the layout, tier, first days (month, day),
 #: length in days, uplift). See the module docstring.
 UNDECLARED_SPIKE = (0, "data", ((4, 10), (10, 10)), 6, 0.25)
+
+#: The business calendar the shipped catalogs/events.yaml declares (what the demo fleet's
+#: history holds when the caller passes no calendar of its own).
+DEMO_EVENTS = [
+    Event(name="double-11", start=dt.date(2025, 11, 1), end=dt.date(2025, 11, 12), recurring="annual", uplift_pct=150,
+          ramp_up_days=3, ramp_down_days=2, scope={"level": "tier", "names": ["compute", "edge"]}),
+    Event(name="spring-festival-2027", start=dt.date(2027, 2, 5), end=dt.date(2027, 2, 11), uplift_pct=40, ramp_up_days=2,
+          scope={"level": "tier", "names": ["edge", "compute"]}),
+    Event(name="q2-product-launch", kind="step", start=dt.date(2027, 4, 1), uplift_pct=20, scope={"level": "fleet"}),
+]
 
 #: Storage: capacity grows by this share of its first size when use reaches STORAGE_EXPAND_AT of it.
 STORAGE_EXPAND_AT = 0.80
@@ -347,6 +363,20 @@ class _Calendar:
     years: np.ndarray
     festival: np.ndarray
     spike: np.ndarray
+    events: list[Event]
+
+    def event_factors(self, cluster: str, pool: str, tier: str) -> dict[str, np.ndarray]:
+        """resource -> the product of the factors of the events that scope this pool (1 where none)."""
+        days = self.grid.ts.tz_convert("UTC").floor("D").date
+        first, last = days[0], days[-1]
+        out: dict[str, np.ndarray] = {}
+        for res in ("cpu", "memory", "pods"):
+            f = np.ones(len(days))
+            for o in occurrences(events_for(self.events, {"cluster": cluster, "pool": pool, "tier": tier, "resource": res}), first, last):
+                if o.event.uplift_pct is not None and o.event.kind != "holiday":
+                    f *= event_factor(days, o, o.event.uplift_pct)
+            out[res] = f
+        return out
 
 
 def _pool_totals(pool: _Pool, cal: _Calendar, shape: np.ndarray, ar: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
@@ -355,23 +385,21 @@ def _pool_totals(pool: _Pool, cal: _Calendar, shape: np.ndarray, ar: np.ndarray)
     usable_cpu = (pool.nodes - 2) * pool.alloc_cpu
     phase = ((pool.position + _PHASE_IN_SLOT[pool.tier]) / pool.clusters) % 1.0
     trend = _trend(cal.years, growth, pool.amplitude, phase)
-    # Double-11 only where the events catalog scopes it (compute, edge)
-    in_festival = pool.tier in ("compute", "edge")
-    fest_usage = 1.0 + (0.6 * cal.festival if in_festival else 0.0)
-    fest_req = 1.0 + (0.3 * cal.festival if in_festival else 0.0)
+    # the declared events, as declared (scope, resources, ramps)
+    ev = cal.event_factors(pool.cluster, pool.tier, pool.tier)
     spike_cluster, spike_tier, _starts, _days, uplift = UNDECLARED_SPIKE
     extra = 1.0 + (uplift * cal.spike if (pool.position, pool.tier) == (spike_cluster, spike_tier) else 0.0)
-    cpu = usable_cpu * pool.base_share * trend * shape * fest_usage * extra * (1 + ar)
+    cpu = usable_cpu * pool.base_share * trend * shape * ev["cpu"] * extra * (1 + ar)
     mem_level = usable_cpu * pool.base_share * pool.mem_per_core
-    mem = mem_level * trend * (1 + 0.25 * (shape - 1)) * np.sqrt(fest_usage) * extra * (1 + 0.5 * ar)
+    mem = mem_level * trend * (1 + 0.25 * (shape - 1)) * ev["memory"] * extra * (1 + 0.5 * ar)
     per_week, per_day = cal.grid.per_week, cal.grid.per_day
     # requests follow the trend in weekly deploys; events scale them on their own days
     return {
         ("cpu", "usage"): cpu,
         ("memory", "usage"): mem,
-        ("cpu", "requests"): _hold(usable_cpu * pool.base_share * req_ratio * trend, per_week) * fest_req * extra,
-        ("memory", "requests"): _hold(mem_level * 1.25 * trend, per_week) * fest_req * extra,
-        ("pods", "requests"): _hold(pool.nodes * TIERS[pool.tier][4] * 0.25 * trend, per_day) * fest_req * extra,
+        ("cpu", "requests"): _hold(usable_cpu * pool.base_share * req_ratio * trend, per_week) * ev["cpu"] * extra,
+        ("memory", "requests"): _hold(mem_level * 1.25 * trend, per_week) * ev["memory"] * extra,
+        ("pods", "requests"): _hold(pool.nodes * TIERS[pool.tier][4] * 0.25 * trend, per_day) * ev["pods"] * extra,
     }
 
 
@@ -470,8 +498,12 @@ def generate_fleet(
     step: str = "1h",
     seed: int = 7,
     clusters: int | None = None,
+    events: list[Event] | None = None,
 ) -> Iterator[FleetChunk]:
     """Yield the demo fleet one cluster at a time (bounded memory at 10,800 nodes).
+
+    ``events``: the business calendar whose events the history holds (default
+    :data:`DEMO_EVENTS`, the shipped catalog's).
 
     The samples cover ``[as_of - history_days, as_of)`` at ``step`` (which must divide a
     week). A series' value at a timestamp depends only on ``seed``, the layout (``nodes``,
@@ -480,7 +512,8 @@ def generate_fleet(
     never reads the clock.
     """
     grid = _grid(as_of or dt.date(2026, 12, 1), history_days, step)
-    cal = _Calendar(grid=grid, years=grid.years, festival=festival(grid.ts), spike=undeclared_spike(grid.ts))
+    cal = _Calendar(grid=grid, years=grid.years, festival=festival(grid.ts), spike=undeclared_spike(grid.ts),
+                    events=DEMO_EVENTS if events is None else list(events))
     layout = fleet_layout(nodes, clusters)
     for position, (cluster, tiers) in enumerate(layout.items()):
         yield _cluster_chunk(seed, position, len(layout), cluster, tiers, cal)

@@ -28,7 +28,7 @@ __all__ = ["monthly_job", "ingest_job", "ingest_history", "load_history", "forec
 
 def ingest_history(ctx: RunContext) -> IngestResult:
     """Bring the run's history window into DuckDB from the configured source."""
-    result = ingest(ctx.cfg, ctx.store, ctx.as_of, ctx.window, Steps.progress("ingest"))
+    result = ingest(ctx.cfg, ctx.store, ctx.as_of, ctx.window, Steps.progress("ingest"), ctx.events)
     check_frame(result.inventory, "inventory", "ingest output")
     return result
 

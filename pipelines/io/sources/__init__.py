@@ -16,13 +16,15 @@ from .common import INVENTORY_COLUMNS, IngestError, IngestResult, Progress, data
 __all__ = ["ingest", "IngestResult", "IngestError", "INVENTORY_COLUMNS", "data_quality"]
 
 
-def ingest(cfg: Config, store: Store, as_of: dt.date, window: HistoryWindow, progress: Progress | None = None) -> IngestResult:
-    """Bring ``window`` of the configured source (``cfg.source.kind``) into ``store``."""
+def ingest(cfg: Config, store: Store, as_of: dt.date, window: HistoryWindow, progress: Progress | None = None,
+           events: list | None = None) -> IngestResult:
+    """Bring ``window`` of the configured source (``cfg.source.kind``) into ``store``.
+    ``events``: the business calendar (the demo fleet's history holds its events)."""
     src = cfg.source
     if src.kind == "demo":
         from .demo import ingest_demo
 
-        return ingest_demo(store, src.demo, as_of, window, progress)
+        return ingest_demo(store, src.demo, as_of, window, progress, events)
     if src.kind == "file":
         from .file import ingest_file
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pandas as pd
 
+from forecasting.events import Event
 from forecasting.synthetic import fleet_layout, generate_fleet
 
 from ...config import DemoSource
@@ -16,12 +17,14 @@ from .common import INVENTORY_COLUMNS, IngestResult, Progress, data_quality
 __all__ = ["ingest_demo"]
 
 
-def ingest_demo(store: Store, demo: DemoSource, as_of: dt.date, window: HistoryWindow, progress: Progress | None = None) -> IngestResult:
-    """Generate the demo fleet (seeded) and store it, one cluster per transaction."""
+def ingest_demo(store: Store, demo: DemoSource, as_of: dt.date, window: HistoryWindow, progress: Progress | None = None,
+                events: list[Event] | None = None) -> IngestResult:
+    """Generate the demo fleet (seeded; its history holds ``events`` as declared) and store
+    it, one cluster per transaction."""
     inventories, series_frames, rows, new = [], [], 0, 0
     total = len(fleet_layout(demo.nodes, demo.clusters))
     seen = set(store.stored_windows("demo")["cluster"])
-    for i, chunk in enumerate(generate_fleet(demo.nodes, as_of, window.days, "1h", demo.seed, demo.clusters)):
+    for i, chunk in enumerate(generate_fleet(demo.nodes, as_of, window.days, "1h", demo.seed, demo.clusters, events)):
         new += store.upsert_series(chunk.series, source="demo")
         rows += store.replace_samples(
             chunk.samples, window.start, window.end,
