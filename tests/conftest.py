@@ -22,9 +22,10 @@ def write_config(folder: Path, extra: str = "", nodes: int = 120, clusters: int 
     return demo_site(folder, extra, nodes, clusters, AS_OF)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def prefect_harness():
-    """One temporary Prefect API for the whole session (flows and tasks report to it)."""
+    """One temporary Prefect API for the tests that run flows in this process (the CLI and
+    deployment tests start their own; every other test calls the jobs without Prefect)."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):

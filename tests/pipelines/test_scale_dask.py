@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def dask_cluster(tmp_path):
+def dask_cluster(tmp_path, prefect_harness):
     from prefect.settings import PREFECT_API_URL
 
     port = free_port()
@@ -59,7 +59,7 @@ def test_chunked_keeps_everything_in_order():
     assert chunked([1], 8) == [[1]]
 
 
-def test_dask_results_equal_single_process(demo_run, dask_cluster):
+def test_dask_results_equal_single_process(demo_run, dask_cluster, prefect_harness):
     ctx = RunContext.create(demo_run["config"], {"forecasting": {"horizon_days": 90, "workers": 1}})
     history = ctx.store.pool_samples(*ctx.window)
     history = history[history.cluster == history.cluster.iloc[0]]
