@@ -140,13 +140,16 @@ def _day_index(index: pd.DatetimeIndex) -> np.ndarray:
 
 
 def mask_events(y: pd.Series, occ: list[Occurrence]) -> pd.Series:
-    """Set history inside uplift and holiday windows to NaN (steps are left: they persist)."""
+    """Set history inside uplift and holiday windows, ramps included, to NaN (steps are
+    left: they persist). A ramp left in the fit is a climb the models would extrapolate."""
     days = pd.Series(_day_index(pd.DatetimeIndex(y.index)), index=y.index)
     out = y.copy()
     for o in occ:
         if o.event.kind == "step" or o.end is None:
             continue
-        out[(days >= o.start) & (days <= o.end)] = np.nan
+        first = o.start - dt.timedelta(days=o.event.ramp_up_days)
+        last = o.end + dt.timedelta(days=o.event.ramp_down_days)
+        out[(days >= first) & (days <= last)] = np.nan
     return out
 
 

@@ -149,3 +149,19 @@ def test_country_holidays_from_the_holidays_package():
     out = forecast_daily_peak(hist, 70, [ev]).frame
     national_day = out[out.ts.dt.date == pd.Timestamp("2026-10-01").date()].iloc[0]
     assert national_day["yhat"] == pytest.approx(national_day["yhat_baseline"] * 0.7)
+
+
+def test_a_past_event_is_masked_with_its_ramps():
+    """A x2.5 festival with 3 days of ramp-up and 2 of ramp-down, ten days before the end of a
+    flat history: none of it (ramps included) may lift the forecast."""
+    hist = generate_series(days=120, trend_per_day=0.0, daily_amp=0, weekly_amp=0, noise=0.5, seed=5, start="2026-01-01")
+    day = hist["ts"].dt.date
+    start, end = (hist["ts"].iloc[-1] - pd.Timedelta(days=25)).date(), (hist["ts"].iloc[-1] - pd.Timedelta(days=14)).date()
+    ev = Event(name="fest", start=start, end=end, uplift_pct=150, ramp_up_days=3, ramp_down_days=2)
+    from forecasting.events import event_factor, occurrences
+
+    factor = event_factor(day.to_numpy(), occurrences([ev], day.iloc[0], day.iloc[-1])[0], 150)
+    hist = hist.assign(value=hist["value"] * factor)
+    assert (factor > 1).sum() > (end - start).days + 1  # the ramps are in the history
+    out = forecast_daily_peak(hist, 14, [ev]).frame
+    assert out["yhat"].mean() == pytest.approx(100, rel=0.03)  # the flat level, not lifted by the ramps
