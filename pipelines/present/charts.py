@@ -57,6 +57,14 @@ LABEL_ROW_PX = 19
 HISTORY_DAYS = 120
 
 
+def _as_day(value) -> dt.date | None:
+    """A date from a ``date``, ``datetime``, ``Timestamp`` or string; ``None`` for missing
+    values (``None``, ``NaT``, ``NaN``), so a row read back from DuckDB can be passed as is."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return pd.Timestamp(value).date()
+
+
 def _rows_for(labels: list[tuple[str, dt.date]], x0: dt.date, x1: dt.date, plot_px: float = MIN_PLOT_PX) -> list[int]:
     """A row per label so that labels in one row do not overlap: each label starts at its
     date and is ``len(text) * CHAR_PX`` wide (greedy, in date order)."""
@@ -100,6 +108,8 @@ def capacity_figure(
     the plot, so no label covers another; the title is on the left, away from the mode bar.
     """
     scale, unit = UNIT_SCALE.get(resource, (1.0, ""))
+    trigger, order_by, full_date = _as_day(trigger), _as_day(order_by), _as_day(full_date)
+    events = [(name, _as_day(start), _as_day(end)) for name, start, end in (events or [])]
     fig = go.Figure()
     if len(history) and len(forecast):
         start = pd.Timestamp(forecast["ts"].min()) - pd.Timedelta(days=history_days)

@@ -65,3 +65,20 @@ def test_headline_wording():
     inp = _inputs("prod", "compute", "sale")
     assert headline(pool_summary(inp.decisions, inp.actions), inp.as_of) == "Capacity plan 2026-11: 1 pool must order now; 1 need expansion"
     assert "no expansion needed" in headline(pool_summary(inp.decisions, inp.actions.iloc[0:0]), inp.as_of)
+
+
+def test_capacity_figure_takes_dates_as_read_back_from_the_store():
+    """A notebook passes a decisions row read from DuckDB as is: dates arrive as pandas
+    Timestamps (or NaT when a pool never triggers), not ``datetime.date``."""
+    from pipelines.present.charts import capacity_figure
+
+    hist_ts = pd.date_range("2026-10-01", periods=30, freq="D", tz="UTC")
+    ts = pd.date_range("2026-11-01", periods=60, freq="D", tz="UTC")
+    history = pd.DataFrame({"kind": "usage", "ts": hist_ts, "value": 4.0})
+    forecast = pd.DataFrame({"kind": "usage", "ts": ts, "yhat": 5.0, "yhat_lower": 4.0, "yhat_upper": 6.0,
+                             "yhat_baseline": 5.0})
+    fig = capacity_figure("p", "cpu", history, forecast, 10.0, 70.0, trigger=pd.Timestamp("2026-12-01"),
+                          order_by=pd.NaT, events=[("sale", pd.Timestamp("2026-11-11"), None)])
+    markers = [a.text for a in fig.layout.annotations if a.name == "date-marker"]
+    assert markers == ["trigger 2026-12-01"]
+    assert [a.text for a in fig.layout.annotations if a.name == "event-label"] == ["sale"]
