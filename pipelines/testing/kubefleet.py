@@ -74,7 +74,7 @@ class PoolSpec:
 @dataclass(frozen=True)
 class ClusterSpec:
     name: str
-    provider: str  # eks | karpenter | gke | aks
+    provider: str  # eks | karpenter | gke | aks | kubeadm (self-managed: pools by KUBEADM_POOL_LABEL, a control-plane pool by role)
     style: str = "kps"  # kps (kube-prometheus-stack) | kp (kube-prometheus)
     pools: tuple[PoolSpec, ...] = ()
     replicas: int = 1
@@ -280,6 +280,8 @@ def _node_name(provider: str, cluster: str, pool: str, i: int, ip: str) -> str:
     if provider in ("eks", "karpenter"):
         region = {"east": "ec2.internal"}.get(cluster, f"{cluster}.compute.internal")
         return f"ip-{ip.replace('.', '-')}.{region}"
+    if provider == "kubeadm":
+        return f"{cluster}-{pool}-{i}"
     if provider == "gke":
         return f"gke-{cluster}-{pool}-{_h(cluster, pool) % 0xffffffff:08x}-{_h(i) % 36**4:04x}"
     return f"aks-{pool}-{_h(cluster, pool) % 10**8:08d}-vmss{i:06x}"
@@ -647,7 +649,14 @@ def _ksm_copies(fleet: Fleet, cs: ClusterSpec) -> list[tuple[dict, int, np.ndarr
     return out
 
 
+#: A self-managed cluster's own pool label; its control-plane nodes carry none, only the
+#: kubeadm role label (``node-role.kubernetes.io/control-plane: ""``, which KSM exports as
+#: ``kube_node_role{role="control-plane"}`` without any allowlist).
+KUBEADM_POOL_LABEL = "node.example.com/pool"
+CONTROL_PLANE_POOL = "control-plane"
+
 _PROVIDER_LABELS = {
+    "kubeadm": lambda nd: {} if nd.pool == CONTROL_PLANE_POOL else {KUBEADM_POOL_LABEL: nd.pool},
     "eks": lambda nd: {"eks.amazonaws.com/capacityType": "SPOT" if nd.spot else "ON_DEMAND",
                        "eks.amazonaws.com/nodegroup": nd.pool},
     "karpenter": lambda nd: {"karpenter.sh/capacity-type": "spot" if nd.spot else "on-demand", "karpenter.sh/nodepool": nd.pool},
@@ -656,7 +665,7 @@ _PROVIDER_LABELS = {
                        "kubernetes.azure.com/scalesetpriority": "spot" if nd.spot else "regular"},
 }
 _PROVIDER_ID = {"eks": "aws:///{zone}/i-0{h:015x}", "karpenter": "aws:///{zone}/i-0{h:015x}",
-                "gke": "gce://capplan-test/{zone}/{name}", "aks": "azure:///subscriptions/0000/resourceGroups/mc/{name}"}
+                "gke": "gce://capplan-test/{zone}/{name}", "kubeadm": "", "aks": "azure:///subscriptions/0000/resourceGroups/mc/{name}"}
 
 
 def _ksm_label(key: str) -> str:
@@ -682,6 +691,11 @@ def _write_ksm(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift: int
                    "topology.kubernetes.io/zone": nd.zone, "team": "payments"}
             allowed = {k: v for k, v in k8s.items() if k != "team"}  # 'team' is not allow-listed
             node_metric("kube_node_labels", nd, {"node": nd.name, **{_ksm_label(k): v for k, v in sorted(allowed.items())}}, 1)
+    if cs.provider == "kubeadm":  # kube-state-metrics internal/store/node.go: kube_node_role from node-role.kubernetes.io/<role>
+        w.family("kube_node_role", "gauge")
+        for nd in cd.nodes:
+            if nd.pool == CONTROL_PLANE_POOL:
+                node_metric("kube_node_role", nd, {"node": nd.name, "role": "control-plane"}, 1)
     w.family("kube_node_info", "gauge")
     for nd in cd.nodes:
         pid = _PROVIDER_ID[cs.provider].format(zone=nd.zone, h=_h(nd.name), name=nd.name)

@@ -100,3 +100,28 @@ def test_kube_state_metrics_twice_is_a_warning_and_counted_once(servers, tmp_pat
     err = (got.reindex(truth.index) / truth - 1).abs()
     assert err.max() < 0.01, err.sort_values().tail()
     assert dt.date(2026, 11, 26) in {d.date() for d in truth.index.get_level_values("day")}
+
+
+def test_a_self_managed_cluster_plans_its_control_plane_as_a_pool(servers, tmp_path):
+    """kubeadm-style nodes: workers carry the site's own pool label, the control-plane nodes
+    only their role (kube_node_role). They are a pool of their own, not 60% "unlabelled"."""
+    from pipelines.testing.kubefleet import KUBEADM_POOL_LABEL
+
+    s = servers["kubeadm"]
+    cfg_path = prom_site(tmp_path, s.url, 14, f"    pool_label: {KUBEADM_POOL_LABEL}\n")
+    rep = doctor_report(cfg_path, AS_OF, cost=False)
+    pools = checks(rep)["node pools"]
+    assert rep["ok"] and pools["status"] == "OK", pools
+    assert "control-plane (3)" in pools["detail"] and "general (2)" in pools["detail"] and "unlabelled" not in pools["detail"]
+    cfg = load_config(cfg_path)
+    store = Store(cfg.path(cfg.store.path))
+    w = HistoryWindow.ending(AS_OF, 14)
+    res = ingest_prometheus(store, cfg, w)
+    assert sorted(res.inventory.groupby("pool").size().items()) == [("control-plane", 3), ("general", 2)]
+    got = store.pool_samples(*w)
+    got = got.assign(day=got["ts"].dt.floor("D")).groupby(["cluster", "pool", "resource", "kind", "day"])["value"].max()
+    truth = s.fleet.truth_daily()
+    truth = truth[(truth["day"] >= w.start) & (truth["day"] < w.end)].set_index(["cluster", "pool", "resource", "kind", "day"])["max"]
+    assert set(truth.index.get_level_values("pool")) == {"control-plane", "general"}
+    err = (got.reindex(truth.index) / truth - 1).abs()
+    assert err.max() < 0.01, err.sort_values().tail()

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...config import ConfigError, PrometheusSource, format_validation_error, load_yaml
-from .presets import UNLABELLED
+from .presets import CONTROL_PLANE_POOL, CONTROL_PLANE_ROLES, UNLABELLED
 from .promapi import escape_label_value
 
 __all__ = ["MetricEntry", "MetricCatalog", "load_metric_catalog", "ClusterSetup", "Query", "render", "build_queries",
@@ -114,11 +114,14 @@ class ClusterSetup:
 
 def node_pool_expr(setup: ClusterSetup) -> str:
     """One series per (cluster, node) with label ``pool``: the first pool label in
-    precedence order, else ``unlabelled``. Duplicates (HA replicas, two KSM pods) collapse in
+    precedence order, else ``control-plane`` for a control-plane node (``kube_node_role``),
+    else ``unlabelled`` (as :func:`pipelines.io.sources.presets.pool_of`). Duplicates (HA replicas, two KSM pods) collapse in
     ``max by``; a node whose pool changed keeps one pool (``topk``), as the mixin does."""
     c, k = setup.cluster_label, setup.selector("kube_state_metrics")
     parts = [f'label_replace(kube_node_labels{{{k}{check_label_name(lab, "pool_label")}!=""}}, "pool", "$1", "{lab}", "(.+)")'
              for lab in setup.pool_labels]
+    roles = "|".join(CONTROL_PLANE_ROLES)
+    parts.append(f'label_replace(kube_node_role{{{k}role=~"{roles}"}}, "pool", "{CONTROL_PLANE_POOL}", "node", ".*")')
     parts.append(f'label_replace(kube_node_labels{{{k}}}, "pool", "{UNLABELLED}", "node", ".*")')
     return f"topk by ({c}, node) (1, max by ({c}, node, pool) ({f' or on ({c}, node) '.join(parts)}))"
 

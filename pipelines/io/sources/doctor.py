@@ -21,8 +21,8 @@ from ...config import PrometheusSource
 from ...domain import HistoryWindow
 from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name
 from .common import INVENTORY_COLUMNS
-from .presets import (PRESETS, PROVIDER_PRESETS, UNLABELLED, NodeLabelPlan, allowlist_snippet, inventory_from_labels, ksm_label,
-                      plan_node_labels, provider_of)
+from .presets import (CONTROL_PLANE_ROLES, PRESETS, PROVIDER_PRESETS, UNLABELLED, NodeLabelPlan, allowlist_snippet,
+                      inventory_from_labels, ksm_label, plan_node_labels, provider_of)
 from .promapi import PromClient, TooHeavy, WindowPlanner, escape_label_value, fmt_ts, parse_duration
 
 __all__ = ["Check", "ServerInfo", "Setup", "CostEstimate", "inspect", "probe_costs", "REPLICA_LABELS"]
@@ -339,6 +339,9 @@ def _inventory(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> pd.Data
         info = ctx.instant("inventory:info", f"max by ({c}, node, provider_id) (last_over_time(kube_node_info{{{k}}}[{lb}]))")
         alloc = ctx.instant("inventory:allocatable", f'max by ({c}, node, resource) (last_over_time('
                             f'kube_node_status_allocatable{{{k}resource=~"cpu|memory|pods|ephemeral_storage"}}[{lb}]))')
+        roles = ctx.instant("inventory:roles", f'max by ({c}, node) (last_over_time(kube_node_role{{{k}role=~"'
+                            + "|".join(CONTROL_PLANE_ROLES) + f'"}}[{lb}]))')
+        control_plane = {r["metric"]["node"] for r in roles if r["metric"].get("node")}
         labels, sources = _merge_labels(raw, c)
         nodes = {r["metric"]["node"] for r in info if r["metric"].get("node")} | set(labels)
         node_labels = {n: labels.get(n, {}) for n in nodes}
@@ -347,11 +350,12 @@ def _inventory(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> pd.Data
         for r in alloc:
             a[r["metric"].get("node", "")][r["metric"].get("resource", "")] = float(r["value"][1])
         preset = src.cluster_presets.get(cs.name, src.preset)
-        plan = plan_node_labels(cs.name, node_labels, preset, src.pool_label, src.instance_type_label, providers)
+        plan = plan_node_labels(cs.name, node_labels, preset, src.pool_label, src.instance_type_label, providers,
+                                control_plane)
         cs.pool_labels = plan.pool_labels
         custom = {"pool": src.pool_label, "tier": src.tier_label, "zone": src.zone_label,
                   "instance_type": src.instance_type_label, "capacity_type": src.capacity_type_label}
-        inv = inventory_from_labels(cs.name, node_labels, a, preset, custom)
+        inv = inventory_from_labels(cs.name, node_labels, a, preset, custom, control_plane)
         frames.append(inv)
         _pool_checks(setup, cs, plan, inv, raw, custom, src.max_unlabelled_pct)
         dupes = {n: s for n, s in sources.items() if len(s) > 1}

@@ -30,10 +30,18 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 __all__ = ["PRESETS", "NodeLabelPreset", "ksm_label", "pool_keys", "NodeLabelPlan", "plan_node_labels",
-           "inventory_from_labels", "allowlist_snippet", "provider_of", "UNLABELLED"]
+           "inventory_from_labels", "allowlist_snippet", "provider_of", "UNLABELLED",
+           "CONTROL_PLANE_POOL", "CONTROL_PLANE_ROLES", "pool_of"]
 
 #: The pool of a node that carries none of the pool labels looked for.
 UNLABELLED = "unlabelled"
+#: Self-managed clusters (kubeadm, kops, k3s, RKE) show their control-plane nodes, which
+#: carry no pool label, only ``node-role.kubernetes.io/control-plane`` (older: ``master``),
+#: an empty-valued label that kube-state-metrics exports as ``kube_node_role{role=...}``
+#: without any allowlist (kube-state-metrics internal/store/node.go). Such a node without a
+#: pool label is in this pool, not "unlabelled".
+CONTROL_PLANE_POOL = "control-plane"
+CONTROL_PLANE_ROLES = ("control-plane", "master")
 
 
 @dataclass(frozen=True)
@@ -146,24 +154,34 @@ def _first(labels: dict[str, str], keys: tuple[str, ...]) -> tuple[str | None, s
     return None, None
 
 
+def pool_of(labels: dict[str, str], keys: tuple[str, ...], control_plane: bool = False) -> str:
+    """A node's pool: its first pool label in ``keys``, else ``control-plane`` for a
+    control-plane node (``kube_node_role``), else ``unlabelled``."""
+    return _first(labels, keys)[1] or (CONTROL_PLANE_POOL if control_plane else UNLABELLED)
+
+
 def plan_node_labels(cluster: str, nodes: dict[str, dict[str, str]], preset: str, custom_pool: str | None,
-                     instance_type_label: str | None, providers: list[str] | None = None) -> NodeLabelPlan:
+                     instance_type_label: str | None, providers: list[str] | None = None,
+                     control_plane: set[str] | frozenset = frozenset()) -> NodeLabelPlan:
     """Which pool labels one cluster has. ``nodes`` maps node -> its ``kube_node_labels``
-    labels (KSM names)."""
+    labels (KSM names); ``control_plane`` holds the nodes ``kube_node_role`` names as
+    control-plane."""
     keys = pool_keys(preset, custom_pool)
     found = sorted({k for labels in nodes.values() for k in labels if k.startswith("label_")})
     present = [ksm_label(k) for k in keys if ksm_label(k) in found]
     itype_keys = ((instance_type_label,) if instance_type_label else ()) + INSTANCE_TYPE_KEYS
-    unlabelled = sum(1 for labels in nodes.values() if _first(labels, keys)[1] is None)
+    unlabelled = sum(1 for n, labels in nodes.items() if pool_of(labels, keys, n in control_plane) == UNLABELLED)
     no_itype = sum(1 for labels in nodes.values() if _first(labels, itype_keys)[1] is None)
     return NodeLabelPlan(cluster, preset, keys, list(dict.fromkeys(present)), found, len(nodes), unlabelled, no_itype,
                          sorted(set(providers or [])))
 
 
 def inventory_from_labels(cluster: str, nodes: dict[str, dict[str, str]], alloc: dict[str, dict[str, float]],
-                          preset: str, custom: dict[str, str | None]) -> pd.DataFrame:
-    """One row per node: pool, tier, zone, instance type and capacity type from its labels,
-    allocatable from ``alloc`` (node -> {cpu, memory, pods, ephemeral_storage}).
+                          preset: str, custom: dict[str, str | None],
+                          control_plane: set[str] | frozenset = frozenset()) -> pd.DataFrame:
+    """One row per node: pool, tier, zone, instance type and capacity type from its labels
+    (:func:`pool_of`), allocatable from ``alloc`` (node -> {cpu, memory, pods,
+    ephemeral_storage}).
 
     ``custom`` holds the configured label keys (``pool``, ``tier``, ``zone``,
     ``instance_type``, ``capacity_type``; None for the preset's). Out: the inventory
@@ -174,7 +192,7 @@ def inventory_from_labels(cluster: str, nodes: dict[str, dict[str, str]], alloc:
     zone_keys = ((custom["zone"],) if custom.get("zone") else ()) + ZONE_KEYS
     rows = []
     for node, labels in sorted(nodes.items()):
-        pool = _first(labels, keys)[1] or UNLABELLED
+        pool = pool_of(labels, keys, node in control_plane)
         tier = (_first(labels, (custom["tier"],))[1] if custom.get("tier") else None) or pool
         spot = None
         for k in cap_keys:
