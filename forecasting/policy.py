@@ -7,6 +7,7 @@ from YAML and turns validation errors into messages that name the file and field
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,6 +16,9 @@ __all__ = [
     "Resource", "PoolPolicy", "PolicyMatch", "PolicyOverride", "Policies", "InstanceType",
     "StorageType", "Catalog", "CatalogError",
 ]
+
+#: Usual node memory sizes (GiB), for the catalog lines suggested for unknown types.
+_MEMORY_SIZES_GIB = (0.5, 1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 
 Resource = Literal["cpu", "memory", "pods", "storage"]
 Pct = float
@@ -188,6 +192,29 @@ class Catalog(_Strict):
         raise CatalogError(
             f"instance type {name!r} is not in the catalog; known: {', '.join(t.name for t in self.instance_types)}"
         )
+
+    def missing_instance_types(self, inventory) -> tuple[str, str] | None:
+        """None when every ``instance_type`` of the inventory (``cluster, pool, node,
+        instance_type, cpu_cores, memory_bytes, pods``) is in the catalog; else ``(what,
+        lines)``: each missing type with its pools and node count, and catalog lines to
+        paste whose sizes are estimated from the nodes' allocatable (the price is the user's)."""
+        known = {t.name for t in self.instance_types}
+        missing = inventory[~inventory["instance_type"].isin(known)]
+        if missing.empty:
+            return None
+        what, lines = [], []
+        for itype, g in missing.groupby("instance_type", sort=True):
+            pools = ", ".join(sorted({f"{c}/{p}" for c, p in zip(g["cluster"], g["pool"])}))
+            what.append(f"{itype} ({len(g)} nodes in {pools})")
+            # Kubernetes reserves well under a core, and 3-25% of memory: the smallest whole
+            # core count and the smallest usual memory size at or above the allocatable.
+            vcpu = math.ceil(float(g["cpu_cores"].max()) - 1e-6)
+            mem_gib = float(g["memory_bytes"].max()) / 2**30
+            mem = next((m for m in _MEMORY_SIZES_GIB if m >= mem_gib), math.ceil(mem_gib))
+            pods = int(g["pods"].max()) if float(g["pods"].max()) > 0 else 110
+            lines.append(f"  - {{name: {itype}, vcpu: {vcpu}, memory_gib: {mem}, max_pods: {pods}, "
+                         "on_demand_hourly_usd: <price>, spot_discount_pct: 0, reserved_discount_pct: 0}")
+        return "instance types not in the catalog: " + "; ".join(what), "\n".join(lines)
 
     def storage(self, name: str) -> StorageType:
         for s in self.storage_types:

@@ -24,7 +24,7 @@ def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True)
     """Run the checks on ``config``'s Prometheus source. Out: the :class:`Setup` as a dict
     (``server``, ``checks`` [check, status, detail, fix, cluster], ``clusters``,
     ``estimates``...) plus ``ok`` (no check failed)."""
-    from .config import load_config
+    from .config import load_catalog, load_config
     from .domain import HistoryWindow
     from .io.sources.catalog import load_metric_catalog
     from .io.sources.doctor import inspect, probe_costs
@@ -37,6 +37,14 @@ def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True)
     step = parse_duration(src.step)
     client = PromClient(src, cfg.base_dir)
     setup = inspect(client, src, window, step)
+    if setup.inventory is not None and len(setup.inventory):
+        missing = load_catalog(cfg.path(cfg.catalogs.instances)).missing_instance_types(setup.inventory)
+        if missing:
+            setup.add("instance catalog", "WARN", f"{missing[0]}: the plan stops until they have a price",
+                      f"add them to {cfg.catalogs.instances} under instance_types (sizes estimated from the nodes' "
+                      f"allocatable: check them and fill in the prices):\n{missing[1]}")
+        else:
+            setup.add("instance catalog", "OK", "every instance type of the fleet is in the catalog")
     if cost and setup.clusters and not any(c.check in ("clusters", "scrape jobs") for c in setup.failed):
         probe_costs(client, src, setup, load_metric_catalog(cfg.path(src.catalog) if src.catalog else None), window, step)
     out = setup.as_dict()

@@ -20,7 +20,7 @@ from .render import render_files, report_inputs
 from .pastplans import score_past_plans
 from .stages import (
     ForecastOutputs, PlanOutputs, daily_history, events_frame, forecast_pools, local_fan_out, plan_capacity, pool_tiers,
-    unexplained_peaks,
+    require_prices, unexplained_peaks,
 )
 
 __all__ = ["monthly_job", "ingest_job", "ingest_history", "load_history", "forecast_demand", "plan_tables"]
@@ -60,6 +60,7 @@ def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
     """Ingest the window, forecast every pool series, plan, and render the three files."""
     ing = steps.run("ingest-history", ingest_history, ctx)
     history = steps.run("load-history", load_history, ctx)
+    require_prices(ctx, ing.inventory)
     tiers = pool_tiers(ing.inventory, ing.storage_pools)
     fc = steps.run("forecast-demand", forecast_demand, ctx, history, tiers, steps.fan_out)
     peaks = steps.run("find-unexplained-peaks", unexplained_peaks, ctx, history, tiers, steps.fan_out or local_fan_out())

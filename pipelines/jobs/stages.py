@@ -23,7 +23,7 @@ from forecasting.planning import (
     DEFINITIONS, build_plan, current_capacity, diff_plans, fleet_cost, lead_lookup, plan_document, plan_totals, pool_rows,
     rented_decisions,
 )
-from forecasting.policy import PoolPolicy
+from forecasting.policy import CatalogError, PoolPolicy
 from forecasting.reasons import event_effects, spike_effects, spike_notes, temporary_needs
 from forecasting.spikes import find_unexplained_spikes
 
@@ -31,7 +31,7 @@ from ..config import Config
 from ..domain import PoolKey
 from .context import PreviousPlan, RunContext
 
-__all__ = ["ForecastOutputs", "PlanOutputs", "FanOut", "pool_tiers", "forecast_pools", "plan_capacity",
+__all__ = ["ForecastOutputs", "PlanOutputs", "FanOut", "pool_tiers", "forecast_pools", "plan_capacity", "require_prices",
            "policy_lookup", "daily_history", "events_frame", "NOTE_COLUMNS"]
 
 FORECAST_KEYS = ["cluster", "pool", "resource", "kind"]
@@ -200,6 +200,16 @@ def unexplained_peaks(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKe
     return UnexplainedPeaks(spikes, forecast_pools(ctx, subset, tiers, fan_out, masks).forecasts)
 
 
+def require_prices(ctx: RunContext, inventory: pd.DataFrame) -> None:
+    """Stop with a :class:`CatalogError` that names every instance type of the inventory
+    missing from the catalog (and gives the lines to paste): nodes cannot be sized or
+    costed without it. The monthly job calls it before forecasting, so it fails in seconds."""
+    missing = ctx.catalog.missing_instance_types(inventory)
+    if missing:
+        raise CatalogError(f"{ctx.cfg.catalogs.instances}: {missing[0]}. Add them under instance_types (sizes estimated "
+                           f"from the nodes' allocatable: check them and fill in the prices):\n{missing[1]}")
+
+
 def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.DataFrame, fc: ForecastOutputs,
                   history: pd.DataFrame, previous: PreviousPlan | None = None,
                   peaks: UnexplainedPeaks | None = None) -> PlanOutputs:
@@ -211,6 +221,7 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
     forecast or not (:func:`forecasting.headroom.mark_for_review`).
     """
     check_frame(inventory, "inventory", "plan input")
+    require_prices(ctx, inventory)
     if len(fc.forecasts):
         check_frame(fc.forecasts, "forecasts", "plan input")
     cfg, as_of, horizon = ctx.cfg, ctx.as_of, ctx.cfg.forecasting.horizon_days

@@ -113,6 +113,7 @@ def test_a_self_managed_cluster_plans_its_control_plane_as_a_pool(servers, tmp_p
     pools = checks(rep)["node pools"]
     assert rep["ok"] and pools["status"] == "OK", pools
     assert "control-plane (3)" in pools["detail"] and "general (2)" in pools["detail"] and "unlabelled" not in pools["detail"]
+    assert checks(rep)["instance catalog"]["status"] == "OK"
     cfg = load_config(cfg_path)
     store = Store(cfg.path(cfg.store.path))
     w = HistoryWindow.ending(AS_OF, 14)
@@ -125,3 +126,13 @@ def test_a_self_managed_cluster_plans_its_control_plane_as_a_pool(servers, tmp_p
     assert set(truth.index.get_level_values("pool")) == {"control-plane", "general"}
     err = (got.reindex(truth.index) / truth - 1).abs()
     assert err.max() < 0.01, err.sort_values().tail()
+
+
+def test_fleet_types_missing_from_the_catalog_are_named_with_the_lines_to_add(servers, tmp_path):
+    cfg_path = prom_site(tmp_path, servers["duplicates"].url, 14)
+    inst = tmp_path / "catalogs" / "instances.yaml"
+    inst.write_text("\n".join(line for line in inst.read_text().splitlines() if "name: n2-standard-2" not in line) + "\n")
+    c = checks(doctor_report(cfg_path, AS_OF, cost=False))["instance catalog"]
+    assert c["status"] == "WARN"
+    assert "n2-standard-2 (4 nodes in gke-prod/default-pool, gke-prod/spot-pool)" in c["detail"]
+    assert "- {name: n2-standard-2, vcpu: 2, memory_gib: 8, max_pods: 110, on_demand_hourly_usd: <price>" in c["fix"]

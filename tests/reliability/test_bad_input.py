@@ -161,3 +161,30 @@ def test_adding_nodes_never_raises_utilisation(sizes, add, k):
     before = usable_after(inv, {}, p)["cpu"]
     after = usable_after(inv, {"x": (add, alloc)}, p)["cpu"]
     assert after >= before - 1e-9  # more usable capacity means utilisation can only fall
+
+
+@bad_input
+def test_a_fleet_type_missing_from_the_catalog_stops_the_run_before_forecasting(tmp_path):
+    """A real fleet runs types the shipped catalog does not price: the run stops in seconds
+    naming each type, its pools and nodes, with the catalog lines to paste (sizes from the
+    nodes' allocatable), and publishes nothing."""
+    import duckdb
+
+    from forecasting.policy import CatalogError
+    from pipelines.jobs import RunRequest, run
+
+    from ..conftest import write_config
+
+    cfg = write_config(tmp_path, nodes=120, clusters=1)
+    inst = tmp_path / "catalogs" / "instances.yaml"
+    inst.write_text("\n".join(line for line in inst.read_text().splitlines() if "name: t3.medium" not in line) + "\n")
+    with pytest.raises(CatalogError) as exc:
+        run(RunRequest(config_path=str(cfg)))
+    msg = str(exc.value)
+    assert "instance types not in the catalog: t3.medium (" in msg and "/edge)" in msg
+    assert "- {name: t3.medium, vcpu: 2, memory_gib: 4, max_pods: 17, on_demand_hourly_usd: <price>" in msg
+    assert not any((tmp_path / "reports").rglob("*.*"))
+    with duckdb.connect(str(tmp_path / "data" / "capplan.duckdb"), read_only=True) as con:
+        steps = con.execute("SELECT status FROM runs").fetchall()
+        assert steps == [("failed",)]
+        assert con.execute("SELECT count(*) FROM forecasts").fetchall()[0][0] == 0
