@@ -654,9 +654,11 @@ def _ksm_copies(fleet: Fleet, cs: ClusterSpec) -> list[tuple[dict, int, np.ndarr
 #: ``kube_node_role{role="control-plane"}`` without any allowlist).
 KUBEADM_POOL_LABEL = "node.example.com/pool"
 CONTROL_PLANE_POOL = "control-plane"
+#: A pool name for virtual-kubelet / Fargate-like nodes: no pool label, no instance type.
+VIRTUAL_POOL = "virtual"
 
 _PROVIDER_LABELS = {
-    "kubeadm": lambda nd: {} if nd.pool == CONTROL_PLANE_POOL else {KUBEADM_POOL_LABEL: nd.pool},
+    "kubeadm": lambda nd: {} if nd.pool in (CONTROL_PLANE_POOL, VIRTUAL_POOL) else {KUBEADM_POOL_LABEL: nd.pool},
     "eks": lambda nd: {"eks.amazonaws.com/capacityType": "SPOT" if nd.spot else "ON_DEMAND",
                        "eks.amazonaws.com/nodegroup": nd.pool},
     "karpenter": lambda nd: {"karpenter.sh/capacity-type": "spot" if nd.spot else "on-demand", "karpenter.sh/nodepool": nd.pool},
@@ -690,6 +692,8 @@ def _write_ksm(w: _Writer, fleet: Fleet, cd: ClusterData, ext: dict, rshift: int
             k8s = {**_PROVIDER_LABELS[cs.provider](nd), "node.kubernetes.io/instance-type": nd.instance_type,
                    "topology.kubernetes.io/zone": nd.zone, "team": "payments"}
             allowed = {k: v for k, v in k8s.items() if k != "team"}  # 'team' is not allow-listed
+            if nd.pool == VIRTUAL_POOL:
+                del allowed["node.kubernetes.io/instance-type"]
             node_metric("kube_node_labels", nd, {"node": nd.name, **{_ksm_label(k): v for k, v in sorted(allowed.items())}}, 1)
     if cs.provider == "kubeadm":  # kube-state-metrics internal/store/node.go: kube_node_role from node-role.kubernetes.io/<role>
         w.family("kube_node_role", "gauge")

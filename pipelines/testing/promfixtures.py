@@ -95,7 +95,9 @@ def doctor_specs(as_of: dt.date = AS_OF) -> dict[str, tuple[FleetSpec, dict]]:
                      {"retention": "10d"}),
         # kube-state-metrics running twice without sharding: every KSM series twice
         "duplicates": (FleetSpec(as_of, 15, (ClusterSpec("gke-prod", "gke", "kp", gke, ksm_copies=2),)), {}),
-        # a self-managed (kubeadm) cluster: its own pool label, control-plane nodes with a role and no pool label
+        # a self-managed (kubeadm) cluster: its own pool label, control-plane nodes with a role and no pool label,
+        # one virtual-kubelet node (no pool label, no instance type)
         "kubeadm": (FleetSpec(as_of, 15, (ClusterSpec("onprem", "kubeadm", "kp", (
-            PoolSpec("control-plane", 3, ("m6i.large",)), PoolSpec("general", 2, ("m6i.large",))), completed_pods=False),)), {}),
+            PoolSpec("control-plane", 3, ("m6i.large",)), PoolSpec("general", 2, ("m6i.large",)),
+            PoolSpec("virtual", 1, ("m6i.large",))), completed_pods=False),)), {}),
     }

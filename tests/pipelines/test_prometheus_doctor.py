@@ -104,7 +104,8 @@ def test_kube_state_metrics_twice_is_a_warning_and_counted_once(servers, tmp_pat
 
 def test_a_self_managed_cluster_plans_its_control_plane_as_a_pool(servers, tmp_path):
     """kubeadm-style nodes: workers carry the site's own pool label, the control-plane nodes
-    only their role (kube_node_role). They are a pool of their own, not 60% "unlabelled"."""
+    only their role (kube_node_role). They are a pool of their own, not 60% "unlabelled".
+    A virtual node (no pool label, no instance type) is named and left out, not priced."""
     from pipelines.testing.kubefleet import KUBEADM_POOL_LABEL
 
     s = servers["kubeadm"]
@@ -114,6 +115,8 @@ def test_a_self_managed_cluster_plans_its_control_plane_as_a_pool(servers, tmp_p
     assert rep["ok"] and pools["status"] == "OK", pools
     assert "control-plane (3)" in pools["detail"] and "general (2)" in pools["detail"] and "unlabelled" not in pools["detail"]
     assert checks(rep)["instance catalog"]["status"] == "OK"
+    virtual = checks(rep)["virtual nodes"]
+    assert virtual["status"] == "WARN" and "1 node(s) have neither a pool label nor an instance type (e.g. onprem-virtual-5)" in virtual["detail"]
     cfg = load_config(cfg_path)
     store = Store(cfg.path(cfg.store.path))
     w = HistoryWindow.ending(AS_OF, 14)
@@ -123,7 +126,10 @@ def test_a_self_managed_cluster_plans_its_control_plane_as_a_pool(servers, tmp_p
     got = got.assign(day=got["ts"].dt.floor("D")).groupby(["cluster", "pool", "resource", "kind", "day"])["value"].max()
     truth = s.fleet.truth_daily()
     truth = truth[(truth["day"] >= w.start) & (truth["day"] < w.end)].set_index(["cluster", "pool", "resource", "kind", "day"])["max"]
-    assert set(truth.index.get_level_values("pool")) == {"control-plane", "general"}
+    assert set(truth.index.get_level_values("pool")) == {"control-plane", "general", "virtual"}
+    assert set(got.index.get_level_values("pool")) == {"control-plane", "general"}  # no "unlabelled" pool
+    assert any(w.startswith("virtual nodes [onprem]") for w in res.warnings)
+    truth = truth[truth.index.get_level_values("pool") != "virtual"]
     err = (got.reindex(truth.index) / truth - 1).abs()
     assert err.max() < 0.01, err.sort_values().tail()
 

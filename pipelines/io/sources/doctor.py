@@ -355,7 +355,7 @@ def _inventory(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> pd.Data
         cs.pool_labels = plan.pool_labels
         custom = {"pool": src.pool_label, "tier": src.tier_label, "zone": src.zone_label,
                   "instance_type": src.instance_type_label, "capacity_type": src.capacity_type_label}
-        inv = inventory_from_labels(cs.name, node_labels, a, preset, custom, control_plane)
+        inv = inventory_from_labels(cs.name, node_labels, a, preset, custom, control_plane, plan.virtual)
         frames.append(inv)
         _pool_checks(setup, cs, plan, inv, raw, custom, src.max_unlabelled_pct)
         dupes = {n: s for n, s in sources.items() if len(s) > 1}
@@ -386,6 +386,12 @@ def _pool_checks(setup: Setup, cs: ClusterSetup, plan: NodeLabelPlan, inv: pd.Da
                                                       "not export it without --metric-labels-allowlist" if not raw
                                                       else "kube_node_labels has no label_* labels (nothing allow-listed)")
     snippet = allowlist_snippet(plan, custom)
+    if plan.virtual:
+        setup.add("virtual nodes", "WARN", f"{len(plan.virtual)} node(s) have neither a pool label nor an instance type "
+                  f"(e.g. {plan.virtual[0]}): virtual or serverless nodes (EKS Fargate, virtual-kubelet) with no capacity "
+                  "to buy, left out of the plan; the demand of their pods is not in any pool",
+                  f"if they are real nodes, give them a pool label and allow-list it with the instance type:\n{snippet}",
+                  cs.name, report=True)
     if plan.unlabelled_pct > limit_pct:
         setup.add("node pools", "FAIL", f"{plan.unlabelled} of {plan.nodes} nodes ({plan.unlabelled_pct:.0f}%) have none of "
                   f"the pool labels looked for: {looked}. Found: {found}",

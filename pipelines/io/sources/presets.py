@@ -128,6 +128,10 @@ class NodeLabelPlan:
     unlabelled: int
     no_instance_type: int
     providers: list[str] = field(default_factory=list)
+    #: Nodes with neither a pool label nor an instance type while others have both: virtual
+    #: or serverless nodes (EKS Fargate runs one per pod, virtual-kubelet), with no capacity
+    #: to buy. Left out of the inventory and of the unlabelled share.
+    virtual: list[str] = field(default_factory=list)
 
     @property
     def unlabelled_pct(self) -> float:
@@ -170,18 +174,20 @@ def plan_node_labels(cluster: str, nodes: dict[str, dict[str, str]], preset: str
     found = sorted({k for labels in nodes.values() for k in labels if k.startswith("label_")})
     present = [ksm_label(k) for k in keys if ksm_label(k) in found]
     itype_keys = ((instance_type_label,) if instance_type_label else ()) + INSTANCE_TYPE_KEYS
-    unlabelled = sum(1 for n, labels in nodes.items() if pool_of(labels, keys, n in control_plane) == UNLABELLED)
-    no_itype = sum(1 for labels in nodes.values() if _first(labels, itype_keys)[1] is None)
-    return NodeLabelPlan(cluster, preset, keys, list(dict.fromkeys(present)), found, len(nodes), unlabelled, no_itype,
-                         sorted(set(providers or [])))
+    no_pool = {n for n, labels in nodes.items() if pool_of(labels, keys, n in control_plane) == UNLABELLED}
+    no_itype = {n for n, labels in nodes.items() if _first(labels, itype_keys)[1] is None}
+    # only when the labels are exported at all: without an allowlist every node looks virtual
+    virtual = sorted(no_pool & no_itype) if present and len(no_itype) < len(nodes) else []
+    return NodeLabelPlan(cluster, preset, keys, list(dict.fromkeys(present)), found, len(nodes) - len(virtual),
+                         len(no_pool) - len(virtual), len(no_itype) - len(virtual), sorted(set(providers or [])), virtual)
 
 
 def inventory_from_labels(cluster: str, nodes: dict[str, dict[str, str]], alloc: dict[str, dict[str, float]],
                           preset: str, custom: dict[str, str | None],
-                          control_plane: set[str] | frozenset = frozenset()) -> pd.DataFrame:
+                          control_plane: set[str] | frozenset = frozenset(), leave_out: list[str] | tuple = ()) -> pd.DataFrame:
     """One row per node: pool, tier, zone, instance type and capacity type from its labels
     (:func:`pool_of`), allocatable from ``alloc`` (node -> {cpu, memory, pods,
-    ephemeral_storage}).
+    ephemeral_storage}); nodes in ``leave_out`` (:attr:`NodeLabelPlan.virtual`) are skipped.
 
     ``custom`` holds the configured label keys (``pool``, ``tier``, ``zone``,
     ``instance_type``, ``capacity_type``; None for the preset's). Out: the inventory
@@ -192,6 +198,8 @@ def inventory_from_labels(cluster: str, nodes: dict[str, dict[str, str]], alloc:
     zone_keys = ((custom["zone"],) if custom.get("zone") else ()) + ZONE_KEYS
     rows = []
     for node, labels in sorted(nodes.items()):
+        if node in leave_out:
+            continue
         pool = pool_of(labels, keys, node in control_plane)
         tier = (_first(labels, (custom["tier"],))[1] if custom.get("tier") else None) or pool
         spot = None

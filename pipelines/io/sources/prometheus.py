@@ -190,6 +190,7 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
             if grid:
                 tasks.append((q, a, b, grid[0][0] + q.shift_s, grid[0][1] + q.shift_s))
     extra = _max_source_resolution(src, setup)
+    pools_with_nodes = set(zip(setup.inventory["cluster"], setup.inventory["pool"]))
     rows, new, series_ids = 0, 0, []
 
     def pull(task):
@@ -202,6 +203,10 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
             for i, fut in enumerate(as_completed(futures)):
                 (q, a, b, _, _), answers = fut.result()
                 samples, dims = answers_to_frame(q, answers)
+                if q.entry.level in ("pool", "node") and (q.cluster, UNLABELLED) not in pools_with_nodes and len(dims):
+                    # only virtual nodes (left out of the inventory) are in no pool: nothing to plan
+                    dims = dims[dims["pool"] != UNLABELLED]
+                    samples = samples[samples["series_id"].isin(dims["series_id"])]
                 for ans in answers:
                     warnings += [f"{q.label} [{q.cluster}]: {w}" for w in ans.warnings]
                 if len(dims):
