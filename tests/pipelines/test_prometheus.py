@@ -129,6 +129,22 @@ def test_the_allowlist_snippet_names_the_providers_keys():
     assert "node.kubernetes.io/instance-type" in snippet and "eks.amazonaws.com" not in snippet
 
 
+def test_control_plane_and_virtual_nodes():
+    """A control-plane node (kube_node_role) without a pool label is pool control-plane; a
+    node with neither a pool label nor an instance type is virtual (Fargate) and left out,
+    but only when the labels are exported at all (no allowlist: every node is unlabelled)."""
+    ng = {"label_eks_amazonaws_com_nodegroup": "ng", "label_node_kubernetes_io_instance_type": "m6i.large"}
+    nodes = {"ip-1": ng, "ip-2": ng, "master-0": {"label_node_kubernetes_io_instance_type": "m6i.large"},
+             "fargate-ip-3": {}}
+    plan = plan_node_labels("c", nodes, "auto", None, None, control_plane={"master-0"})
+    assert (plan.virtual, plan.unlabelled, plan.nodes, plan.no_instance_type) == (["fargate-ip-3"], 0, 3, 0)
+    inv = inventory_from_labels("c", nodes, {}, "auto", {}, {"master-0"}, set(plan.virtual))
+    assert dict(zip(inv["node"], inv["pool"])) == {"ip-1": "ng", "ip-2": "ng", "master-0": "control-plane"}
+    bare = plan_node_labels("c", {"a": {}, "b": {}}, "auto", None, None)
+    assert (bare.virtual, bare.unlabelled) == ([], 2)
+    assert 'kube_node_role{role=~"control-plane|master"}' in node_pool_expr(ClusterSetup("x", None, "cluster", {}, ["label_a"]))
+
+
 def test_label_values_cannot_inject_promql():
     hostile = 'prod"} or up{x="'
     setup = ClusterSetup("x", hostile, "cluster", {"kube_state_metrics": {"job": 'ksm\\"x'}}, ["label_a"])

@@ -355,7 +355,7 @@ def _inventory(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> pd.Data
         cs.pool_labels = plan.pool_labels
         custom = {"pool": src.pool_label, "tier": src.tier_label, "zone": src.zone_label,
                   "instance_type": src.instance_type_label, "capacity_type": src.capacity_type_label}
-        inv = inventory_from_labels(cs.name, node_labels, a, preset, custom, control_plane, plan.virtual)
+        inv = inventory_from_labels(cs.name, node_labels, a, preset, custom, control_plane, set(plan.virtual))
         frames.append(inv)
         _pool_checks(setup, cs, plan, inv, raw, custom, src.max_unlabelled_pct)
         dupes = {n: s for n, s in sources.items() if len(s) > 1}

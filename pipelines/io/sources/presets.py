@@ -184,7 +184,7 @@ def plan_node_labels(cluster: str, nodes: dict[str, dict[str, str]], preset: str
 
 def inventory_from_labels(cluster: str, nodes: dict[str, dict[str, str]], alloc: dict[str, dict[str, float]],
                           preset: str, custom: dict[str, str | None],
-                          control_plane: set[str] | frozenset = frozenset(), leave_out: list[str] | tuple = ()) -> pd.DataFrame:
+                          control_plane: set[str] | frozenset = frozenset(), leave_out: set[str] | frozenset = frozenset()) -> pd.DataFrame:
     """One row per node: pool, tier, zone, instance type and capacity type from its labels
     (:func:`pool_of`), allocatable from ``alloc`` (node -> {cpu, memory, pods,
     ephemeral_storage}); nodes in ``leave_out`` (:attr:`NodeLabelPlan.virtual`) are skipped.
