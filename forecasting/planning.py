@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 
 from .headroom import ALLOC_COLUMNS, COMPUTE_RESOURCES, PolicyLookup, lost_to_failures
+from .headroom import decisions as decide
 from .policy import Catalog, CatalogError, InstanceType, PoolPolicy, StorageType
 
 __all__ = [
     "Sizing", "usable_after", "size_nodes", "size_storage", "storage_monthly_cost", "effective_lead_time",
     "lead_lookup", "cost_within", "fleet_cost", "build_plan", "action_summary", "current_capacity", "DEFINITIONS",
-    "rented_decisions", "pool_summary", "pool_rows", "plan_totals", "POOL_COLUMNS",
+    "apply_rentals", "pool_summary", "pool_rows", "plan_totals", "POOL_COLUMNS",
     "plan_document", "diff_plans", "ACTION_COLUMNS", "GB_PER_GIB", "HOURS_PER_MONTH", "COST_HORIZON_DAYS",
 ]
 
@@ -399,7 +400,7 @@ def build_plan(
                          "reason": f"{why}; {sizing.reason}"})
             continue
         need = (temporary or {}).get((cluster, pool))
-        rent = _rent_option(need, sizing, p, catalog, as_of, first.trigger_date) if need else None
+        rent = _rent_option(need, sizing, p, catalog, as_of, first.trigger_date, start) if need else None
         if rent is not None and rent["window_cost_usd"] < rent["buy_12m_cost_usd"]:
             rows += _rent_rows(common, rent, sizing, why, need)
             continue
@@ -430,26 +431,29 @@ def _sizing_demand(u: pd.DataFrame, d: pd.DataFrame) -> dict[str, float]:
     return peak
 
 
-def _rent_option(need, sizing: Sizing, p: PoolPolicy, catalog: Catalog, as_of: dt.date, trigger: dt.date) -> dict:
+def _rent_option(need, sizing: Sizing, p: PoolPolicy, catalog: Catalog, as_of: dt.date, trigger: dt.date,
+                 buy_from: dt.date) -> dict:
     """Renting the same nodes (on-demand, spot at the pool's share; no reservation) from
-    the rent lead time before the need until its end, against buying them."""
-    ideal = min(need.start, trigger) - dt.timedelta(days=p.rent_lead_time_days)
-    start = max(ideal, as_of)
+    the rent lead time before the trigger (the order-by date, as in
+    :func:`apply_rentals`) until the need ends, against buying them (counted from
+    ``buy_from``, as the buy action would be)."""
+    order_by = trigger - dt.timedelta(days=p.rent_lead_time_days)
+    start = max(order_by, as_of)
     days = (need.end - start).days + 1
     window = buy = 0.0
     for itype, count in sizing.additions.items():
         t = catalog.instance(itype)
         window += count * t.monthly_cost_usd(p.spot_ratio_pct, 0.0) * days * 24 / HOURS_PER_MONTH
-        buy += cost_within(count * t.monthly_cost_usd(p.spot_ratio_pct, p.reserved_ratio_pct), trigger, as_of)
-    return {"start": start, "end": need.end, "days": days, "late": ideal < as_of, "lead": p.rent_lead_time_days, "window_cost_usd": window,
-            "buy_12m_cost_usd": buy}
+        buy += cost_within(count * t.monthly_cost_usd(p.spot_ratio_pct, p.reserved_ratio_pct), buy_from, as_of)
+    return {"order_by": order_by, "start": start, "end": need.end, "days": days, "late": order_by <= as_of,
+            "lead": p.rent_lead_time_days, "window_cost_usd": window, "buy_12m_cost_usd": buy}
 
 
 def _rent_rows(common: dict, rent: dict, sizing: Sizing, why: str, need) -> list[dict]:
     rows = []
     for itype, count in sizing.additions.items():
         share = count / max(sum(sizing.additions.values()), 1)
-        rows.append({**common, "order_by_date": rent["start"], "late": rent["late"], "lead_time_days": rent["lead"],
+        rows.append({**common, "order_by_date": rent["order_by"], "late": rent["late"], "lead_time_days": rent["lead"],
                      "action": "rent-nodes", "quantity": count, "instance_type": itype, "storage_gib": 0.0, "storage_type": None,
                      "summary": action_summary("rent-nodes", count, itype, 0.0, None, rent["start"], rent["end"]),
                      "reserved_ratio_pct": 0.0, "reserved_nodes": 0, "temporary": True, "rent_start": rent["start"],
@@ -507,24 +511,26 @@ DEFINITIONS = {
 }
 
 
-def rented_decisions(dec: pd.DataFrame, actions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """Decisions of pools that rent for a short need get the rental's lead time, order-by
-    date and lateness (one set of dates everywhere)."""
-    rent = actions[actions["action"] == "rent-nodes"] if len(actions) else actions
-    if rent is None or rent.empty:
-        return dec
-    out = dec.copy()
-    for (cluster, pool), a in rent.groupby(["cluster", "pool"]):
-        at = (out.cluster == cluster) & (out.pool == pool) & out["trigger_date"].notna()
-        lead = int(a["lead_time_days"].iloc[0])
-        out.loc[at, "lead_time_days"] = lead
-        out.loc[at, "lead_time_source"] = "renting for a temporary need"
-        order_by = [t - dt.timedelta(days=lead) for t in out.loc[at, "trigger_date"]]
-        out.loc[at, "order_by_date"] = pd.Series(order_by, index=out.index[at], dtype=object)
-        late = [o <= as_of for o in order_by]
-        out.loc[at, "late"] = late
-        out.loc[at, "status"] = ["red" if x else "amber" for x in late]
-    return out
+def apply_rentals(dec: pd.DataFrame, actions: pd.DataFrame, util: pd.DataFrame, policy_of: PolicyLookup,
+                  as_of: dt.date, horizon_days: int, measured: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pools that rent for a short need, decided again with the rent lead time: their
+    decisions' order-by date, lateness, risk and arrival figures are the rental's, and the
+    rent actions carry the same risk (one set of numbers everywhere). Out: ``(decisions,
+    actions)``; other pools are unchanged."""
+    rent = actions["action"] == "rent-nodes" if len(actions) else pd.Series(dtype=bool)
+    if not rent.any():
+        return dec, actions
+    pools = set(zip(actions.loc[rent, "cluster"], actions.loc[rent, "pool"]))
+    again = decide(util[[k in pools for k in zip(util["cluster"], util["pool"])]], policy_of, as_of, horizon_days,
+                   lambda c, p, t, r: (policy_of(c, p, t).rent_lead_time_days, "renting for a temporary need"), measured)
+    key = ["cluster", "pool", "resource"]
+    out, again = dec.set_index(key), again.set_index(key)
+    cols = [c for c in again.columns if c in out.columns and c != "review_reason"]
+    out.loc[again.index, cols] = again[cols]
+    actions = actions.copy()
+    actions.loc[rent, "risk_pct"] = [again.loc[(c, p, r), "risk_pct"] for c, p, r in
+                                     actions.loc[rent, ["cluster", "pool", "binding_resource"]].itertuples(index=False)]
+    return out.reset_index()[dec.columns], actions
 
 
 POOL_COLUMNS = [
@@ -539,7 +545,8 @@ def pool_summary(dec: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
 
     The pool's figures are those of its resource that needs capacity first (earliest
     trigger, else the highest forecast peak); ``to_add`` and the costs add up its actions
-    (so the costs sum to the plan totals). Out: :data:`POOL_COLUMNS`.
+    (so the costs sum to the plan totals); ``risk_pct`` is NaN for a pool without an action
+    (no order to be late). Out: :data:`POOL_COLUMNS`.
     """
     rows = []
     for (cluster, pool, tier), d in dec.groupby(["cluster", "pool", "tier"], sort=True):
@@ -555,7 +562,8 @@ def pool_summary(dec: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
             "measured_peak_pct": first.measured_peak_pct, "forecast_peak_pct": first.forecast_peak_pct,
             "trigger_date": first.trigger_date, "order_by_date": order_by,
             "late": bool(a["late"].any()) if len(a) else bool(first.late),
-            "risk_pct": first.risk_pct, "horizon_risk_pct": first.horizon_risk_pct, "to_add": to_add,
+            # the risk of being late belongs to an order: none without an action
+            "risk_pct": first.risk_pct if len(a) else np.nan, "horizon_risk_pct": first.horizon_risk_pct, "to_add": to_add,
             "monthly_cost_usd": float(a["monthly_cost_usd"].sum()) if len(a) else 0.0,
             "next_12m_cost_usd": float(a["next_12m_cost_usd"].sum()) if len(a) else 0.0,
             "temporary": bool(a["temporary"].any()) if len(a) else False,
@@ -574,7 +582,7 @@ def pool_rows(dec: pd.DataFrame, actions: pd.DataFrame) -> list[dict]:
         item = {"cluster": r.cluster, "pool": r.pool, "tier": r.tier, "status": r.status, "bindsOn": r.binds_on,
                 "measuredPeakUtilization": _pct_text(r.measured_peak_pct), "forecastPeakUtilization": _pct_text(r.forecast_peak_pct),
                 "trigger": _date_text(r.trigger_date), "orderBy": _date_text(r.order_by_date),
-                "riskOfLate": _pct_text(r.risk_pct) if r.to_add != "-" else None,
+                "riskOfLate": _pct_text(r.risk_pct),
                 "riskWithinHorizon": _pct_text(r.horizon_risk_pct), "toAdd": r.to_add,
                 "estimatedCost": f"${r.monthly_cost_usd:,.0f}/month", "next12Months": f"${r.next_12m_cost_usd:,.0f}"}
         if r.late:

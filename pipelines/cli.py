@@ -117,7 +117,7 @@ def _print_result(result: dict, show_all: bool = False) -> None:
         style = {"red": "red", "amber": "yellow"}.get(r.status, "")
         status = r.status + (" (late)" if r.late else "") + (" (temporary)" if r.temporary else "")
         table.add_row(r.cluster, r.pool, status, r.binds_on or "-", fmt_pct(r.measured_peak_pct), fmt_pct(r.forecast_peak_pct),
-                      fmt_date(r.trigger_date), fmt_date(r.order_by_date), fmt_pct(r.risk_pct) if r.to_add != "-" else "-",
+                      fmt_date(r.trigger_date), fmt_date(r.order_by_date), fmt_pct(r.risk_pct),
                       r.to_add, fmt_money(r.monthly_cost_usd), fmt_money(r.next_12m_cost_usd), style=style)
     console.print(table)
     hidden = len(pools) - len(shown)

@@ -21,7 +21,7 @@ from forecasting.headroom import decisions as decide
 from forecasting.headroom import mark_for_review, measured_peaks, storage_capacity, usable_capacity, utilisation
 from forecasting.planning import (
     DEFINITIONS, build_plan, current_capacity, diff_plans, fleet_cost, lead_lookup, plan_document, plan_totals, pool_rows,
-    rented_decisions,
+    apply_rentals,
 )
 from forecasting.policy import CatalogError, PoolPolicy
 from forecasting.reasons import event_effects, spike_effects, spike_notes, temporary_needs
@@ -232,7 +232,8 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
     lead_of = lead_lookup(inventory, policy_of, ctx.catalog)
     daily = daily_history(history)
     util = utilisation(fc.forecasts, usable, policy_of)
-    dec = decide(util, policy_of, as_of, horizon, lead_of, measured_peaks(daily, as_of))
+    measured = measured_peaks(daily, as_of)
+    dec = decide(util, policy_of, as_of, horizon, lead_of, measured)
     dec = mark_for_review(dec, usable, fc.forecasts, fc.failures)
     effects = event_effects(fc.forecasts, fc.overlays, usable, dec, policy_of, as_of, horizon, lead_of)
     temporary = temporary_needs(fc.forecasts, fc.overlays, usable, dec, policy_of, as_of, horizon)
@@ -240,7 +241,7 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
     spikes = spike_effects(fc.forecasts, peaks.refit, peaks.spikes, usable, dec, policy_of, as_of, horizon, lead_of)
     actions = build_plan(dec, util, inventory, storage_pools, policy_of, ctx.catalog, as_of, effects, temporary,
                          spike_notes(spikes, str(cfg.catalogs.events)))
-    dec = rented_decisions(dec, actions, as_of)
+    dec, actions = apply_rentals(dec, actions, util, policy_of, as_of, horizon, measured)
     check_frame(dec, "decisions", "plan output")
     check_frame(actions, "actions", "plan output")
     costs = fleet_cost(inventory, policy_of, ctx.catalog, storage_pools)

@@ -53,7 +53,7 @@ def _pool_line(r) -> str:
     return (f"- {r.cluster}/{r.pool} ({status}): order by {fmt_date(r.order_by_date)}; {r.to_add}; "
             f"{fmt_money(r.monthly_cost_usd)}/month, {fmt_money(r.next_12m_cost_usd)} in the next 12 months; binds on "
             f"{r.binds_on or '-'}: measured peak {fmt_pct(r.measured_peak_pct)}, forecast peak {fmt_pct(r.forecast_peak_pct)} "
-            f"of N+k usable; risk of late {fmt_pct(r.risk_pct)}")
+            f"of {'raw capacity' if r.tier == 'storage' else 'N+k usable'}; risk of late {fmt_pct(r.risk_pct)}")
 
 
 def build_message(

@@ -102,6 +102,8 @@ def test_email_parts_headers_inline_chart_and_attachment(demo_run, smtp, monkeyp
     for a in store.table("plans", run_id).itertuples():
         if a.action == "expand-storage":
             assert f"+{a.storage_gib / 1024:g} TiB {a.storage_type}" in html and f"+{a.storage_gib / 1024:g} TiB {a.storage_type}" in plain
+            line = next(x for x in plain.splitlines() if x.startswith(f"- {a.cluster}/{a.pool} ("))
+            assert line.split("forecast peak ")[1].split(";")[0].endswith("of raw capacity"), line  # storage has no N+k
         elif a.action == "add-nodes":
             assert f"{a.quantity} x {a.instance_type}" in html
     attachments = [p for p in msg.iter_attachments() if p.get_filename() == "capacity-report.html"]

@@ -147,7 +147,13 @@ def test_a_short_event_rents_by_hand(hand_run):
     assert "flash-sale" in a["reason"] and a["temporary"]
     start, end = pd.Timestamp(a["rent_start"]).date(), pd.Timestamp(a["rent_end"]).date()
     trigger = pd.Timestamp(a["needed_by_date"]).date()
-    assert start == max(min(dt.date(2027, 1, 20), trigger) - dt.timedelta(days=2), AS_OF)  # 2 days to provision
+    order_by = trigger - dt.timedelta(days=2)  # 2 days to provision
+    assert pd.Timestamp(a["order_by_date"]).date() == order_by and start == max(order_by, AS_OF)
+    assert bool(a["late"]) == (order_by <= AS_OF)
+    # the pool's decisions (the report's chart markers, the stored table) carry the rental's dates
+    d = t["decisions"].set_index(["cluster", "pool", "resource"]).loc[(cluster, pool, a["binding_resource"])]
+    assert pd.Timestamp(d["order_by_date"]).date() == order_by and int(d["lead_time_days"]) == 2
+    assert d["risk_pct"] == pytest.approx(a["risk_pct"]) and bool(d["late"]) == bool(a["late"])
     days = (end - start).days + 1
     hourly, spot_d, _ = PRICES[a["instance_type"]]
     window = int(a["quantity"]) * hourly * blend(0, 0, spot_d, 0) * 24 * days  # on-demand (edge has no spot share)
