@@ -33,7 +33,7 @@ from .models import BASELINES, ModelError, make_model
 
 __all__ = [
     "BacktestPlan", "BacktestResult", "ErrorModel", "plan_backtest", "run_backtest", "plan_calibration",
-    "calibration_predictions", "fit_error_model", "day_to_day_scale", "loo_coverage",
+    "calibration_predictions", "fit_error_model", "naive_scale", "day_to_day_scale", "loo_coverage",
 ]
 
 N_ORIGINS = 3
@@ -115,13 +115,15 @@ def run_backtest(
         except (ModelError, ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
             failed[name] = str(exc)
     first = plan.origins[0]
-    scale = _naive_scale(y[:first], season)
+    scale = naive_scale(y[:first], season)
     result = BacktestResult(plan=plan, actuals=actuals, predictions=predictions, scale=scale, failed=failed)
     _choose(result, models)
     return result
 
 
-def _naive_scale(train: np.ndarray, season: int) -> float:
+def naive_scale(train: np.ndarray, season: int) -> float:
+    """MASE's scale: the in-sample mean absolute error of the seasonal-naive forecast
+    (lag ``season``; lag 1 when the series is shorter), never zero."""
     lag = season if len(train) > season else 1
     scale = float(np.mean(np.abs(train[lag:] - train[:-lag])))
     return scale if scale > 0 else max(float(np.mean(np.abs(train))), 1e-9) * 1e-3

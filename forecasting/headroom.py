@@ -21,7 +21,7 @@ from .policy import PoolPolicy
 from .risk import crossing_probability
 
 __all__ = [
-    "ALLOC_COLUMNS", "PolicyLookup", "LeadLookup", "pool_capacity", "failure_units", "lost_to_failures", "usable_capacity",
+    "ALLOC_COLUMNS", "PolicyLookup", "LeadLookup", "failure_units", "lost_to_failures", "usable_capacity",
     "storage_capacity", "quantile_at", "utilisation", "measured_peaks", "decisions", "mark_for_review",
     "DECISION_COLUMNS", "UTIL_COLUMNS", "MEASURED_DAYS",
 ]
@@ -35,22 +35,6 @@ PolicyLookup = Callable[[str, str, "str | None"], PoolPolicy]
 LeadLookup = Callable[[str, str, str, str], "tuple[int, str]"]
 #: Measured peak utilisation looks at the daily peaks of this many days before the plan date.
 MEASURED_DAYS = 7
-
-
-def pool_capacity(inventory: pd.DataFrame) -> pd.DataFrame:
-    """Sum of allocatable per pool and resource.
-
-    In: inventory (``cluster, pool, tier, zone, node, instance_type, cpu_cores,
-    memory_bytes, pods``). Out: ``cluster, pool, tier, resource, nodes, capacity``.
-    """
-    rows = []
-    for (cluster, pool), g in inventory.groupby(["cluster", "pool"], sort=True):
-        for res in COMPUTE_RESOURCES:
-            rows.append({
-                "cluster": cluster, "pool": pool, "tier": g["tier"].iloc[0], "resource": res,
-                "nodes": len(g), "capacity": float(g[ALLOC_COLUMNS[res]].sum()),
-            })
-    return pd.DataFrame(rows)
 
 
 def failure_units(nodes: pd.DataFrame, resource: str, unit: str, spot_together: bool = False) -> np.ndarray:

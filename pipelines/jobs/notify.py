@@ -15,7 +15,8 @@ from ..config import Config
 from ..domain import HistoryWindow
 from ..io.smtp import EmailError, send_message
 from ..io.store import Store
-from ..present.charts import capacity_figure, monthly_peaks, overview_figure
+from ..present.charts import capacity_figure
+from ..present.report import overview_chart
 from ..present.email import MAX_IMAGE_PX, Image, build_message, chart_png
 from ..present.tables import fmt_money, headline, late_sentence, pool_table
 from .stages import daily_history
@@ -27,12 +28,10 @@ def email_images(store: Store, run_id: str, as_of, window: HistoryWindow, pools:
     """The overview (pools x months) and the most urgent pool's chart with its recent history,
     both at most :data:`MAX_IMAGE_PX` wide."""
     images = []
-    monthly = monthly_peaks(store.table("headroom", run_id), as_of)
-    if len(monthly):
-        order_by = {f"{r.cluster} / {r.pool}": r.order_by_date for r in pools.itertuples() if r.to_add not in ("-", "review")}
-        png = chart_png(overview_figure(monthly, order_by, MAX_IMAGE_PX))
-        if png:
-            images.append(Image("Forecast peak utilisation by month", png))
+    overview = overview_chart(store.table("headroom", run_id), pools, as_of, MAX_IMAGE_PX)
+    png = chart_png(overview) if overview is not None else None
+    if png:
+        images.append(Image("Forecast peak utilisation by month", png))
     urgent = pools[pools["to_add"].ne("-") & pools["to_add"].ne("review")]
     if len(urgent):
         first = urgent.iloc[0]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 
+from forecasting.backtest import naive_scale
 from forecasting.frames import QUANTILE_COLUMNS
 from forecasting.trackrecord import score_forecast, summarise, trigger_outcome
 
@@ -23,14 +23,6 @@ __all__ = ["score_past_plans", "TRACK_COLUMNS"]
 TRACK_COLUMNS = ["past_run_id", "past_as_of", "cluster", "pool", "resource", "kind", "days", "mae", "mase", "coverage_80",
                  "coverage_95", "bias_pct", "predicted_trigger", "actual_crossing", "status", "late", "error_days"]
 KEYS = ["cluster", "pool", "resource", "kind"]
-
-
-def _naive_scale(history: pd.Series) -> float:
-    """In-sample mean absolute error of the weekly seasonal-naive forecast (MASE's scale)."""
-    v = history.to_numpy(dtype=float)
-    if len(v) <= 7:
-        return float("nan")
-    return float(np.nanmean(np.abs(v[7:] - v[:-7])))
 
 
 def score_past_plans(ctx: RunContext, daily: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -57,7 +49,7 @@ def score_past_plans(ctx: RunContext, daily: pd.DataFrame) -> tuple[pd.DataFrame
                 continue
             actual = hist[(hist["ts"] >= start) & (hist["ts"] < pd.Timestamp(ctx.as_of, tz="UTC"))]
             before = hist[hist["ts"] < start]["value"]
-            score = score_forecast(f.sort_values("ts"), actual[["ts", "value"]], _naive_scale(before))
+            score = score_forecast(f.sort_values("ts"), actual[["ts", "value"]], naive_scale(before.dropna().to_numpy(dtype=float), 7))
             row = {"past_run_id": p.run_id, "past_as_of": as_of, **dict(zip(KEYS, key)), **score,
                    "predicted_trigger": None, "actual_crossing": None, "status": None, "late": None, "error_days": None}
             d = binding.get(key[:3])
