@@ -39,6 +39,7 @@ from forecasting.policy import PoolPolicy
 from ..config import ConfigError, format_validation_error, load_yaml
 from ..domain import PoolKey
 from ..io.files import run_folder
+from ..present.tables import headline
 from .context import PreviousPlan, RunContext, new_run_id
 from .record import RunOutputs, Steps, records
 from .render import render_files, report_inputs
@@ -164,11 +165,12 @@ def what_if_job(scenario: Scenario):
                   "headroom": plan.headroom, "decisions": plan.decisions, "plans": plan.actions,
                   "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff, "event_effects": plan.effects}
         before = float(baseline.actions["monthly_cost_usd"].sum()) if len(baseline.actions) else 0.0
-        summary = {**plan.summary, "scenario": scenario.name, "baseline_run_id": base_id, "baseline_monthly_cost_usd": before,
+        pools = pool_summary(plan.decisions, plan.actions)
+        summary = {**plan.summary, "headline": f"What-if '{scenario.name}': {headline(pools, ctx.as_of)}",
+                   "scenario": scenario.name, "baseline_run_id": base_id, "baseline_monthly_cost_usd": before,
                    "baseline_actions": int(len(baseline.actions)),
                    "diff": records(plan.diff) if len(plan.diff) else []}
-        return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of, scenario.name), files, summary,
-                          records(pool_summary(plan.decisions, plan.actions)))
+        return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of, scenario.name), files, summary, records(pools))
 
     return job
 

@@ -18,6 +18,7 @@ prefect_defaults()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from pipelines.io.store import Store  # noqa: E402
 from pipelines.jobs import RunRequest, RunResult, Steps, run  # noqa: E402
 
 __all__ = ["RunRequest", "monthly_run", "what_if_run", "ingest_flow", "report_flow", "prefect_steps"]
@@ -49,7 +50,7 @@ def _run(request: RunRequest) -> dict[str, Any]:
 
     cfg = load_config(request.config_path, request.overrides)
     result = run(request, prefect_steps(request, cfg.executor.dask_address), _flow_run_id())
-    _artifact(result, request)
+    _artifact(result, Store(cfg.path(cfg.store.path)))
     return result.as_dict()
 
 
@@ -82,17 +83,15 @@ def report_flow(config_path: str, run_id: str, send: bool = True) -> dict[str, A
     return send_run_report(cfg, run_id) if send else {"run_id": run_id}
 
 
-def _artifact(result: RunResult, request: RunRequest) -> None:
+def _artifact(result: RunResult, store: Store) -> None:
     """Markdown headline and plan table in the Prefect UI."""
     if result.kind == "ingest":
         return
     try:
         from prefect.artifacts import create_markdown_artifact
 
-        from pipelines.jobs import RunContext
         from pipelines.present.tables import plan_markdown
 
-        store = RunContext.create(request.config_path, request.overrides).store
         md = plan_markdown(result.summary.get("headline", ""), store.table("plans", result.run_id), result.run_id)
         create_markdown_artifact(markdown=md, key="capacity-plan" if result.kind == "monthly" else "what-if-plan",
                                  description=f"capplan run {result.run_id}")
