@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from ...config import PrometheusSource
+from ...config import ConfigError, PrometheusSource
 from ...domain import HistoryWindow
 from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name
 from .common import INVENTORY_COLUMNS
@@ -184,8 +184,8 @@ def _server(ctx: _Ctx, setup: Setup) -> None:
         try:
             s.timeout_s = float(parse_duration(str(flags["query.timeout"])))
             parts.append(f"query.timeout {flags['query.timeout']}")
-        except Exception:
-            pass
+        except ConfigError:  # not a Prometheus duration: the client's own timeout applies
+            parts.append(f"query.timeout {flags['query.timeout']} (not read)")
     if flags and "storage.tsdb.retention.time" in flags:
         text = str(flags["storage.tsdb.retention.time"])
         if text in ("0s", "") and str(flags.get("storage.tsdb.retention.size", "0B")) in ("0B", "0", ""):
