@@ -14,7 +14,7 @@ import pandas as pd
 
 from .headroom import ALLOC_COLUMNS, COMPUTE_RESOURCES, PolicyLookup, lost_to_failures
 from .headroom import decisions as decide
-from .policy import Catalog, CatalogError, InstanceType, PoolPolicy, StorageType
+from .policy import HOURS_PER_MONTH, Catalog, CatalogError, InstanceType, PoolPolicy, StorageType
 
 __all__ = [
     "Sizing", "usable_after", "size_nodes", "size_storage", "storage_monthly_cost", "effective_lead_time",
@@ -26,9 +26,8 @@ __all__ = [
 GIB = 2**30
 #: Prices are per GB (10^9 bytes); sizes are in GiB (2^30 bytes): one GiB is 1.0737 GB.
 GB_PER_GIB = GIB / 1e9
-#: A month of an hourly price (the cloud providers' convention); a day is 24 of those hours.
-HOURS_PER_MONTH = 730
-#: "Next 12 months" costs count each action from the day its capacity is there.
+#: A month of an hourly price is HOURS_PER_MONTH (the cloud providers' convention); a day is
+#: 24 of those hours. "Next 12 months" costs count each action from the day its capacity is there.
 COST_HORIZON_DAYS = 365
 ACTION_COLUMNS = [
     "order_by_date", "needed_by_date", "late", "cluster", "pool", "tier", "action", "quantity",
@@ -659,7 +658,7 @@ def current_capacity(usable: pd.DataFrame, inventory: pd.DataFrame, daily: pd.Da
             span = max((by_day.index[-1] - by_day.index[0]).days, 1)
             peak = s[(s["ts"] >= end - pd.Timedelta(days=measured_days))].groupby("ts")["value"].sum().max()
             storage |= {"usedCapacity": f"{by_day.iloc[-1] / 2**40:,.0f}Ti",
-                        "growthRate": f"{(by_day.iloc[-1] - by_day.iloc[0]) / span * 30.44 / 2**40:,.1f}Ti/month",
+                        "growthRate": f"{(by_day.iloc[-1] - by_day.iloc[0]) / span * HOURS_PER_MONTH / 24 / 2**40:,.1f}Ti/month",
                         "measuredPeakUtilization": f"{100 * peak / total:.0f}%" if total > 0 else None}
         out["storage"] = storage
     return out

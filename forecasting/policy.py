@@ -14,8 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Resource", "PoolPolicy", "PolicyMatch", "PolicyOverride", "Policies", "InstanceType",
-    "StorageType", "Catalog", "CatalogError",
+    "StorageType", "Catalog", "CatalogError", "HOURS_PER_MONTH",
 ]
+
+#: Hours in a month for monthly costs and rates (365 x 24 / 12).
+HOURS_PER_MONTH = 730
 
 #: Usual node memory sizes (GiB), for the catalog lines suggested for unknown types.
 _MEMORY_SIZES_GIB = (0.5, 1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
@@ -156,7 +159,7 @@ class InstanceType(_Strict):
             + reserved * (1 - self.reserved_discount_pct / 100)
             + (1 - spot - reserved)
         )
-        return self.on_demand_hourly_usd * 730 * blended
+        return self.on_demand_hourly_usd * HOURS_PER_MONTH * blended
 
 
 class StorageType(_Strict):
