@@ -188,3 +188,4 @@ def test_a_fleet_type_missing_from_the_catalog_stops_the_run_before_forecasting(
         steps = con.execute("SELECT status FROM runs").fetchall()
         assert steps == [("failed",)]
         assert con.execute("SELECT count(*) FROM forecasts").fetchall()[0][0] == 0
+        assert con.execute("SELECT count(*) FROM samples").fetchall()[0][0] > 0  # the ingest is kept for the re-run
