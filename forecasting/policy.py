@@ -14,11 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Resource", "PoolPolicy", "PolicyMatch", "PolicyOverride", "Policies", "InstanceType",
-    "StorageType", "Catalog", "CatalogError", "HOURS_PER_MONTH",
+    "StorageType", "Catalog", "CatalogError", "HOURS_PER_MONTH", "UNKNOWN_INSTANCE_TYPE",
 ]
 
 #: Hours in a month for monthly costs and rates (365 x 24 / 12).
 HOURS_PER_MONTH = 730
+
+#: The instance type of a node whose labels do not say it.
+UNKNOWN_INSTANCE_TYPE = "unknown"
 
 #: Usual node memory sizes (GiB), for the catalog lines suggested for unknown types.
 _MEMORY_SIZES_GIB = (0.5, 1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
@@ -201,7 +204,7 @@ class Catalog(_Strict):
         instance_type, cpu_cores, memory_bytes, pods``) is in the catalog; else ``(what,
         lines)``: each missing type with its pools and node count, and catalog lines to
         paste whose sizes are estimated from the nodes' allocatable (the price is the user's)."""
-        known = {t.name for t in self.instance_types}
+        known = {t.name for t in self.instance_types} | {UNKNOWN_INSTANCE_TYPE}  # no label: not a catalog matter
         missing = inventory[~inventory["instance_type"].isin(known)]
         if missing.empty:
             return None

@@ -24,7 +24,7 @@ def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True)
     """Run the checks on ``config``'s Prometheus source. Out: the :class:`Setup` as a dict
     (``server``, ``checks`` [check, status, detail, fix, cluster], ``clusters``,
     ``estimates``...) plus ``ok`` (no check failed)."""
-    from .config import load_catalog, load_config
+    from .config import load_config
     from .domain import HistoryWindow
     from .io.sources.catalog import load_metric_catalog
     from .io.sources.doctor import inspect, probe_costs
@@ -37,19 +37,37 @@ def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True)
     step = parse_duration(src.step)
     client = PromClient(src, cfg.base_dir)
     setup = inspect(client, src, window, step)
-    if setup.inventory is not None and len(setup.inventory):
-        missing = load_catalog(cfg.path(cfg.catalogs.instances)).missing_instance_types(setup.inventory)
-        if missing:
-            setup.add("instance catalog", "WARN", f"{missing[0]}: the plan stops until they have a price",
-                      f"add them to {cfg.catalogs.instances} under instance_types (sizes estimated from the nodes' "
-                      f"allocatable: check them and fill in the prices):\n{missing[1]}")
-        else:
-            setup.add("instance catalog", "OK", "every instance type of the fleet is in the catalog")
+    _catalog_check(setup, cfg)
     if cost and setup.clusters and not any(c.check in ("clusters", "scrape jobs") for c in setup.failed):
         probe_costs(client, src, setup, load_metric_catalog(cfg.path(src.catalog) if src.catalog else None), window, step)
     out = setup.as_dict()
     out.update({"ok": not setup.failed, "url": src.url, "as_of": str(day), "history_days": window.days})
     return out
+
+
+def _catalog_check(setup, cfg) -> None:
+    """The ``instance catalog`` check: nodes without an instance type, and instance types the
+    catalog has no price for (the run stops on either before forecasting, see
+    :func:`pipelines.jobs.stages.require_prices`)."""
+    from forecasting.policy import UNKNOWN_INSTANCE_TYPE
+
+    from .config import load_catalog
+
+    inv = setup.inventory
+    if inv is None or not len(inv):
+        return
+    unknown = inv[inv["instance_type"] == UNKNOWN_INSTANCE_TYPE]
+    if len(unknown):
+        setup.add("instance catalog", "WARN", f"{len(unknown)} node(s) have no instance type (e.g. {unknown['node'].iloc[0]}): "
+                  "the plan stops until they have one", "allow-list node.kubernetes.io/instance-type in "
+                  "kube-state-metrics, or set source.prometheus.instance_type_label")
+    missing = load_catalog(cfg.path(cfg.catalogs.instances)).missing_instance_types(inv)
+    if missing:
+        setup.add("instance catalog", "WARN", f"{missing[0]}: the plan stops until they have a price",
+                  f"add them to {cfg.catalogs.instances} under instance_types (sizes estimated from the nodes' "
+                  f"allocatable: check them and fill in the prices):\n{missing[1]}")
+    elif not len(unknown):
+        setup.add("instance catalog", "OK", "every instance type of the fleet is in the catalog")
 
 
 def register(app: typer.Typer) -> None:

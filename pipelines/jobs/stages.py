@@ -23,7 +23,7 @@ from forecasting.planning import (
     DEFINITIONS, build_plan, current_capacity, diff_plans, fleet_cost, lead_lookup, plan_document, plan_totals, pool_rows,
     apply_rentals,
 )
-from forecasting.policy import CatalogError, PoolPolicy
+from forecasting.policy import UNKNOWN_INSTANCE_TYPE, CatalogError, PoolPolicy
 from forecasting.reasons import event_effects, spike_effects, spike_notes, temporary_needs
 from forecasting.spikes import find_unexplained_spikes
 
@@ -204,6 +204,12 @@ def require_prices(ctx: RunContext, inventory: pd.DataFrame) -> None:
     """Stop with a :class:`CatalogError` that names every instance type of the inventory
     missing from the catalog (and gives the lines to paste): nodes cannot be sized or
     costed without it. The monthly job calls it before forecasting, so it fails in seconds."""
+    unlabelled = inventory[inventory["instance_type"] == UNKNOWN_INSTANCE_TYPE]
+    if len(unlabelled):
+        raise CatalogError(f"{len(unlabelled)} node(s) have no instance type (e.g. {unlabelled['node'].iloc[0]} in "
+                           f"{unlabelled['cluster'].iloc[0]}/{unlabelled['pool'].iloc[0]}): they cannot be sized or priced; "
+                           "give them the node.kubernetes.io/instance-type label (allow-list it in kube-state-metrics), "
+                           "or set source.prometheus.instance_type_label")
     missing = ctx.catalog.missing_instance_types(inventory)
     if missing:
         raise CatalogError(f"{ctx.cfg.catalogs.instances}: {missing[0]}. Add them under instance_types (sizes estimated "

@@ -189,3 +189,21 @@ def test_a_fleet_type_missing_from_the_catalog_stops_the_run_before_forecasting(
         assert steps == [("failed",)]
         assert con.execute("SELECT count(*) FROM forecasts").fetchall()[0][0] == 0
         assert con.execute("SELECT count(*) FROM samples").fetchall()[0][0] > 0  # the ingest is kept for the re-run
+
+
+@bad_input
+def test_nodes_without_an_instance_type_stop_the_plan_with_the_label_to_add():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from forecasting.policy import Catalog, CatalogError
+    from pipelines.jobs.stages import require_prices
+
+    ctx = SimpleNamespace(catalog=Catalog(prices_as_of="2026-11-01", instance_types=[]),
+                          cfg=SimpleNamespace(catalogs=SimpleNamespace(instances="catalogs/instances.yaml")))
+    inv = pd.DataFrame([{"cluster": "c", "pool": "p", "node": "n1", "instance_type": "unknown", "cpu_cores": 2.0,
+                         "memory_bytes": 8 * 2**30, "pods": 110.0}])
+    with pytest.raises(CatalogError, match=r"1 node\(s\) have no instance type \(e.g. n1 in c/p\).*node.kubernetes.io/instance-type"):
+        require_prices(ctx, inv)
+    assert Catalog(prices_as_of="2026-11-01", instance_types=[]).missing_instance_types(inv) is None

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from forecasting.policy import UNKNOWN_INSTANCE_TYPE
+
 __all__ = ["PRESETS", "NodeLabelPreset", "ksm_label", "pool_keys", "NodeLabelPlan", "plan_node_labels",
            "inventory_from_labels", "allowlist_snippet", "provider_of", "UNLABELLED",
            "CONTROL_PLANE_POOL", "CONTROL_PLANE_ROLES", "pool_of"]
@@ -211,7 +213,7 @@ def inventory_from_labels(cluster: str, nodes: dict[str, dict[str, str]], alloc:
                 break
         a = alloc.get(node, {})
         rows.append({"cluster": cluster, "pool": pool, "tier": tier, "zone": _first(labels, zone_keys)[1] or "unknown",
-                     "node": node, "instance_type": _first(labels, itype_keys)[1] or "unknown",
+                     "node": node, "instance_type": _first(labels, itype_keys)[1] or UNKNOWN_INSTANCE_TYPE,
                      "cpu_cores": float(a.get("cpu", 0.0)), "memory_bytes": float(a.get("memory", 0.0)),
                      "pods": float(a.get("pods", 0.0)), "storage_bytes": float(a.get("ephemeral_storage", 0.0)),
                      "capacity_type": "spot" if spot else "on-demand"})
