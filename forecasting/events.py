@@ -102,6 +102,12 @@ class Occurrence(BaseModel):
     start: dt.date
     end: dt.date | None  # None: persists (a step)
 
+    def window_with_ramps(self) -> tuple[dt.date, dt.date | None]:
+        """First and last day the event moves demand: its window widened by its ramps
+        (``None`` last day: it persists)."""
+        first = self.start - dt.timedelta(days=self.event.ramp_up_days)
+        return first, (self.end + dt.timedelta(days=self.event.ramp_down_days) if self.end is not None else None)
+
 
 def occurrences(events: list[Event], first: dt.date, last: dt.date) -> list[Occurrence]:
     """Every window of every event that overlaps ``first``..``last``."""
@@ -147,8 +153,7 @@ def mask_events(y: pd.Series, occ: list[Occurrence]) -> pd.Series:
     for o in occ:
         if o.event.kind == "step" or o.end is None:
             continue
-        first = o.start - dt.timedelta(days=o.event.ramp_up_days)
-        last = o.end + dt.timedelta(days=o.event.ramp_down_days)
+        first, last = o.window_with_ramps()
         out[(days >= first) & (days <= last)] = np.nan
     return out
 

@@ -574,10 +574,10 @@ def pool_summary(dec: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=POOL_COLUMNS)
 
 
-def pool_rows(dec: pd.DataFrame, actions: pd.DataFrame) -> list[dict]:
-    """:func:`pool_summary` for the CapacityPlan document (camelCase, units in the text)."""
+def pool_rows(pools: pd.DataFrame) -> list[dict]:
+    """:func:`pool_summary` rows for the CapacityPlan document (camelCase, units in the text)."""
     out = []
-    for r in pool_summary(dec, actions).itertuples():
+    for r in pools.itertuples():
         item = {"cluster": r.cluster, "pool": r.pool, "tier": r.tier, "status": r.status, "bindsOn": r.binds_on,
                 "measuredPeakUtilization": _pct_text(r.measured_peak_pct), "forecastPeakUtilization": _pct_text(r.forecast_peak_pct),
                 "trigger": _date_text(r.trigger_date), "orderBy": _date_text(r.order_by_date),
@@ -596,9 +596,9 @@ def pool_rows(dec: pd.DataFrame, actions: pd.DataFrame) -> list[dict]:
     return out
 
 
-def plan_totals(dec: pd.DataFrame, actions: pd.DataFrame, fleet_costs: pd.DataFrame) -> dict:
-    """The summary figures: pools by status, actions, costs (run-rate, next 12 months, today's fleet)."""
-    pools = pool_summary(dec, actions)
+def plan_totals(pools: pd.DataFrame, actions: pd.DataFrame, fleet_costs: pd.DataFrame) -> dict:
+    """The summary figures: pools by status (:func:`pool_summary` rows), actions, costs
+    (run-rate, next 12 months, today's fleet)."""
     orders = actions[actions["action"] != "review"] if len(actions) else actions
     return {
         "pools": int(len(pools)), "red": int((pools.status == "red").sum()), "amber": int((pools.status == "amber").sum()),

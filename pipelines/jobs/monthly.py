@@ -9,7 +9,6 @@ from __future__ import annotations
 import pandas as pd
 
 from forecasting.frames import check_frame
-from forecasting.planning import pool_summary
 
 from ..io.files import run_folder
 from ..io.sources import IngestError, IngestResult, ingest
@@ -75,12 +74,11 @@ def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
     files = steps.run("render-report", render_files, inputs, plan)
     tables = {"inventory": ing.inventory, "storage_pools": ing.storage_pools, "events": events_frame(ctx.events),
               "data_quality": ing.quality, "track_record": track, **plan_tables(plan, fc)}
-    pools = pool_summary(plan.decisions, plan.actions)
-    summary = {**plan.summary, "headline": headline(pools, ctx.as_of),
+    summary = {**plan.summary, "headline": headline(plan.pools, ctx.as_of),
                "ingest": {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings},
                "track_record": record}
     return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of), files, summary,
-                      records(pools), fc.notes)
+                      records(plan.pools), fc.notes)
 
 
 def ingest_job(ctx: RunContext, steps: Steps) -> RunOutputs:

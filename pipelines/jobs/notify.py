@@ -68,7 +68,7 @@ def send_run_report(cfg: Config, run_id: str) -> dict:
             if c in frame:
                 frame[c] = [None if pd.isna(v) else pd.Timestamp(v).date() for v in frame[c]]
     pools = pool_summary(decisions, actions)
-    totals = plan_totals(decisions, actions, store.table("fleet_costs", run_id))
+    totals = plan_totals(pools, actions, store.table("fleet_costs", run_id))
     subject = headline(pools, as_of)
     lines = [late_sentence(r) + "." for r in pools[pools["late"]].itertuples()]
     lines.append(f"Run {run_id}, as of {as_of}. Added run-rate {fmt_money(totals['added_monthly_cost_usd'])}/month; "

@@ -32,7 +32,7 @@ def report_inputs(ctx: RunContext, plan: PlanOutputs, fc: ForecastOutputs, histo
         events=ctx.events, config_yaml=yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
         prices_as_of=ctx.catalog.prices_as_of, catalog_rows=[t.model_dump() for t in ctx.catalog.instance_types],
         policies=policies, previous_run_id=previous_run_id, max_charts=cfg.report.max_charts, forecast_notes=fc.notes,
-        headroom=plan.headroom, effects=plan.effects, spikes=plan.spikes,
+        headroom=plan.headroom, effects=plan.effects, spikes=plan.spikes, pools=plan.pools,
     )
 
 

@@ -8,7 +8,6 @@ notebook calls them directly. Each checks the frames it receives against the con
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,8 +19,8 @@ from forecasting.frames import QUANTILE_COLUMNS, check_frame, make_series_id
 from forecasting.headroom import decisions as decide
 from forecasting.headroom import mark_for_review, measured_peaks, storage_capacity, usable_capacity, utilisation
 from forecasting.planning import (
-    DEFINITIONS, build_plan, current_capacity, diff_plans, fleet_cost, lead_lookup, plan_document, plan_totals, pool_rows,
-    apply_rentals,
+    DEFINITIONS, apply_rentals, build_plan, current_capacity, diff_plans, fleet_cost, lead_lookup, plan_document, plan_totals,
+    pool_rows, pool_summary,
 )
 from forecasting.policy import UNKNOWN_INSTANCE_TYPE, CatalogError, PoolPolicy
 from forecasting.reasons import event_effects, spike_effects, spike_notes, temporary_needs
@@ -72,6 +71,7 @@ class PlanOutputs:
     summary: dict
     effects: pd.DataFrame  # forecasting.reasons.EFFECT_COLUMNS: what each event does to each trigger
     spikes: pd.DataFrame  # forecasting.reasons.SPIKE_EFFECT_COLUMNS: unexplained history peaks and their effect
+    pools: pd.DataFrame  # forecasting.planning.pool_summary: one row per pool, the figures every output shows
 
 
 def policy_lookup(cfg: Config) -> Callable[[str, str, str | None], PoolPolicy]:
@@ -184,8 +184,7 @@ def unexplained_peaks(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKe
     for key, g in daily[daily["kind"] != "capacity"].groupby(FORECAST_KEYS, sort=True):
         cluster, pool, resource, kind = key
         dims = {"cluster": cluster, "pool": pool, "tier": tiers.get(PoolKey(cluster, pool), pool), "resource": resource}
-        declared = [(o.start - dt.timedelta(days=o.event.ramp_up_days), o.end + dt.timedelta(days=o.event.ramp_down_days))
-                    for o in occurrences(events_for(ctx.events, dims), start, end) if o.end is not None]
+        declared = [o.window_with_ramps() for o in occurrences(events_for(ctx.events, dims), start, end) if o.end is not None]
         found = find_unexplained_spikes(g.set_index("ts")["value"], declared)
         for r in found.itertuples():
             rows.append({"cluster": cluster, "pool": pool, "resource": resource, "kind": kind, "start_date": r.start,
@@ -250,6 +249,7 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
     dec, actions = apply_rentals(dec, actions, util, policy_of, as_of, horizon, measured)
     check_frame(dec, "decisions", "plan output")
     check_frame(actions, "actions", "plan output")
+    pools = pool_summary(dec, actions)
     costs = fleet_cost(inventory, policy_of, ctx.catalog, storage_pools)
     current = current_capacity(usable, inventory, daily, costs, as_of)
     ev_rows = []
@@ -261,7 +261,7 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
     doc = plan_document(
         f"capacity-plan-{as_of:%Y-%m}", ctx.run_id, as_of, actions, current, ev_rows,
         {"cpu": cfg.policies.default.threshold_pct, "storage": cfg.policies.default.storage_threshold_pct}, ctx.catalog,
-        pools=pool_rows(dec, actions), definitions=DEFINITIONS,
+        pools=pool_rows(pools), definitions=DEFINITIONS,
     )
     nodes = {PoolKey(c, p): int(n) for (c, p), n in inventory.groupby(["cluster", "pool"]).size().items()}
     events = sorted(e.name for e in ctx.events)
@@ -272,10 +272,10 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
         if len(diff):
             diff = diff.assign(previous_run_id=previous.run_id)
     summary = {
-        "as_of": str(as_of), **plan_totals(dec, actions, costs),
+        "as_of": str(as_of), **plan_totals(pools, actions, costs),
         "context": {"events": events, "nodes": [{"cluster": k.cluster, "pool": k.pool, "nodes": n} for k, n in nodes.items()]},
     }
-    return PlanOutputs(usable, util, dec, actions, costs, doc, diff, summary, effects, spikes)
+    return PlanOutputs(usable, util, dec, actions, costs, doc, diff, summary, effects, spikes, pools)
 
 
 def local_fan_out(progress: Callable[[int, int, str], None] | None = None) -> FanOut:

@@ -33,7 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forecasting.events import Event, apply_overlays, events_for, occurrences
 from forecasting.frames import QUANTILE_COLUMNS
-from forecasting.planning import pool_summary
 from forecasting.policy import PoolPolicy
 
 from ..config import ConfigError, format_validation_error, load_yaml
@@ -165,12 +164,11 @@ def what_if_job(scenario: Scenario):
                   "headroom": plan.headroom, "decisions": plan.decisions, "plans": plan.actions,
                   "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff, "event_effects": plan.effects}
         before = float(baseline.actions["monthly_cost_usd"].sum()) if len(baseline.actions) else 0.0
-        pools = pool_summary(plan.decisions, plan.actions)
-        summary = {**plan.summary, "headline": f"What-if '{scenario.name}': {headline(pools, ctx.as_of)}",
+        summary = {**plan.summary, "headline": f"What-if '{scenario.name}': {headline(plan.pools, ctx.as_of)}",
                    "scenario": scenario.name, "baseline_run_id": base_id, "baseline_monthly_cost_usd": before,
                    "baseline_actions": int(len(baseline.actions)),
                    "diff": records(plan.diff) if len(plan.diff) else []}
-        return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of, scenario.name), files, summary, records(pools))
+        return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of, scenario.name), files, summary, records(plan.pools))
 
     return job
 

@@ -62,6 +62,8 @@ class ReportInputs:
     #: how past plans did: the track_record rows and forecasting.trackrecord.summarise's dict
     track_record: pd.DataFrame = field(default_factory=pd.DataFrame)
     track_summary: dict = field(default_factory=dict)
+    #: forecasting.planning.pool_summary rows (None: computed from decisions and actions)
+    pools: pd.DataFrame | None = None
 
 
 def plotly_js() -> str:
@@ -213,8 +215,8 @@ def _missing(v) -> bool:
 def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
     """Frames in, HTML string out. No I/O."""
     dec, actions = inp.decisions, inp.actions
-    pools = pool_summary(dec, actions)
-    totals = plan_totals(dec, actions, inp.fleet_costs)
+    pools = inp.pools if inp.pools is not None else pool_summary(dec, actions)
+    totals = plan_totals(pools, actions, inp.fleet_costs)
     clusters, storage = _charts(inp)
     chosen = inp.scores[inp.scores["chosen"]] if len(inp.scores) else inp.scores
     accuracy = []
