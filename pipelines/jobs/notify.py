@@ -43,16 +43,12 @@ def email_images(store: Store, run_id: str, as_of, window: HistoryWindow, pools:
         title = f"{key[0]} / {key[1]} / {resource}"
         fig = capacity_figure(title, resource, history, fc, float(cap["usable"].iloc[0]) if len(cap) else None,
                               float(d["threshold_pct"].iloc[0]) if len(d) else 70.0,
-                              trigger=_day(d["trigger_date"].iloc[0]) if len(d) else None,
-                              order_by=_day(first.order_by_date), history_days=90)
+                              trigger=d["trigger_date"].iloc[0] if len(d) else None,
+                              order_by=first.order_by_date, history_days=90)
         png = chart_png(fig, MAX_IMAGE_PX, 360)
         if png:
             images.append(Image(title, png))
     return images
-
-
-def _day(v):
-    return None if v is None or pd.isna(v) else pd.Timestamp(v).date()
 
 
 def send_run_report(cfg: Config, run_id: str) -> dict:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..io.files import StagedFiles, stage_files
+from ..present.tables import records
 from ..progress import report as report_progress
 from .context import RunContext
 
@@ -88,11 +89,6 @@ class RunResult:
 
 
 Job = Callable[[RunContext, Steps], RunOutputs]
-
-
-def records(frame: pd.DataFrame) -> list[dict]:
-    """Rows as plain dicts, missing values as None (never NaN in a table or JSON)."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def execute(ctx: RunContext, job: Job, steps: Steps | None = None, wait_s: float = 0.0, scenario_json: str | None = None) -> RunResult:

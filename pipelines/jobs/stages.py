@@ -202,7 +202,8 @@ def unexplained_peaks(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKe
 def require_prices(ctx: RunContext, inventory: pd.DataFrame) -> None:
     """Stop with a :class:`CatalogError` that names every instance type of the inventory
     missing from the catalog (and gives the lines to paste): nodes cannot be sized or
-    costed without it. The monthly job calls it before forecasting, so it fails in seconds."""
+    costed without it. The monthly job calls it right after the ingest, before forecasting, so
+    it fails in seconds (a what-if re-plans an inventory that passed it)."""
     unlabelled = inventory[inventory["instance_type"] == UNKNOWN_INSTANCE_TYPE]
     if len(unlabelled):
         raise CatalogError(f"{len(unlabelled)} node(s) have no instance type (e.g. {unlabelled['node'].iloc[0]} in "
@@ -226,7 +227,6 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
     forecast or not (:func:`forecasting.headroom.mark_for_review`).
     """
     check_frame(inventory, "inventory", "plan input")
-    require_prices(ctx, inventory)
     if len(fc.forecasts):
         check_frame(fc.forecasts, "forecasts", "plan input")
     cfg, as_of, horizon = ctx.cfg, ctx.as_of, ctx.cfg.forecasting.horizon_days

@@ -19,7 +19,7 @@ from forecasting.events import Event, occurrences
 from forecasting.planning import DEFINITIONS, plan_totals, pool_summary
 
 from .charts import UNIT_SCALE, capacity_figure, figure_json, monthly_peaks, overview_figure, track_record_figure
-from .tables import NEEDS_ACTION, fmt_date, fmt_money, fmt_pct, headline, late_sentence, pool_table
+from .tables import NEEDS_ACTION, is_missing, fmt_date, fmt_money, fmt_pct, headline, late_sentence, pool_table, records
 
 __all__ = ["ReportInputs", "render_report", "plotly_js"]
 
@@ -149,8 +149,8 @@ def _charts(inp: ReportInputs) -> tuple[list[dict], list[dict]]:
         fig = capacity_figure(
             f"{cluster} / {pool} / {resource}", resource, hist_groups.get(key, pd.DataFrame(columns=["kind", "ts", "value"])),
             f, usable.get(key), threshold,
-            trigger=_date(d["trigger_date"]) if d is not None else None,
-            order_by=_date(d["order_by_date"]) if d is not None else None, events=evs, full_date=full,
+            trigger=d["trigger_date"] if d is not None else None,
+            order_by=d["order_by_date"] if d is not None else None, events=evs, full_date=full,
         )
         spec = {"id": f"c{count}", "json": figure_json(fig), "pool": pool, "resource": resource,
                 "status": d["status"] if d is not None else "green", "full": full}
@@ -163,17 +163,6 @@ def _charts(inp: ReportInputs) -> tuple[list[dict], list[dict]]:
                                                          for j, (p, ch) in enumerate(sorted(pools.items()))]}
                for i, (c, pools) in enumerate(sorted(clusters.items()))]
     return grouped, storage
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """Rows as dicts with missing values as None (so templates show '-', never 'nan')."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
-
-
-def _date(v) -> dt.date | None:
-    if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
-        return None
-    return pd.Timestamp(v).date()
 
 
 def _past_runs(track: pd.DataFrame) -> pd.DataFrame:
@@ -204,12 +193,8 @@ def overview_chart(headroom: pd.DataFrame, pools: pd.DataFrame, as_of: dt.date, 
     if monthly.empty:
         return None
     order_by = {f"{r.cluster} / {r.pool}": r.order_by_date for r in pools.itertuples()
-                if r.to_add not in ("-", "review") and not _missing(r.order_by_date)}
+                if r.to_add not in ("-", "review") and not is_missing(r.order_by_date)}
     return overview_figure(monthly, order_by, width)
-
-
-def _missing(v) -> bool:
-    return v is None or v is pd.NaT or (isinstance(v, float) and v != v)
 
 
 def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
@@ -249,19 +234,19 @@ def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
     ctx = {
         "inp": inp, "headline": headline(pools, inp.as_of), "cluster_sentences": _cluster_sentences(pools),
         "totals": totals, "late": [late_sentence(r) for r in late.itertuples()],
-        "pools": _records(pool_table(pools)), "green_pools": len(green),
+        "pools": records(pool_table(pools)), "green_pools": len(green),
         "green_max_risk": float(green["horizon_risk_pct"].max()) if len(green) and green["horizon_risk_pct"].notna().any() else None,
-        "review": _records(pools[pools["review_reason"].notna()]),
-        "forecast_errors": _records(inp.forecast_notes[inp.forecast_notes["severity"] == "error"]) if len(inp.forecast_notes) else [],
-        "forecast_notes": _records(inp.forecast_notes[inp.forecast_notes["severity"] == "note"].head(100)) if len(inp.forecast_notes) else [],
+        "review": records(pools[pools["review_reason"].notna()]),
+        "forecast_errors": records(inp.forecast_notes[inp.forecast_notes["severity"] == "error"]) if len(inp.forecast_notes) else [],
+        "forecast_notes": records(inp.forecast_notes[inp.forecast_notes["severity"] == "note"].head(100)) if len(inp.forecast_notes) else [],
         "too_small": inp.capacity[inp.capacity["too_small"]].to_dict("records") if len(inp.capacity) else [],
-        "actions": _records(actions.sort_values(["order_by_date", "cluster", "pool"])) if len(actions) else [],
+        "actions": records(actions.sort_values(["order_by_date", "cluster", "pool"])) if len(actions) else [],
         "diff": inp.diff.to_dict("records") if len(inp.diff) else [],
         "clusters": clusters, "storage": storage, "accuracy": accuracy, "acc": acc_summary,
         "quality_notes": quality_notes, "quality": quality_stats, "overview": figure_json(overview) if overview else None,
         "definitions": DEFINITIONS, "resource_rules": _resource_rules(inp.policies),
-        "spikes": _records(inp.spikes) if len(inp.spikes) else [],
-        "past_runs": _records(past), "track": inp.track_summary,
+        "spikes": records(inp.spikes) if len(inp.spikes) else [],
+        "past_runs": records(past), "track": inp.track_summary,
         "track_chart": figure_json(track_record_figure(past)) if len(past) else None,
         "events": inp.events, "plotly_js": plotly_js() if include_plotlyjs else "",
         "unit_scale": UNIT_SCALE, "generated": inp.as_of, "needs_action": NEEDS_ACTION,

@@ -16,23 +16,28 @@ __all__ = ["headline", "pool_table", "plan_markdown", "fmt_pct", "fmt_money", "f
 NEEDS_ACTION = ("red", "amber")
 
 
-def _missing(v) -> bool:
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts, missing values as None (never NaN in a table, template or JSON)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT or (not isinstance(v, str) and pd.isna(v))
 
 
 def fmt_pct(v) -> str:
     """``62%``; missing: ``-``."""
-    return "-" if _missing(v) else ("∞" if v == float("inf") else f"{v:.0f}%")
+    return "-" if is_missing(v) else ("∞" if v == float("inf") else f"{v:.0f}%")
 
 
 def fmt_money(v) -> str:
     """``$4,464``; missing: ``-``."""
-    return "-" if _missing(v) else f"${v:,.0f}"
+    return "-" if is_missing(v) else f"${v:,.0f}"
 
 
 def fmt_date(v) -> str:
     """``2027-01-26``; missing: ``-``."""
-    return "-" if _missing(v) else str(v)[:10]
+    return "-" if is_missing(v) else str(v)[:10]
 
 
 def headline(pools: pd.DataFrame, as_of: dt.date) -> str:
