@@ -27,13 +27,18 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .frames import QUANTILE_COLUMNS
+
 __all__ = ["Scope", "Event", "Occurrence", "Overlaid", "occurrences", "events_for", "mask_events", "measure_uplift",
-           "apply_overlays", "event_factor", "CONTRIBUTION_COLUMNS"]
+           "apply_overlays", "event_factor", "CONTRIBUTION_COLUMNS", "AddedWorkload", "rebase_forecasts", "replay_events",
+           "OVERLAY_COLUMNS"]
 
 #: Columns of the per-event contributions frame (long: one row per event and day):
 #: ``contribution`` is what the event added to ``yhat`` (series units), ``factor`` what it
 #: multiplied every value column by (dividing by it removes the event: a counterfactual).
 CONTRIBUTION_COLUMNS = ["ts", "event", "contribution", "factor"]
+#: The same, for many series (the ``forecast_overlays`` table).
+OVERLAY_COLUMNS = ["series_id", *CONTRIBUTION_COLUMNS]
 
 
 class Scope(BaseModel):
@@ -227,3 +232,63 @@ def apply_overlays(
         contributions = (pd.concat(parts, ignore_index=True).groupby(["ts", "event"], as_index=False, sort=True)
                          .agg(contribution=("contribution", "sum"), factor=("factor", "prod")))
     return Overlaid(out, contributions)
+
+
+# --- replaying a stored forecast under other events (what-if) ---------------------------
+
+#: Value columns a stored forecast carries (overlays multiply all of them).
+FORECAST_VALUES = ["yhat", "yhat_lower", "yhat_upper", *QUANTILE_COLUMNS]
+
+
+class AddedWorkload(BaseModel):
+    """Extra demand from a date, in base units (cores, bytes, pods), for the named kinds."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    cluster: str
+    pool: str
+    resource: str = Field(pattern="^(cpu|memory|pods|storage)$")
+    amount: float
+    from_date: dt.date = Field(alias="from")
+    kinds: list[str] = Field(default_factory=lambda: ["usage", "requests"])
+
+
+def rebase_forecasts(forecasts: pd.DataFrame) -> pd.DataFrame:
+    """Stored forecasts without their overlays: every value column scaled back by
+    ``yhat_baseline / yhat`` (overlays multiply all value columns). Columns in and out:
+    ``yhat, yhat_baseline`` and the other :data:`FORECAST_VALUES`."""
+    f = forecasts.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(f["yhat"] > 0, f["yhat_baseline"] / f["yhat"], 1.0)
+    for c in FORECAST_VALUES[1:]:
+        f[c] = f[c] * ratio
+    f["yhat"] = f["yhat_baseline"]
+    return f
+
+
+def replay_events(forecasts: pd.DataFrame, events: list[Event], as_of: dt.date, tiers: dict[tuple[str, str], str],
+                  added: list[AddedWorkload] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored forecasts under another calendar (and added workload), without refitting.
+
+    In: forecasts (``series_id, cluster, pool, resource, kind, ts, yhat_baseline`` and
+    :data:`FORECAST_VALUES`), the events, each pool's tier (``(cluster, pool) -> tier``,
+    for event scopes). The overlay-free forecast (:func:`rebase_forecasts`) gets every
+    occurrence that has not ended by ``as_of``; added workload is added to every value
+    column from its date. Out: ``(forecasts, overlays)``, overlays with :data:`OVERLAY_COLUMNS`.
+    """
+    frames, overlays = [], []
+    for sid, f in rebase_forecasts(forecasts).groupby("series_id", sort=True):
+        d = f.iloc[0]
+        dims = {"cluster": d.cluster, "pool": d.pool, "tier": tiers.get((d.cluster, d.pool), d.pool), "resource": d.resource}
+        f = f.sort_values("ts").reset_index(drop=True)
+        occ = [o for o in occurrences(events_for(events, dims), as_of, f["ts"].max().date()) if o.end is None or o.end >= as_of]
+        out, contributions = apply_overlays(f[["ts", *FORECAST_VALUES]], occ)
+        for w in added or []:
+            if (w.cluster, w.pool, w.resource) == (d.cluster, d.pool, d.resource) and d.kind in w.kinds:
+                extra = np.where(out["ts"].dt.date >= w.from_date, w.amount, 0.0)
+                for c in FORECAST_VALUES:
+                    out[c] = out[c] + extra
+        if len(contributions):
+            overlays.append(contributions.assign(series_id=sid)[OVERLAY_COLUMNS])
+        frames.append(f.assign(**{c: out[c] for c in FORECAST_VALUES}))
+    return (pd.concat(frames, ignore_index=True),
+            pd.concat(overlays, ignore_index=True) if overlays else pd.DataFrame(columns=OVERLAY_COLUMNS))

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from forecasting.events import Event
+from forecasting.planning import PlanBaseline
 from forecasting.policy import Catalog
 
 from ..config import Config, load_catalog, load_config, load_events
@@ -89,18 +89,8 @@ class RunContext:
         return self.cfg.path(self.cfg.report.dir)
 
 
-@dataclass
-class PreviousPlan:
-    """The plan a run is compared with (the previous monthly run, or a what-if's baseline).
-
-    ``decisions`` and ``actions`` are that run's tables; ``events`` the event names it knew;
-    ``nodes`` its node count per pool."""
-
-    run_id: str
-    decisions: pd.DataFrame
-    actions: pd.DataFrame
-    events: list[str]
-    nodes: dict[PoolKey, int]
+class PreviousPlan(PlanBaseline):
+    """A :class:`forecasting.planning.PlanBaseline` read back from the store."""
 
     @classmethod
     def load(cls, store: Store, run_id: str) -> "PreviousPlan":

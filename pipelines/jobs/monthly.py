@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from forecasting.frames import check_frame
+from forecasting.planning import PlanOutputs
 
 from ..io.files import run_folder
 from ..io.sources import IngestError, IngestResult, ingest
@@ -18,7 +19,7 @@ from .record import RunOutputs, Steps, records
 from .render import render_files, report_inputs
 from .pastplans import score_past_plans
 from .stages import (
-    ForecastOutputs, PlanOutputs, daily_history, events_frame, forecast_pools, local_fan_out, plan_capacity, pool_tiers,
+    ForecastOutputs, daily_history, events_frame, forecast_pools, local_fan_out, plan_capacity, pool_tiers,
     require_prices, unexplained_peaks,
 )
 
@@ -65,9 +66,8 @@ def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
     peaks = steps.run("find-unexplained-peaks", unexplained_peaks, ctx, history, tiers, steps.fan_out or local_fan_out())
     track, record = steps.run("score-past-plans", score_past_plans, ctx, daily_history(history))
     previous = PreviousPlan.before(ctx.store, ctx.run_id)
-    plan = steps.run("plan-capacity", plan_capacity, ctx, ing.inventory, ing.storage_pools, fc, history, previous, peaks)
-    plan.document["spec"]["trackRecord"] = {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
-    plan.document["spec"]["unexplainedPeaks"] = records(plan.spikes.astype({c: str for c in ("start_date", "end_date", "trigger_date", "trigger_without")}))
+    plan = steps.run("plan-capacity", plan_capacity, ctx, ing.inventory, ing.storage_pools, fc, history, previous, peaks,
+                     record)
     inputs = report_inputs(ctx, plan, fc, history, ing.quality, previous.run_id if previous else None)
     inputs.ingest_warnings = list(ing.warnings)
     inputs.track_record, inputs.track_summary = track, record

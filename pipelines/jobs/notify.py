@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecasting.planning import plan_totals, pool_summary
+from forecasting.plandoc import plan_totals, pool_summary
 
 from ..config import Config
 from ..domain import HistoryWindow

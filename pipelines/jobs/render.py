@@ -9,9 +9,11 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
+from forecasting.planning import PlanOutputs
+
 from ..present.report import ReportInputs, render_report
 from .context import RunContext
-from .stages import ForecastOutputs, PlanOutputs, daily_history
+from .stages import ForecastOutputs, daily_history
 
 __all__ = ["report_inputs", "render_files", "plan_csv", "plan_yaml"]
 

@@ -14,27 +14,20 @@ from typing import Callable
 import pandas as pd
 
 from forecasting.engine import ForecastResult, forecast_panel
-from forecasting.events import Event, Scope, events_for, occurrences
+from forecasting.events import OVERLAY_COLUMNS, Event, Scope, events_for, occurrences
 from forecasting.frames import QUANTILE_COLUMNS, check_frame, make_series_id
-from forecasting.headroom import decisions as decide
-from forecasting.headroom import mark_for_review, measured_peaks, storage_capacity, usable_capacity, utilisation
-from forecasting.planning import (
-    DEFINITIONS, apply_rentals, build_plan, current_capacity, diff_plans, fleet_cost, lead_lookup, plan_document, plan_totals,
-    pool_rows, pool_summary,
-)
+from forecasting.planning import PlanInputs, PlanOutputs, make_plan
 from forecasting.policy import UNKNOWN_INSTANCE_TYPE, CatalogError, PoolPolicy
-from forecasting.reasons import event_effects, spike_effects, spike_notes, temporary_needs
 from forecasting.spikes import find_unexplained_spikes
 
 from ..config import Config
 from ..domain import PoolKey
 from .context import PreviousPlan, RunContext
 
-__all__ = ["ForecastOutputs", "PlanOutputs", "FanOut", "pool_tiers", "forecast_pools", "plan_capacity", "require_prices",
+__all__ = ["ForecastOutputs", "FanOut", "pool_tiers", "forecast_pools", "plan_capacity", "require_prices",
            "policy_lookup", "daily_history", "events_frame", "NOTE_COLUMNS"]
 
 FORECAST_KEYS = ["cluster", "pool", "resource", "kind"]
-OVERLAY_COLUMNS = ["series_id", "ts", "event", "contribution", "factor"]
 NOTE_COLUMNS = ["series_id", "cluster", "pool", "resource", "kind", "severity", "message"]
 #: Maps the panel forecast over jobs: ``(jobs, horizon_days, model, level, workers) -> {series_id: result}``.
 FanOut = Callable[[list, float, str, float, "int | None"], "dict[str, ForecastResult | Exception]"]
@@ -54,24 +47,6 @@ class ForecastOutputs:
     @property
     def failures(self) -> pd.DataFrame:
         return self.notes[self.notes["severity"] == "error"]
-
-
-@dataclass
-class PlanOutputs:
-    """Headroom and plan frames (the run's tables), the CapacityPlan document, the diff
-    against the previous plan and the summary figures."""
-
-    capacity: pd.DataFrame
-    headroom: pd.DataFrame
-    decisions: pd.DataFrame
-    actions: pd.DataFrame
-    fleet_costs: pd.DataFrame
-    document: dict
-    diff: pd.DataFrame
-    summary: dict
-    effects: pd.DataFrame  # forecasting.reasons.EFFECT_COLUMNS: what each event does to each trigger
-    spikes: pd.DataFrame  # forecasting.reasons.SPIKE_EFFECT_COLUMNS: unexplained history peaks and their effect
-    pools: pd.DataFrame  # forecasting.planning.pool_summary: one row per pool, the figures every output shows
 
 
 def policy_lookup(cfg: Config) -> Callable[[str, str, str | None], PoolPolicy]:
@@ -217,65 +192,23 @@ def require_prices(ctx: RunContext, inventory: pd.DataFrame) -> None:
 
 
 def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.DataFrame, fc: ForecastOutputs,
-                  history: pd.DataFrame, previous: PreviousPlan | None = None,
-                  peaks: UnexplainedPeaks | None = None) -> PlanOutputs:
-    """Headroom, triggers with their risk, sized and costed actions, the plan document and
-    the diff against ``previous``.
+                  history: pd.DataFrame, previous: PreviousPlan | None = None, peaks: UnexplainedPeaks | None = None,
+                  track_record: dict | None = None) -> PlanOutputs:
+    """The run's plan (:func:`forecasting.planning.make_plan`) from its frames and context.
 
-    In: the inventory, storage pools (``cluster, pool, capacity``), the forecasts and the
-    hourly pool history (for measured peaks). Every pool with capacity is in the decisions,
-    forecast or not (:func:`forecasting.headroom.mark_for_review`).
+    In: the inventory, storage pools (``cluster, pool, capacity``), the forecasts, the
+    hourly pool history (its daily peaks give the measured peaks), the plan to diff against,
+    the unexplained peaks (None: not searched) and the track record summary (None: not scored).
     """
-    check_frame(inventory, "inventory", "plan input")
-    if len(fc.forecasts):
-        check_frame(fc.forecasts, "forecasts", "plan input")
-    cfg, as_of, horizon = ctx.cfg, ctx.as_of, ctx.cfg.forecasting.horizon_days
-    policy_of = policy_lookup(cfg)
-    usable = usable_capacity(inventory, policy_of)
-    if not storage_pools.empty:
-        usable = pd.concat([usable, storage_capacity(storage_pools)], ignore_index=True)
-    lead_of = lead_lookup(inventory, policy_of, ctx.catalog)
-    daily = daily_history(history)
-    util = utilisation(fc.forecasts, usable, policy_of)
-    measured = measured_peaks(daily, as_of)
-    dec = decide(util, policy_of, as_of, horizon, lead_of, measured)
-    dec = mark_for_review(dec, usable, fc.forecasts, fc.failures)
-    effects = event_effects(fc.forecasts, fc.overlays, usable, dec, policy_of, as_of, horizon, lead_of)
-    temporary = temporary_needs(fc.forecasts, fc.overlays, usable, dec, policy_of, as_of, horizon)
-    peaks = peaks or UnexplainedPeaks.none()
-    spikes = spike_effects(fc.forecasts, peaks.refit, peaks.spikes, usable, dec, policy_of, as_of, horizon, lead_of)
-    actions = build_plan(dec, util, inventory, storage_pools, policy_of, ctx.catalog, as_of, effects, temporary,
-                         spike_notes(spikes, str(cfg.catalogs.events)))
-    dec, actions = apply_rentals(dec, actions, util, policy_of, as_of, horizon, measured)
-    check_frame(dec, "decisions", "plan output")
-    check_frame(actions, "actions", "plan output")
-    pools = pool_summary(dec, actions)
-    costs = fleet_cost(inventory, policy_of, ctx.catalog, storage_pools)
-    current = current_capacity(usable, inventory, daily, costs, as_of)
-    ev_rows = []
-    for o in occurrences(ctx.events, as_of, ctx.horizon_end):
-        e = o.event
-        growth = f"{e.uplift_pct:+g}%" if e.uplift_pct is not None else "measured from last occurrence"
-        ev_rows.append({"name": e.name, "window": f"{o.start} .. {o.end or 'onwards'}", "expectedGrowth": growth,
-                        "kind": e.kind, "reason": e.reason})
-    doc = plan_document(
-        f"capacity-plan-{as_of:%Y-%m}", ctx.run_id, as_of, actions, current, ev_rows,
-        {"cpu": cfg.policies.default.threshold_pct, "storage": cfg.policies.default.storage_threshold_pct}, ctx.catalog,
-        pools=pool_rows(pools), definitions=DEFINITIONS,
-    )
-    nodes = {PoolKey(c, p): int(n) for (c, p), n in inventory.groupby(["cluster", "pool"]).size().items()}
-    events = sorted(e.name for e in ctx.events)
-    diff = pd.DataFrame()
-    if previous:
-        diff = diff_plans(previous.decisions, dec, previous.actions, actions,
-                          {"events": previous.events, "nodes": previous.nodes}, {"events": events, "nodes": nodes})
-        if len(diff):
-            diff = diff.assign(previous_run_id=previous.run_id)
-    summary = {
-        "as_of": str(as_of), **plan_totals(pools, actions, costs),
-        "context": {"events": events, "nodes": [{"cluster": k.cluster, "pool": k.pool, "nodes": n} for k, n in nodes.items()]},
-    }
-    return PlanOutputs(usable, util, dec, actions, costs, doc, diff, summary, effects, spikes, pools)
+    cfg = ctx.cfg
+    return make_plan(PlanInputs(
+        as_of=ctx.as_of, horizon_days=cfg.forecasting.horizon_days, run_id=ctx.run_id, inventory=inventory,
+        storage_pools=storage_pools, forecasts=fc.forecasts, overlays=fc.overlays, failures=fc.failures,
+        daily=daily_history(history), policy_of=policy_lookup(cfg), catalog=ctx.catalog, events=ctx.events,
+        thresholds={"cpu": cfg.policies.default.threshold_pct, "storage": cfg.policies.default.storage_threshold_pct},
+        events_file=str(cfg.catalogs.events), spikes=peaks.spikes if peaks else None,
+        spike_refit=peaks.refit if peaks else pd.DataFrame(), previous=previous, track_record=track_record,
+    ))
 
 
 def local_fan_out(progress: Callable[[int, int, str], None] | None = None) -> FanOut:

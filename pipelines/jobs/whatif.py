@@ -27,37 +27,21 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from forecasting.events import Event, apply_overlays, events_for, occurrences
-from forecasting.frames import QUANTILE_COLUMNS
+from forecasting.events import AddedWorkload, Event, replay_events
 from forecasting.policy import PoolPolicy
 
 from ..config import ConfigError, format_validation_error, load_yaml
-from ..domain import PoolKey
 from ..io.files import run_folder
 from ..present.tables import headline
 from .context import PreviousPlan, RunContext, new_run_id
 from .record import RunOutputs, Steps, records
 from .render import render_files, report_inputs
-from .stages import NOTE_COLUMNS, OVERLAY_COLUMNS, ForecastOutputs, plan_capacity, pool_tiers
+from .stages import NOTE_COLUMNS, ForecastOutputs, plan_capacity, pool_tiers
 
 __all__ = ["Scenario", "load_scenario", "what_if_context", "what_if_job", "what_if_text"]
-
-FORECAST_VALUES = ["yhat", "yhat_lower", "yhat_upper", *QUANTILE_COLUMNS]
-
-
-class AddedWorkload(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    cluster: str
-    pool: str
-    resource: str = Field(pattern="^(cpu|memory|pods|storage)$")
-    amount: float
-    from_date: dt.date = Field(alias="from")
-    kinds: list[str] = Field(default_factory=lambda: ["usage", "requests"])
-
 
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -110,39 +94,6 @@ def what_if_context(base: RunContext, scenario: Scenario, as_of: dt.date | None 
                                run_id=new_run_id(day, "what-if", base.flow_run_id))
 
 
-def _rebase(forecasts: pd.DataFrame) -> pd.DataFrame:
-    """Stored forecasts -> overlay-free baseline (overlays multiply all value columns)."""
-    f = forecasts.copy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(f["yhat"] > 0, f["yhat_baseline"] / f["yhat"], 1.0)
-    for c in FORECAST_VALUES[1:]:
-        f[c] = f[c] * ratio
-    f["yhat"] = f["yhat_baseline"]
-    return f
-
-
-def _replay(ctx: RunContext, scenario: Scenario, base_fc: pd.DataFrame, tiers: dict[PoolKey, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The baseline forecasts under the scenario's events and added workload.
-    Out: (forecasts, overlays ``series_id, ts, event, contribution``)."""
-    frames, overlays = [], []
-    for sid, f in _rebase(base_fc).groupby("series_id", sort=True):
-        d = f.iloc[0]
-        dims = {"cluster": d.cluster, "pool": d.pool, "tier": tiers.get(PoolKey(d.cluster, d.pool), d.pool), "resource": d.resource}
-        f = f.sort_values("ts").reset_index(drop=True)
-        occ = [o for o in occurrences(events_for(ctx.events, dims), ctx.as_of, f["ts"].max().date()) if o.end is None or o.end >= ctx.as_of]
-        out, contributions = apply_overlays(f[["ts", *FORECAST_VALUES]], occ)
-        for w in scenario.added_workload:
-            if (w.cluster, w.pool, w.resource) == (d.cluster, d.pool, d.resource) and d.kind in w.kinds:
-                add = np.where(out["ts"].dt.date >= w.from_date, w.amount, 0.0)
-                for c in FORECAST_VALUES:
-                    out[c] = out[c] + add
-        if len(contributions):
-            overlays.append(contributions.assign(series_id=sid)[OVERLAY_COLUMNS])
-        frames.append(f.assign(**{c: out[c] for c in FORECAST_VALUES}))
-    return (pd.concat(frames, ignore_index=True),
-            pd.concat(overlays, ignore_index=True) if overlays else pd.DataFrame(columns=OVERLAY_COLUMNS))
-
-
 def what_if_job(scenario: Scenario):
     """The job (see :data:`pipelines.jobs.record.Job`) re-planning the baseline under ``scenario``."""
 
@@ -150,7 +101,8 @@ def what_if_job(scenario: Scenario):
         store, base_id = ctx.store, ctx.baseline_run_id
         assert base_id is not None
         inventory, storage_pools = store.table("inventory", base_id), store.table("storage_pools", base_id)
-        forecasts, overlays = _replay(ctx, scenario, store.table("forecasts", base_id), pool_tiers(inventory, storage_pools))
+        forecasts, overlays = replay_events(store.table("forecasts", base_id), ctx.events, ctx.as_of,
+                                            pool_tiers(inventory, storage_pools), scenario.added_workload)
         notes = store.table("forecast_notes", base_id)
         fc = ForecastOutputs(forecasts, overlays, store.table("backtest_scores", base_id),
                              notes if len(notes) else pd.DataFrame(columns=NOTE_COLUMNS))

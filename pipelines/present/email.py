@@ -40,12 +40,19 @@ class Image:
 
 
 def chart_png(fig, width: int = MAX_IMAGE_PX, height: int | None = None) -> bytes | None:
-    """A static PNG of a plotly figure (kaleido + Chromium); None if it cannot be made."""
-    try:
-        return fig.to_image(format="png", width=min(width, MAX_IMAGE_PX), height=height or fig.layout.height or 340, scale=1)
-    except Exception as exc:  # no browser for kaleido: the email still goes, without the chart
-        log.warning("could not render the email chart (%s); sending without it", type(exc).__name__)
-        return None
+    """A static PNG of a plotly figure (kaleido + Chromium); None if it cannot be made.
+
+    Tried twice: on a cold machine kaleido's first render in a process can fail with a
+    ``JavascriptError`` while its Chromium page is still loading plotly.js (seen in CI)."""
+    error = None
+    for _ in range(2):
+        try:
+            return fig.to_image(format="png", width=min(width, MAX_IMAGE_PX), height=height or fig.layout.height or 340,
+                                scale=1)
+        except Exception as exc:  # no browser for kaleido: the email still goes, without the chart
+            error = exc
+    log.warning("could not render the email chart (%s); sending without it", type(error).__name__)
+    return None
 
 
 def _pool_line(r) -> str:
@@ -62,7 +69,7 @@ def build_message(
 ) -> EmailMessage:
     """Plain text + HTML (with the inline charts) + the report attached.
 
-    ``pools``: the pools to act on (:func:`forecasting.planning.pool_summary` rows);
+    ``pools``: the pools to act on (:func:`forecasting.plandoc.pool_summary` rows);
     ``actions``: the plan (``plans`` table rows)."""
     msg = EmailMessage()
     msg["Subject"] = subject

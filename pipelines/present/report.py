@@ -16,7 +16,7 @@ import pandas as pd
 
 from forecasting.events import Event, occurrences
 
-from forecasting.planning import DEFINITIONS, plan_totals, pool_summary
+from forecasting.plandoc import DEFINITIONS, plan_totals, pool_summary
 
 from .charts import UNIT_SCALE, capacity_figure, figure_json, monthly_peaks, overview_figure, track_record_figure
 from .tables import NEEDS_ACTION, is_missing, fmt_date, fmt_money, fmt_pct, headline, late_sentence, pool_table, records
@@ -62,7 +62,7 @@ class ReportInputs:
     #: how past plans did: the track_record rows and forecasting.trackrecord.summarise's dict
     track_record: pd.DataFrame = field(default_factory=pd.DataFrame)
     track_summary: dict = field(default_factory=dict)
-    #: forecasting.planning.pool_summary rows (None: computed from decisions and actions)
+    #: forecasting.plandoc.pool_summary rows (None: computed from decisions and actions)
     pools: pd.DataFrame | None = None
 
 

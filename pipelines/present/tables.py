@@ -43,7 +43,7 @@ def fmt_date(v) -> str:
 def headline(pools: pd.DataFrame, as_of: dt.date) -> str:
     """E.g. 'Capacity plan 2026-12: 1 pool must order now; 3 need expansion, the first by 2027-01-15'.
 
-    In: :func:`forecasting.planning.pool_summary`."""
+    In: :func:`forecasting.plandoc.pool_summary`."""
     month = f"{as_of:%Y-%m}"
     blind = int(pools["review_reason"].notna().sum()) if len(pools) else 0
     orders = pools[pools["to_add"].ne("-") & pools["to_add"].ne("review")] if len(pools) else pools
@@ -60,7 +60,7 @@ def headline(pools: pd.DataFrame, as_of: dt.date) -> str:
 
 def late_sentence(r) -> str:
     """What happens to a late pool before new capacity can arrive (one row of
-    :func:`forecasting.planning.pool_summary`)."""
+    :func:`forecasting.plandoc.pool_summary`)."""
     text = (f"{r.cluster}/{r.pool} is late: ordered today, capacity arrives {fmt_date(r.earliest_arrival_date)}; until then "
             f"its forecast peak reaches {fmt_pct(r.arrival_peak_pct)} of {'raw capacity' if r.tier == 'storage' else 'N+k usable'}")
     if r.arrival_over_raw:
@@ -73,7 +73,7 @@ def late_sentence(r) -> str:
 
 def pool_table(pools: pd.DataFrame, show_all: bool = False) -> pd.DataFrame:
     """The pools a manager acts on (red and amber; every pool with ``show_all``), most
-    urgent first. In and out: :func:`forecasting.planning.pool_summary` rows."""
+    urgent first. In and out: :func:`forecasting.plandoc.pool_summary` rows."""
     rows = pools if show_all else pools[pools["status"].isin(NEEDS_ACTION)]
     order = {"red": 0, "amber": 1, "green": 2}
     return rows.assign(_o=rows["status"].map(order), _d=pd.to_datetime(rows["order_by_date"])).sort_values(

@@ -2,15 +2,16 @@
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
 from forecasting.headroom import decisions, usable_capacity, utilisation
-from forecasting.planning import (
-    build_plan, cost_within, diff_plans, effective_lead_time, fleet_cost, plan_document, pool_summary, size_nodes,
-    size_storage, storage_monthly_cost, usable_after,
-)
+from forecasting.actions import build_plan
+from forecasting.costs import cost_within, fleet_cost, storage_monthly_cost
+from forecasting.plandoc import diff_plans, plan_document, pool_summary
+from forecasting.sizing import effective_lead_time, size_nodes, size_storage, usable_after
 from forecasting.policy import Catalog, CatalogError, InstanceType, PoolPolicy, StorageType
 from forecasting.reasons import event_effects, temporary_needs
 
@@ -215,3 +216,70 @@ def test_diff_says_what_moved_and_why():
     assert "new event(s): b" in r["why"]
     same = diff_plans(prev, prev, pa, pa)
     assert same.empty
+
+
+def _plan_inputs(values, previous=None, **kw):
+    """One pool of 5 x 4-core nodes (N+2 usable 12 cores) with a cpu usage forecast."""
+    from forecasting.planning import PlanInputs
+
+    f = demand_frame("cpu", "usage", values).assign(series_id="s", yhat_baseline=lambda d: d["yhat"], model="m")
+    return PlanInputs(
+        as_of=AS_OF, horizon_days=len(values), run_id="r1", inventory=nodes(5), storage_pools=pd.DataFrame(),
+        forecasts=f, overlays=pd.DataFrame(columns=["series_id", "ts", "event", "contribution", "factor"]),
+        failures=pd.DataFrame(columns=["cluster", "pool", "resource", "kind", "message"]),
+        daily=pd.DataFrame(columns=["cluster", "pool", "resource", "kind", "ts", "value"]), policy_of=policy(),
+        catalog=catalog(), events=[], thresholds={"cpu": 70, "storage": 75}, previous=previous, **kw)
+
+
+def test_make_plan_chains_headroom_sizing_and_the_document():
+    from forecasting.planning import make_plan
+
+    # usable 12 cores; demand 6 -> 10 over 40 days: 70% (8.4 cores) is crossed around day 24,
+    # so the pool needs nodes; 10 cores at 70% needs > 14.29 usable: one more 4-core node (16)
+    plan = make_plan(_plan_inputs(np.linspace(6, 10, 40)))
+    assert list(plan.pools["pool"]) == ["p"]
+    adds = plan.actions[plan.actions["action"] == "add-nodes"]
+    assert int(adds["quantity"].sum()) >= 1 and set(adds["instance_type"]) == {"t"}
+    spec = plan.document["spec"]
+    assert [p["pool"] for p in spec["pools"]] == ["p"]
+    assert spec["pools"][0]["toAdd"] == plan.pools["to_add"].iloc[0]
+    assert "trackRecord" not in spec and "unexplainedPeaks" not in spec  # not asked for
+    assert plan.summary["context"]["nodes"] == [{"cluster": "c", "pool": "p", "nodes": 5}]
+    assert plan.summary["actions"] == len(plan.actions)
+
+
+def test_make_plan_finishes_the_document_and_diffs_against_the_previous_plan():
+    from forecasting.planning import PlanBaseline, make_plan
+
+    first = make_plan(_plan_inputs(np.linspace(6, 10, 40)))
+    previous = PlanBaseline("r0", first.decisions.assign(trigger_date=None), first.actions.iloc[0:0], [], {("c", "p"): 4})
+    spikes = pd.DataFrame(columns=["cluster", "pool", "resource", "kind", "start_date", "end_date", "excess_pct"])
+    plan = make_plan(_plan_inputs(np.linspace(6, 10, 40), previous, track_record={"mase": float("nan"), "held": 3},
+                                  spikes=spikes))
+    spec = plan.document["spec"]
+    assert spec["trackRecord"] == {"mase": None, "held": 3}
+    assert spec["unexplainedPeaks"] == []
+    # one row per resource of the pool whose node count changed
+    assert sorted(plan.diff["resource"]) == ["cpu", "memory", "pods"]
+    assert set(plan.diff["previous_run_id"]) == {"r0"}
+    assert plan.diff["why"].str.contains("inventory changed (4 -> 5 nodes)", regex=False).all()
+
+
+def test_replay_removes_old_overlays_and_applies_the_new_calendar():
+    from forecasting.events import AddedWorkload, Event, replay_events
+
+    ts = pd.date_range(pd.Timestamp(AS_OF, tz="UTC"), periods=4, freq="D")
+    base = demand_frame("cpu", "usage", [10.0] * 4).assign(series_id="s", tier="compute", model="m",
+                                                          yhat_baseline=10.0)
+    stored = base.copy()
+    for c in [c for c in stored.columns if c.startswith(("yhat", "q"))]:
+        stored[c] = stored[c] * np.array([1.0, 2.0, 1.0, 1.0])  # an old event doubled day 2
+    stored["yhat_baseline"] = 10.0
+    sale = Event(name="sale", kind="uplift", start=AS_OF + dt.timedelta(days=2), end=AS_OF + dt.timedelta(days=2),
+                 uplift_pct=50)
+    extra = AddedWorkload(cluster="c", pool="p", resource="cpu", amount=1.0, **{"from": AS_OF + dt.timedelta(days=3)})
+    out, overlays = replay_events(stored, [sale], AS_OF, {("c", "p"): "compute"}, [extra])
+    # day 2's old doubling is gone, day 3 gets +50%, day 4 the added core
+    assert list(out["yhat"]) == [10.0, 10.0, 15.0, 11.0]
+    assert out["q900"].iloc[1] == pytest.approx(base["q900"].iloc[1])
+    assert list(overlays["event"]) == ["sale"] and overlays["ts"].iloc[0] == ts[2]

@@ -117,7 +117,7 @@ def test_email_parts_headers_inline_chart_and_attachment(demo_run, smtp, monkeyp
     for f in (demo_run["folder"] / "reports").rglob("*"):
         if f.is_file():
             assert SECRET.encode() not in f.read_bytes()
-    from forecasting.planning import pool_summary
+    from forecasting.plandoc import pool_summary
     from pipelines.present.tables import headline
 
     actions = store.table("plans", run_id)

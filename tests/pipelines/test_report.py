@@ -7,7 +7,7 @@ import pandas as pd
 
 from forecasting.events import Event
 from pipelines.present.report import ReportInputs, render_report
-from forecasting.planning import pool_summary
+from forecasting.plandoc import pool_summary
 from pipelines.present.tables import headline
 
 EVIL = '<script>alert(1)</script>"\'&'

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecasting.headroom import decisions, usable_capacity, utilisation
-from forecasting.planning import usable_after
+from forecasting.sizing import usable_after
 from forecasting.policy import PoolPolicy
 from pipelines.config import ConfigError, load_catalog, load_config, load_events
 from pipelines.io.sources import IngestError

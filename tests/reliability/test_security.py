@@ -9,7 +9,7 @@ import re
 import pytest
 
 from pipelines.config import Config, Email
-from forecasting.planning import pool_summary
+from forecasting.plandoc import pool_summary
 from pipelines.present.email import Image, build_message
 
 from ..conftest import ROOT
