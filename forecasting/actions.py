@@ -8,10 +8,12 @@ policies and the catalog. Out: one row per action with :data:`ACTION_COLUMNS`.
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
 
+from .autoscaling import AutoscaledInputs, PoolLimits, limit_patch, limit_summary, new_limits
 from .costs import HOURS_PER_MONTH, cost_within, storage_monthly_cost
 from .headroom import COMPUTE_RESOURCES, PolicyLookup
 from .headroom import decisions as decide
@@ -25,7 +27,7 @@ ACTION_COLUMNS = [
     "instance_type", "storage_gib", "storage_type", "summary", "spot_ratio_pct", "reserved_ratio_pct",
     "reserved_term_years", "reserved_nodes", "monthly_cost_usd", "next_12m_cost_usd", "temporary", "rent_start",
     "rent_end", "window_cost_usd", "buy_12m_cost_usd", "binding_resource", "binds_on", "measured_peak_pct",
-    "forecast_peak_pct", "risk_pct", "lead_time_days", "events", "reason",
+    "forecast_peak_pct", "risk_pct", "lead_time_days", "events", "reason", "target", "new_value", "patch",
 ]
 
 
@@ -100,6 +102,7 @@ def build_plan(
     effects: pd.DataFrame | None = None,
     temporary: dict | None = None,
     notes: dict[tuple[str, str], list[str]] | None = None,
+    autoscaled: AutoscaledInputs | None = None,
 ) -> pd.DataFrame:
     """Dated, costed actions for every pool with a trigger in the horizon.
 
@@ -110,7 +113,8 @@ def build_plan(
     unexplained spikes). Out: one row per action with :data:`ACTION_COLUMNS`. An action is
     ordered on the pool's earliest order-by date and sized so that the whole horizon stays
     below the threshold; a pool needed only for short events rents instead of buying when
-    that is cheaper over the next 12 months.
+    that is cheaper over the next 12 months. An autoscaled pool (``autoscaled``) is never
+    sized in nodes: its limits are raised (:func:`raise_limit_row`).
     """
     rows = []
     triggered = decisions[decisions["trigger_date"].notna()]
@@ -120,7 +124,8 @@ def build_plan(
         u = util[(util.cluster == cluster) & (util.pool == pool)]
         peak = _sizing_demand(u, d)
         event_text, events = _event_text(effects, cluster, pool, first.resource)
-        why = _why(first, p, tier, event_text)
+        limits = autoscaled.of(cluster, pool) if autoscaled else None
+        why = _why_limit(first, p, limits, event_text) if limits else _why(first, p, tier, event_text)
         extra = (notes or {}).get((cluster, pool), [])
         if extra:
             why += "; " + "; ".join(extra)
@@ -134,6 +139,9 @@ def build_plan(
             "measured_peak_pct": first.measured_peak_pct, "forecast_peak_pct": first.forecast_peak_pct,
             "risk_pct": first.risk_pct, "lead_time_days": int(first.lead_time_days), "events": ",".join(events),
         }
+        if limits:
+            rows.append(raise_limit_row(common, limits, peak, p, pool, why))
+            continue
         if tier == "storage":
             stype = catalog.storage(p.storage_type)
             cap = float(storage[(storage.cluster == cluster) & (storage.pool == pool)]["capacity"].iloc[0])
@@ -175,6 +183,41 @@ def build_plan(
                          "next_12m_cost_usd": cost_within(monthly, start, as_of), "reason": reason})
     rows += _review_actions(decisions, as_of)
     return pd.DataFrame(rows, columns=ACTION_COLUMNS)
+
+
+def _why_limit(first: pd.Series, policy: PoolPolicy, limits: PoolLimits, event_text: str) -> str:
+    base = (f"{first.resource} {first.binding_kind} reaches {first.threshold_pct:g}% of the N+{policy.redundancy_k} usable "
+            f"capacity its limits allow ({limits.text}: {limits.node_ceiling:,.0f} x {limits.shape.instance_type}, the "
+            f"{limits.binding} limit binds) on {first.trigger_date}")
+    if np.isfinite(first.risk_pct):
+        base += f" ({first.risk_pct:.0f}% chance of crossing before a raise filed on {first.order_by_date} is in force)"
+    base += f"; lead time {int(first.lead_time_days)} days ({first.lead_time_source})"
+    if first.late:
+        base += (f"; late: filed today the raise is in force {first.earliest_arrival_date}, forecast peak until then "
+                 f"{first.arrival_peak_pct:.0f}% of N+{policy.redundancy_k} usable at the limit")
+    if limits.unreachable:
+        base += f"; {limits.unreachable}"
+    if event_text:
+        base += f"; {event_text}"
+    return base
+
+
+def raise_limit_row(common: dict, limits: PoolLimits, peak: dict[str, float], p: PoolPolicy, pool: str, why: str) -> dict:
+    """The ``raise-limit`` action of an autoscaled pool: every limit raised to the capacity
+    of the nodes the horizon needs (each resource's sizing peak at its threshold plus the
+    ceiling's N+k and granularity margin), as a ready patch. A limit costs nothing: the
+    pool's bill follows its demand (the forecast cost, not this action)."""
+    need = {r: v * 100 / p.threshold_for(r) + limits.lost[r] for r, v in peak.items() if r in limits.lost and v > 0}
+    raised = new_limits(limits.values, need, limits.shape)
+    summary = limit_summary(limits.values, raised)
+    target_nodes = max(math.ceil(v / limits.shape.allocatable[r] - 1e-9) for r, v in need.items()) if need else 0
+    return {**common, "action": "raise-limit", "quantity": max(int(target_nodes - limits.node_ceiling), 0),
+            "instance_type": limits.shape.instance_type, "storage_gib": 0.0, "storage_type": None, "summary": summary,
+            "reserved_ratio_pct": 0.0, "reserved_nodes": 0, "monthly_cost_usd": 0.0, "next_12m_cost_usd": 0.0,
+            "target": f"{p.provisioner} {pool}", "new_value": float(raised.get(limits.binding, 0.0)),
+            "patch": limit_patch(p.provisioner, pool, raised),
+            "reason": f"{why}; the horizon needs {target_nodes:,} x {limits.shape.instance_type} at the risk bound "
+                      f"(demand / threshold + {p.redundancy_k + 1} largest nodes): {summary}"}
 
 
 def _sizing_demand(u: pd.DataFrame, d: pd.DataFrame) -> dict[str, float]:

@@ -17,7 +17,7 @@ from .costs import GIB, HOURS_PER_MONTH
 from .policy import Catalog
 
 __all__ = ["DEFINITIONS", "POOL_COLUMNS", "pool_summary", "pool_rows", "plan_totals", "current_capacity", "plan_document",
-           "diff_plans"]
+           "diff_plans", "limit_section", "quota_section", "commitment_section"]
 
 #: What every number in the outputs means: the same words in the YAML, the report's
 #: Assumptions, the email and docs/ARCHITECTURE.md.
@@ -43,6 +43,20 @@ DEFINITIONS = {
                     "(prorated); a rental costs its window",
     "temporary": "an action needed only because of short events: without them there is no trigger; renting for the "
                  "event window is compared with buying, the cheaper is recommended",
+    "autoscaledPool": "a pool that grows with demand up to its limits (Karpenter NodePool, cluster-autoscaler node "
+                      "group): its usable capacity is what its limits allow (main-type nodes) minus the k largest "
+                      "nodes and one more of granularity, so its trigger is the day the capacity it needs (demand at "
+                      "the threshold, plus N+k, plus one largest instance) reaches a limit, and its action raises the "
+                      "limits; order by is the file-by date (trigger minus limit_lead_time_days)",
+    "quota": "a cloud quota counts the vCPU of its families and capacity types in every cluster it lists: fixed "
+             "pools' nodes plus planned additions, autoscaled pools' needed nodes (quantiles summed); crossing at "
+             "P50 and at max_late_risk; file by = crossing minus the quota's lead time (an assumption)",
+    "forecastMonthlyCost": "an autoscaled pool's bill: today's nodes scaled by the forecast requests over today's "
+                           "peak, times the mean of its hour-of-week profile, at its spot and reserved mix",
+    "commitment": "amounts of on-demand-equivalent spend per hour to commit for 1 and 3 years that minimise the "
+                  "expected cost over three years of the spend neither spot, reserved nor already committed "
+                  "(the forecast for the horizon, its last 30 days held beyond); a commitment at discount d pays "
+                  "off where it is used at least 1 - d of the time",
 }
 
 
@@ -114,7 +128,7 @@ def pool_rows(pools: pd.DataFrame) -> list[dict]:
 def plan_totals(pools: pd.DataFrame, actions: pd.DataFrame, fleet_costs: pd.DataFrame) -> dict:
     """The summary figures: pools by status (:func:`pool_summary` rows), actions, costs
     (run-rate, next 12 months, today's fleet)."""
-    orders = actions[actions["action"] != "review"] if len(actions) else actions
+    orders = actions[~actions["action"].isin(("review", "commit"))] if len(actions) else actions
     return {
         "pools": int(len(pools)), "red": int((pools.status == "red").sum()), "amber": int((pools.status == "amber").sum()),
         "review": int(pools["review_reason"].notna().sum()), "late": int(pools["late"].sum()),
@@ -240,10 +254,16 @@ def _action_item(a) -> dict:
                                       "nodes": int(a.reserved_nodes)}
     if a.action == "expand-storage":
         item |= {"capacity": f"+{a.storage_gib / 1024:g}Ti", "storageType": a.storage_type}
+    if a.action == "raise-limit":
+        item |= {"target": a.target, "patch": a.patch}
+    if a.action == "request-quota":
+        item |= {"quotaCode": a.target, "newValue": f"{a.new_value:,.0f} vCPU"}
+    if a.action == "commit":
+        item |= {"commitment": a.target, "hourly": f"${a.new_value:,.2f}/h"}
     if a.action == "rent-nodes":
         item["temporary"] = {"events": a.events, "rentFrom": str(a.rent_start), "rentTo": str(a.rent_end),
                              "rentCost": f"${a.window_cost_usd:,.0f}", "buyInstead12Months": f"${a.buy_12m_cost_usd:,.0f}"}
-    if a.action != "review":
+    if a.action not in ("review", "commit"):
         item |= {"bindsOn": a.binds_on, "measuredPeakUtilization": _pct_text(a.measured_peak_pct),
                  "forecastPeakUtilization": _pct_text(a.forecast_peak_pct), "riskOfLate": _pct_text(a.risk_pct),
                  "leadTimeDays": int(a.lead_time_days)}
@@ -308,3 +328,87 @@ def diff_plans(
         })
     return pd.DataFrame(rows, columns=["cluster", "pool", "resource", "trigger_before", "trigger_after", "shift_days",
                                        "nodes_before", "nodes_after", "cost_before_usd", "cost_after_usd", "why"])
+
+
+def _money(v) -> str | None:
+    return None if v is None or pd.isna(v) else f"${v:,.0f}"
+
+
+def limit_section(limits: pd.DataFrame, pool_costs: pd.DataFrame) -> list[dict]:
+    """The CapacityPlan's ``limits``: per autoscaled pool its limits, when the capacity it
+    needs crosses them (P50 and at the risk), the file-by date, the new limits as a patch,
+    what cannot be reached and the forecast monthly bill.
+    In: :data:`forecasting.elastic.LIMIT_RUNWAY_COLUMNS` and ``POOL_COST_COLUMNS`` rows."""
+    out = []
+    pools = sorted(set(zip(limits["cluster"], limits["pool"])) | set(zip(pool_costs["cluster"], pool_costs["pool"])))
+    for cluster, pool in pools:
+        item: dict = {"cluster": cluster, "pool": pool}
+        lim = limits[(limits["cluster"] == cluster) & (limits["pool"] == pool)]
+        if len(lim):
+            r = lim.iloc[0]
+            item |= {"provisioner": r.provisioner, "source": r.source, "limits": r.limits_text, "bindingLimit": r.binding_limit,
+                     "nodeCeiling": int(r.node_ceiling), "nodesToday": int(r.nodes_today), "bindsOn": r.binds_on,
+                     "neededNodes": {"p50": _round(r.needed_nodes_p50), "atRisk": _round(r.needed_nodes_risk)},
+                     "crossingP50": _date_text(r.crossing_p50_date), "crossing": _date_text(r.crossing_date),
+                     "fileBy": _date_text(r.file_by_date), "riskOfLate": _pct_text(r.risk_pct), "status": r.status,
+                     "leadTimeDays": int(r.lead_time_days), "newLimits": r.new_limits}
+            if r.patch:
+                item["patch"] = r.patch
+            if r.late:
+                item["late"] = True
+            if isinstance(r.unreachable, str) and r.unreachable:
+                item["unreachable"] = r.unreachable
+        else:
+            item["limits"] = "none known"
+        costs = pool_costs[(pool_costs["cluster"] == cluster) & (pool_costs["pool"] == pool)]
+        item["forecastMonthlyCost"] = [{"month": c.month, "nodes": _round(c.nodes_p50), "p50": _money(c.monthly_cost_p50_usd),
+                                        "atRisk": _money(c.monthly_cost_risk_usd)} for c in costs.itertuples()]
+        out.append(item)
+    return out
+
+
+def _round(v) -> float | None:
+    return None if v is None or pd.isna(v) else round(float(v), 1)
+
+
+def quota_section(quotas: pd.DataFrame) -> list[dict]:
+    """The CapacityPlan's ``quotas``: value, use today, the peak, crossing (P50 and at the
+    risk), file-by date, new value and lead time per quota. In: :data:`forecasting.quotas.QUOTA_COLUMNS`."""
+    out = []
+    for q in quotas.itertuples():
+        item = {"code": q.code, "name": q.name, "cloud": q.cloud, "account": q.account, "region": q.region,
+                "clusters": q.clusters.split(","), "value": f"{q.value:,.0f} vCPU", "usedToday": f"{q.used_today:,.0f} vCPU",
+                "peak": {"p50": f"{q.peak_p50:,.0f} vCPU", "atRisk": f"{q.peak_risk:,.0f} vCPU"},
+                "crossingP50": _date_text(q.crossing_p50_date), "crossing": _date_text(q.crossing_date),
+                "fileBy": _date_text(q.file_by_date), "riskOfLate": _pct_text(q.risk_pct), "status": q.status,
+                "leadTimeDays": int(q.lead_time_days), "leadTime": q.lead_time_note}
+        if q.new_value is not None and pd.notna(q.new_value):
+            item["newValue"] = f"{q.new_value:,.0f} vCPU"
+        if q.late:
+            item["late"] = True
+        if isinstance(q.binds_before, str):
+            item["bindsBefore"] = q.binds_before
+        out.append(item)
+    return out
+
+
+def commitment_section(ladder: pd.DataFrame, summary: dict) -> dict:
+    """The CapacityPlan's ``commitments``: what exists, what to buy (the ladder) and the
+    expected saving. In: :data:`forecasting.elastic.LADDER_COLUMNS` rows and the summary."""
+    def row(r) -> dict:
+        item = {"name": r.name, "type": r.type, "term": f"{int(r.term_years)}y", "start": _date_text(r.start_date),
+                "expiry": _date_text(r.expiry_date), "covers": f"${r.covers_usd_per_hour:,.2f}/h on-demand",
+                "discount": f"{r.discount_pct:g}%"}
+        if r.hourly_usd is not None and pd.notna(r.hourly_usd):
+            item["hourly"] = f"${r.hourly_usd:,.2f}/h"
+        if r.kind == "recommended":
+            item |= {"expectedSaving": f"${r.expected_saving_per_month_usd:,.0f}/month",
+                     "chanceUnused": _pct_text(r.unused_chance_pct)}
+        return item
+
+    out = {"existing": [row(r) for r in ladder[ladder["kind"] == "existing"].itertuples()],
+           "recommended": [row(r) for r in ladder[ladder["kind"] == "recommended"].itertuples()]}
+    if summary:
+        out["expectedSavingPerMonth"] = f"${summary['saving_per_month_usd']:,.0f}"
+        out["chanceUnused"] = _pct_text(summary["unused_chance_pct"])
+    return out

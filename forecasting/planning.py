@@ -26,12 +26,19 @@ from typing import Any
 import pandas as pd
 
 from .actions import apply_rentals, build_plan
+from .autoscaling import LIMIT_COLUMNS, AutoscaledInputs
+from .commitments import CommitmentCatalog
 from .costs import fleet_cost
+from .elastic import ElasticOutputs, elastic_plan
 from .events import Event, occurrences
 from .frames import check_frame
 from .headroom import PolicyLookup, decisions, mark_for_review, measured_peaks, storage_capacity, usable_capacity, utilisation
-from .plandoc import DEFINITIONS, current_capacity, diff_plans, plan_document, plan_totals, pool_rows, pool_summary
+from .plandoc import (
+    DEFINITIONS, commitment_section, current_capacity, diff_plans, limit_section, plan_document, plan_totals, pool_rows,
+    pool_summary, quota_section,
+)
 from .policy import Catalog
+from .quotas import Quota
 from .reasons import event_effects, spike_effects, spike_notes, temporary_needs
 from .sizing import lead_lookup
 
@@ -71,7 +78,11 @@ class PlanInputs:
     * ``spikes`` / ``spike_refit``: unexplained history peaks and their series forecast
       again without them (None: not searched, and the document has no ``unexplainedPeaks``);
     * ``previous``: the plan to diff against; ``track_record``: how past plans did (None:
-      the document has no ``trackRecord``).
+      the document has no ``trackRecord``);
+    * ``limits``: autoscaled pools' limits over time (:data:`forecasting.autoscaling.LIMIT_COLUMNS`),
+      ``hourly``: the hourly pool history (hour-of-week profiles of autoscaled pools),
+      ``quotas`` and ``commitments``: the catalogs (docs/AUTOSCALING.md), planned at the
+      default policy's ``max_late_risk_pct``.
     """
 
     as_of: dt.date
@@ -92,6 +103,11 @@ class PlanInputs:
     spike_refit: pd.DataFrame = field(default_factory=pd.DataFrame)
     previous: PlanBaseline | None = None
     track_record: dict[str, Any] | None = None
+    limits: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LIMIT_COLUMNS))
+    hourly: pd.DataFrame | None = None
+    quotas: list[Quota] = field(default_factory=list)
+    commitments: CommitmentCatalog | None = None
+    max_late_risk_pct: float = 10.0  # fleet-wide figures (quotas): the default policy's
 
     @property
     def horizon_end(self) -> dt.date:
@@ -114,6 +130,7 @@ class PlanOutputs:
     effects: pd.DataFrame  # forecasting.reasons.EFFECT_COLUMNS: what each event does to each trigger
     spikes: pd.DataFrame  # forecasting.reasons.SPIKE_EFFECT_COLUMNS: unexplained history peaks and their effect
     pools: pd.DataFrame  # forecasting.plandoc.pool_summary: one row per pool, the figures every output shows
+    elastic: ElasticOutputs = field(default_factory=ElasticOutputs.empty)  # limits, quotas, pool bills, commitments
 
 
 def business_forecast(events: list[Event], start: dt.date, end: dt.date) -> list[dict]:
@@ -136,32 +153,41 @@ def make_plan(inp: PlanInputs) -> PlanOutputs:
     if len(inp.forecasts):
         check_frame(inp.forecasts, "forecasts", "plan input")
     as_of, horizon, policy_of = inp.as_of, inp.horizon_days, inp.policy_of
-    usable = usable_capacity(inp.inventory, policy_of)
+    auto = AutoscaledInputs.build(inp.inventory, inp.limits, policy_of, inp.catalog, as_of)
+    actual = usable_capacity(inp.inventory, policy_of)  # today's nodes (currentCapacity)
+    fixed = actual[[k not in auto.shapes for k in zip(actual["cluster"], actual["pool"])]] if len(actual) else actual
+    usable = pd.concat([fixed, auto.ceilings], ignore_index=True) if len(auto.ceilings) else actual
     if not inp.storage_pools.empty:
         usable = pd.concat([usable, storage_capacity(inp.storage_pools)], ignore_index=True)
-    lead_of = lead_lookup(inp.inventory, policy_of, inp.catalog)
+    lead_of = lead_lookup(inp.inventory, policy_of, inp.catalog, set(auto.shapes))
     util = utilisation(inp.forecasts, usable, policy_of)
     measured = measured_peaks(inp.daily, as_of)
     dec = decisions(util, policy_of, as_of, horizon, lead_of, measured)
-    dec = mark_for_review(dec, usable, inp.forecasts, inp.failures)
+    dec = _unlimited_for_review(mark_for_review(dec, usable, inp.forecasts, inp.failures), auto)
     effects = event_effects(inp.forecasts, inp.overlays, usable, dec, policy_of, as_of, horizon, lead_of)
     temporary = temporary_needs(inp.forecasts, inp.overlays, usable, dec, policy_of, as_of, horizon)
     spikes = spike_effects(inp.forecasts, inp.spike_refit, inp.spikes if inp.spikes is not None else pd.DataFrame(),
                            usable, dec, policy_of, as_of, horizon, lead_of)
     actions = build_plan(dec, util, inp.inventory, inp.storage_pools, policy_of, inp.catalog, as_of, effects, temporary,
-                         spike_notes(spikes, inp.events_file))
+                         spike_notes(spikes, inp.events_file), auto)
     dec, actions = apply_rentals(dec, actions, util, policy_of, as_of, horizon, measured)
+    elastic = elastic_plan(auto, dec, actions, inp.forecasts, usable, inp.daily, inp.hourly, inp.inventory, policy_of,
+                           inp.catalog, inp.quotas, inp.commitments, as_of, horizon,
+                           inp.max_late_risk_pct)
+    if len(elastic.actions):
+        actions = pd.concat([actions, elastic.actions], ignore_index=True)
     check_frame(dec, "decisions", "plan output")
     check_frame(actions, "actions", "plan output")
     pools = pool_summary(dec, actions)
     costs = fleet_cost(inp.inventory, policy_of, inp.catalog, inp.storage_pools)
-    current = current_capacity(usable, inp.inventory, inp.daily, costs, as_of)
+    current = current_capacity(pd.concat([actual, usable[usable["resource"] == "storage"]], ignore_index=True),
+                               inp.inventory, inp.daily, costs, as_of)
     document = plan_document(
         f"capacity-plan-{as_of:%Y-%m}", inp.run_id, as_of, actions, current,
         business_forecast(inp.events, as_of, inp.horizon_end), inp.thresholds, inp.catalog,
         pools=pool_rows(pools), definitions=DEFINITIONS,
     )
-    _finish_document(document, inp, spikes)
+    _finish_document(document, inp, spikes, elastic)
     nodes = {(c, p): int(n) for (c, p), n in inp.inventory.groupby(["cluster", "pool"]).size().items()}
     events = sorted(e.name for e in inp.events)
     diff = pd.DataFrame()
@@ -174,14 +200,38 @@ def make_plan(inp: PlanInputs) -> PlanOutputs:
     summary = {
         "as_of": str(as_of), **plan_totals(pools, actions, costs),
         "context": {"events": events, "nodes": [{"cluster": c, "pool": p, "nodes": n} for (c, p), n in nodes.items()]},
+        "elastic": elastic.records(),
     }
-    return PlanOutputs(usable, util, dec, actions, costs, document, diff, summary, effects, spikes, pools)
+    return PlanOutputs(usable, util, dec, actions, costs, document, diff, summary, effects, spikes, pools, elastic)
 
 
-def _finish_document(document: dict, inp: PlanInputs, spikes: pd.DataFrame) -> None:
-    """The sections that come from outside the plan's own math: how past plans did and the
-    unexplained peaks (each only when the run looked for them)."""
+def _unlimited_for_review(dec: pd.DataFrame, auto: AutoscaledInputs) -> pd.DataFrame:
+    """An autoscaled pool whose limits nobody knows grows until a cloud quota stops it: its
+    rows say so (to review) and show no utilisation of a ceiling that does not exist."""
+    blind = [k for k in auto.shapes if k not in auto.limits]
+    if not blind or dec.empty:
+        return dec
+    dec = dec.copy()
+    at = pd.Series([k in blind for k in zip(dec["cluster"], dec["pool"])], index=dec.index)
+    text = ("autoscaled, no limit known: it grows until a cloud quota stops it; declare its limits (policies: limits) "
+            "or export karpenter_nodepools_limit")
+    dec.loc[at, "review_reason"] = [f"{r}; {text}" if isinstance(r, str) else text for r in dec.loc[at, "review_reason"]]
+    for c in ("measured_peak_pct", "measured_usage_pct", "measured_requests_pct", "forecast_peak_pct"):
+        dec.loc[at, c] = float("nan")
+    return dec
+
+
+def _finish_document(document: dict, inp: PlanInputs, spikes: pd.DataFrame, elastic: ElasticOutputs) -> None:
+    """The sections that come from outside the fixed pools' math: limits, quotas and
+    commitments (when there are any), how past plans did and the unexplained peaks (each
+    only when the run looked for them)."""
     spec = document["spec"]
+    if len(elastic.limits) or len(elastic.pool_costs):
+        spec["limits"] = limit_section(elastic.limits, elastic.pool_costs)
+    if len(elastic.quotas):
+        spec["quotas"] = quota_section(elastic.quotas)
+    if len(elastic.ladder):
+        spec["commitments"] = commitment_section(elastic.ladder, elastic.commitment)
     if inp.track_record is not None:
         spec["trackRecord"] = {k: (None if isinstance(v, float) and v != v else v) for k, v in inp.track_record.items()}
     if inp.spikes is not None:

@@ -65,6 +65,19 @@ class PoolPolicy(_Strict):
         30, ge=0, description="an action needed only because of an event at most this long is temporary: rent, don't buy"
     )
     rent_lead_time_days: int = Field(2, ge=0, description="days to provision rented on-demand capacity")
+    pool_kind: Literal["auto", "fixed", "autoscaled"] = Field(
+        "auto", description="fixed: planned by adding nodes; autoscaled: grows with demand up to its limits "
+        "(Karpenter NodePool, cluster-autoscaler node group): planned by raising limits (docs/AUTOSCALING.md); "
+        "auto: autoscaled when the source reports limits for the pool, else fixed"
+    )
+    provisioner: Literal["karpenter", "cluster-autoscaler", "gke-nap", "other"] = Field(
+        "karpenter", description="what scales an autoscaled pool (the form of the raise-limit patch)"
+    )
+    limits: dict[Literal["cpu", "memory_gib", "nodes"], float] = Field(
+        default_factory=dict, description="an autoscaled pool's limits when no metric reports them: cpu (cores of "
+        "instance capacity), memory_gib, nodes"
+    )
+    limit_lead_time_days: int = Field(7, ge=0, description="days to raise an autoscaled pool's limit (change and approval)")
 
     @model_validator(mode="after")
     def _ratios(self) -> "PoolPolicy":
@@ -72,6 +85,9 @@ class PoolPolicy(_Strict):
             raise ValueError(
                 f"spot_ratio_pct + reserved_ratio_pct is {self.spot_ratio_pct + self.reserved_ratio_pct}; at most 100"
             )
+        for res, v in self.limits.items():
+            if v <= 0:
+                raise ValueError(f"limits.{res} must be positive, got {v}")
         for res, v in self.thresholds_pct.items():
             if not 0 < v <= 100:
                 raise ValueError(f"thresholds_pct.{res} must be in (0, 100], got {v}")

@@ -195,9 +195,11 @@ def effective_lead_time(policy: PoolPolicy, itype: InstanceType | None = None, s
     return days, why
 
 
-def lead_lookup(inventory: pd.DataFrame, policy_of: PolicyLookup, catalog: Catalog):
+def lead_lookup(inventory: pd.DataFrame, policy_of: PolicyLookup, catalog: Catalog,
+                autoscaled: set[tuple[str, str]] | None = None):
     """``(cluster, pool, tier, resource) -> (days, why)`` for :func:`forecasting.headroom.decisions`:
-    compute pools by their own (most common) instance type, storage by the policy's type."""
+    compute pools by their own (most common) instance type, storage by the policy's type,
+    autoscaled pools by the time to raise a limit (``limit_lead_time_days``)."""
     own = inventory.groupby(["cluster", "pool"])["instance_type"].agg(lambda s: s.mode().iloc[0]).to_dict()
 
     def lookup(cluster: str, pool: str, tier: str, resource: str) -> tuple[int, str]:
@@ -205,6 +207,8 @@ def lead_lookup(inventory: pd.DataFrame, policy_of: PolicyLookup, catalog: Catal
         if resource == "storage":
             stype = next((t for t in catalog.storage_types if t.name == p.storage_type), None)
             return effective_lead_time(p, stype=stype)
+        if (cluster, pool) in (autoscaled or ()):
+            return p.limit_lead_time_days, "raising an autoscaled pool's limit"
         name = own.get((cluster, pool))
         itype = next((t for t in catalog.instance_types if t.name == name), None)
         return effective_lead_time(p, itype=itype)

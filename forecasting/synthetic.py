@@ -52,6 +52,7 @@ from .events import Event, event_factor, events_for, occurrences
 from .frames import make_series_id
 
 __all__ = ["TIERS", "FleetChunk", "fleet_layout", "generate_fleet", "generate_series", "DEMO_CLUSTERS", "EPOCH",
+           "nodepool_limits",
            "UNDECLARED_SPIKE", "undeclared_spike", "festival", "DEMO_EVENTS"]
 
 GIB = 2**30
@@ -133,6 +134,10 @@ class FleetChunk:
     inventory: pd.DataFrame  # cluster, pool, tier, zone, node, instance_type, cpu_cores, memory_bytes, pods, storage_bytes, capacity_type
     series: pd.DataFrame  # series_id, cluster, pool, node, namespace, resource, kind, level, unit
     samples: pd.DataFrame  # series_id, ts, value
+    #: Karpenter NodePool limits of the compute pool (level ``limit``, provider ``karpenter``):
+    #: series rows like ``series`` and daily samples
+    limit_series: pd.DataFrame | None = None
+    limit_samples: pd.DataFrame | None = None
 
 
 def fleet_layout(nodes: int, clusters: int | None = None) -> dict[str, dict[str, int]]:
@@ -483,12 +488,41 @@ def _cluster_chunk(seed: int, position: int, clusters: int, cluster: str, tiers:
             series_rows += rows
             parts += p
     rows, p = _storage_series(rng, cluster, sum(tiers.values()), cal, ar[len(TIERS)])
+    limit_series, limit_samples = nodepool_limits(cluster, position, tiers["compute"], grid.ts[grid.window])
     return FleetChunk(
         cluster=cluster,
         inventory=pd.concat(inventory, ignore_index=True),
         series=pd.DataFrame(series_rows + rows),
         samples=_assemble(parts + p, grid.ts[grid.window]),
+        limit_series=limit_series,
+        limit_samples=limit_samples,
     )
+
+
+#: The compute tier's Karpenter NodePool limits, as multiples of the pool's capacity today:
+#: (cpu before the raise, cpu after it, memory over cpu). Raised on LIMIT_RAISED; the first
+#: cluster's pool is kept tight, so its limit binds within a plan's horizon.
+NODEPOOL_LIMITS = ((1.0, 1.12), (1.7, 2.0), (1.55, 1.85), (1.9, 2.2))
+NODEPOOL_MEMORY_FACTOR = 1.3
+LIMIT_RAISED = pd.Timestamp("2026-09-01", tz="UTC")
+
+
+def nodepool_limits(cluster: str, position: int, nodes: int, ts: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The compute pool's NodePool ``spec.limits`` over time (karpenter_nodepools_limit:
+    cpu in cores, memory in bytes of instance capacity), one sample a day; the limit was
+    raised once, on :data:`LIMIT_RAISED` (limits are history). Out: (series, samples)."""
+    _share, _itype, vcpu, mem_gib, _pods, _local = TIERS["compute"]
+    before, after = NODEPOOL_LIMITS[position % len(NODEPOOL_LIMITS)]
+    days = pd.DatetimeIndex(ts[ts.hour == 0]) if len(ts) else pd.DatetimeIndex([], tz="UTC")
+    factor = np.where(days >= LIMIT_RAISED, after, before)
+    cpu = np.round(nodes * vcpu * factor)
+    series, samples = [], []
+    for res, values, unit in (("cpu", cpu, "cores"), ("memory", cpu / vcpu * mem_gib * NODEPOOL_MEMORY_FACTOR * GIB, "bytes")):
+        sid = make_series_id(cluster=cluster, pool="compute", resource=res, kind="limit") + "/provider=karpenter"
+        series.append({"series_id": sid, "cluster": cluster, "pool": "compute", "node": None, "namespace": None,
+                       "resource": res, "kind": "limit", "level": "limit", "unit": unit, "provider": "karpenter"})
+        samples.append(pd.DataFrame({"series_id": sid, "ts": days, "value": values}))
+    return pd.DataFrame(series), pd.concat(samples, ignore_index=True)
 
 
 def generate_fleet(

@@ -103,7 +103,7 @@ def _print_result(result: dict, show_all: bool = False) -> None:
     figures as the report, the YAML, the CSV and the email."""
     import pandas as pd
 
-    from .present.tables import fmt_date, fmt_money, fmt_pct, pool_table
+    from .present.tables import elastic_lines, fmt_date, fmt_money, fmt_pct, pool_table
 
     s = result["summary"]
     table = Table(title=s.get("headline", "capacity plan"), show_lines=False)
@@ -125,6 +125,8 @@ def _print_result(result: dict, show_all: bool = False) -> None:
         console.print(f"{hidden} more pool(s) have headroom for the whole horizon (--all shows them)")
     console.print(f"added run-rate {fmt_money(s['added_monthly_cost_usd'])}/month; next 12 months {fmt_money(s['next_12m_cost_usd'])}; "
                   f"today's fleet (nodes and storage) {fmt_money(s['fleet_monthly_cost_usd'])}/month")
+    for line in elastic_lines(s.get("elastic")):
+        console.print(line, markup=False, highlight=False)
     console.print(f"run id: {result['run_id']}")
     for kind, path in result["files"].items():
         console.print(f"{kind:>7}: {path}")

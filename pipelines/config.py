@@ -17,9 +17,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from forecasting.events import Event
+from forecasting.commitments import CommitmentCatalog
 from forecasting.policy import Catalog, Policies
+from forecasting.quotas import Quota, QuotaCatalog
 
-__all__ = ["ConfigError", "Config", "load_config", "load_events", "load_catalog", "load_yaml", "format_validation_error"]
+__all__ = ["ConfigError", "Config", "load_config", "load_events", "load_catalog", "load_yaml", "format_validation_error",
+           "load_quotas", "load_commitments"]
 
 
 class ConfigError(ValueError):
@@ -139,6 +142,8 @@ class Forecasting(_Strict):
 class Catalogs(_Strict):
     events: Path = Path("catalogs/events.yaml")
     instances: Path = Path("catalogs/instances.yaml")
+    quotas: Path | None = Field(None, description="cloud quotas shared by pools (docs/AUTOSCALING.md)")
+    commitments: Path | None = Field(None, description="savings plans, reserved instances and what can be bought")
 
 
 class Report(_Strict):
@@ -232,7 +237,9 @@ def load_config(path: Path | str, overrides: dict | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from None
     cfg.base_dir = path.parent
-    for field in ("events", "instances"):
+    for field in ("events", "instances", "quotas", "commitments"):
+        if getattr(cfg.catalogs, field) is None:
+            continue
         p = cfg.path(getattr(cfg.catalogs, field))
         if not p.exists():
             raise ConfigError(f"{path}: catalogs.{field}: file not found: {p}")
@@ -276,3 +283,40 @@ def load_catalog(path: Path) -> Catalog:
             if loc[1] < len(items) and isinstance(items[loc[1]], dict):
                 entry = f" entry {items[loc[1]].get('name', loc[1])!r}"
         raise ConfigError(format_validation_error(f"{path}:{entry}" if entry else str(path), exc)) from None
+
+
+def _entry_error(path: Path, data: dict, key: str, exc: ValidationError, name_field: str) -> ConfigError:
+    """One line naming the file, the entry (by its name or code) and the field."""
+    loc = exc.errors()[0]["loc"]
+    entry = ""
+    if len(loc) >= 2 and loc[0] == key and isinstance(loc[1], int):
+        items = data.get(key) or []
+        if loc[1] < len(items) and isinstance(items[loc[1]], dict):
+            entry = f" {key[:-1]} {items[loc[1]].get(name_field, loc[1])!r}"
+    return ConfigError(format_validation_error(f"{path}:{entry}" if entry else str(path), exc))
+
+
+def load_quotas(path: Path | None) -> list[Quota]:
+    """The quotas catalog (``quotas: [ {code, cloud, account, region, value, ...} ]``); none without a file."""
+    if path is None:
+        return []
+    data = load_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a top-level key 'quotas' holding a list")
+    try:
+        return QuotaCatalog.model_validate(data).quotas
+    except ValidationError as exc:
+        raise _entry_error(path, data, "quotas", exc, "code") from None
+
+
+def load_commitments(path: Path | None) -> CommitmentCatalog | None:
+    """The commitments catalog (``offers`` and ``commitments``); None without a file."""
+    if path is None:
+        return None
+    data = load_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected the keys 'offers' and 'commitments'")
+    try:
+        return CommitmentCatalog.model_validate(data)
+    except ValidationError as exc:
+        raise _entry_error(path, data, "commitments", exc, "name") from None

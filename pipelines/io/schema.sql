@@ -219,3 +219,45 @@ CREATE TABLE IF NOT EXISTS unexplained_peaks (
     run_id VARCHAR, cluster VARCHAR, pool VARCHAR, resource VARCHAR, kind VARCHAR, start_date DATE, end_date DATE,
     excess_pct DOUBLE, trigger_date DATE, trigger_without DATE
 );
+
+-- Autoscaled pools (docs/AUTOSCALING.md). Limits are series of level 'limit' (their history:
+-- an operator raises them); provider says what reports them (karpenter, cluster-autoscaler).
+ALTER TABLE series ADD COLUMN IF NOT EXISTS provider VARCHAR;
+ALTER TABLE capacity ADD COLUMN IF NOT EXISTS pool_kind VARCHAR;
+ALTER TABLE capacity ADD COLUMN IF NOT EXISTS binding_limit VARCHAR;
+ALTER TABLE capacity ADD COLUMN IF NOT EXISTS node_ceiling DOUBLE;
+ALTER TABLE capacity ADD COLUMN IF NOT EXISTS limits_text VARCHAR;
+ALTER TABLE capacity ADD COLUMN IF NOT EXISTS unreachable VARCHAR;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS target VARCHAR;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS new_value DOUBLE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS patch VARCHAR;
+-- One row per autoscaled pool with limits: when the capacity it needs crosses them (forecasting.elastic).
+CREATE TABLE IF NOT EXISTS limit_runway (
+    run_id VARCHAR, cluster VARCHAR, pool VARCHAR, tier VARCHAR, provisioner VARCHAR, source VARCHAR,
+    limits_text VARCHAR, binding_limit VARCHAR, node_ceiling DOUBLE, nodes_today INTEGER, needed_nodes_p50 DOUBLE,
+    needed_nodes_risk DOUBLE, binds_on VARCHAR, crossing_p50_date DATE, crossing_date DATE, file_by_date DATE,
+    lead_time_days INTEGER, late BOOLEAN, status VARCHAR, risk_pct DOUBLE, new_limits VARCHAR, patch VARCHAR,
+    unreachable VARCHAR
+);
+-- One row per cloud quota (forecasting.quotas) and its daily use as a quantile grid.
+CREATE TABLE IF NOT EXISTS quotas (
+    run_id VARCHAR, code VARCHAR, name VARCHAR, cloud VARCHAR, account VARCHAR, region VARCHAR, clusters VARCHAR,
+    unit VARCHAR, value DOUBLE, used_today DOUBLE, peak_p50 DOUBLE, peak_risk DOUBLE, crossing_p50_date DATE,
+    crossing_date DATE, lead_time_days INTEGER, lead_time_note VARCHAR, file_by_date DATE, late BOOLEAN,
+    status VARCHAR, new_value DOUBLE, risk_pct DOUBLE, binds_before VARCHAR
+);
+CREATE TABLE IF NOT EXISTS quota_usage (
+    run_id VARCHAR, code VARCHAR, ts TIMESTAMPTZ, q010 DOUBLE, q025 DOUBLE, q050 DOUBLE, q100 DOUBLE, q200 DOUBLE,
+    q250 DOUBLE, q300 DOUBLE, q400 DOUBLE, q500 DOUBLE, q600 DOUBLE, q700 DOUBLE, q750 DOUBLE, q800 DOUBLE,
+    q900 DOUBLE, q950 DOUBLE, q975 DOUBLE, q990 DOUBLE
+);
+-- Autoscaled pools' forecast bill per month, and the commitment ladder (existing and recommended).
+CREATE TABLE IF NOT EXISTS pool_costs (
+    run_id VARCHAR, cluster VARCHAR, pool VARCHAR, month VARCHAR, nodes_p50 DOUBLE, nodes_risk DOUBLE,
+    monthly_cost_p50_usd DOUBLE, monthly_cost_risk_usd DOUBLE
+);
+CREATE TABLE IF NOT EXISTS commitments (
+    run_id VARCHAR, kind VARCHAR, name VARCHAR, type VARCHAR, term_years INTEGER, start_date DATE, expiry_date DATE,
+    hourly_usd DOUBLE, covers_usd_per_hour DOUBLE, discount_pct DOUBLE, expected_saving_per_month_usd DOUBLE,
+    unused_chance_pct DOUBLE, reason VARCHAR
+);

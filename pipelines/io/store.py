@@ -29,7 +29,8 @@ __all__ = ["Store", "StoreError", "StoreBusy", "RUN_TABLES"]
 RUN_TABLES = (
     "inventory", "storage_pools", "events", "data_quality", "forecasts", "forecast_overlays",
     "backtest_scores", "forecast_notes", "capacity", "headroom", "decisions", "plans", "fleet_costs",
-    "plan_diffs", "event_effects", "track_record", "unexplained_peaks",
+    "plan_diffs", "event_effects", "track_record", "unexplained_peaks", "limit_runway", "quotas", "quota_usage",
+    "pool_costs", "commitments",
 )
 
 
@@ -234,7 +235,8 @@ class Store:
         data = series.drop_duplicates("series_id").copy()
         data["source"] = source
         data["first_seen"] = dt.datetime.now(dt.timezone.utc)
-        cols = ["series_id", "cluster", "pool", "node", "namespace", "resource", "kind", "level", "unit", "source", "first_seen", "agg"]
+        cols = ["series_id", "cluster", "pool", "node", "namespace", "resource", "kind", "level", "unit", "source", "first_seen", "agg",
+                "provider"]
         for c in cols:
             if c not in data:
                 data[c] = "avg" if c == "agg" else None
@@ -315,6 +317,27 @@ class Store:
                 ORDER BY cluster, pool, resource, kind, ts
                 """,
                 [start, end, start, end],
+            ).df()
+
+    def pool_limits(self, start: pd.Timestamp, end: pd.Timestamp, read_only: bool = False) -> pd.DataFrame:
+        """Autoscaled pools' limits (series of level ``limit``) in ``[start, end)``, and the
+        last value before ``start`` (a limit set long ago is still in force).
+
+        Out: ``cluster, pool, source, resource, ts, value`` (``source``: what reports it,
+        e.g. karpenter; values in instance capacity units: cores, bytes, nodes)."""
+        with self.connect(read_only=read_only) as con:
+            return con.execute(
+                """
+                WITH lim AS (
+                    SELECT s.cluster, s.pool, coalesce(s.provider, s.source) AS source, s.resource, x.ts, x.value
+                    FROM samples x JOIN series s USING (series_id) WHERE s.level = 'limit' AND x.ts < ?
+                )
+                SELECT * FROM lim WHERE ts >= ?
+                UNION ALL
+                SELECT * FROM lim WHERE ts < ? QUALIFY row_number() OVER (PARTITION BY cluster, pool, resource ORDER BY ts DESC) = 1
+                ORDER BY cluster, pool, resource, ts
+                """,
+                [end, start, start],
             ).df()
 
     def latest_inventory(self) -> pd.DataFrame:

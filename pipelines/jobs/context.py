@@ -16,10 +16,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from forecasting.events import Event
+from forecasting.commitments import CommitmentCatalog
 from forecasting.planning import PlanBaseline
 from forecasting.policy import Catalog
+from forecasting.quotas import Quota
 
-from ..config import Config, load_catalog, load_config, load_events
+from ..config import Config, load_catalog, load_commitments, load_config, load_events, load_quotas
 from ..domain import HistoryWindow, PoolKey, RunKind
 from ..io.store import Store
 
@@ -60,6 +62,8 @@ class RunContext:
     kind: RunKind = "monthly"
     flow_run_id: str | None = None
     baseline_run_id: str | None = None
+    quotas: list[Quota] = field(default_factory=list)
+    commitments: CommitmentCatalog | None = None
     store: Store = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,13 +72,15 @@ class RunContext:
     @classmethod
     def create(cls, config_path: str | Path, overrides: dict | None = None, as_of: dt.date | None = None,
                kind: RunKind = "monthly", flow_run_id: str | None = None) -> "RunContext":
-        """Load and check the config and catalogs; the as-of date is ``as_of``, else the
-        config's, else today (UTC)."""
+        """Load and check the config and catalogs (quotas and commitments when configured);
+        the as-of date is ``as_of``, else the config's, else today (UTC)."""
         cfg = load_config(config_path, overrides)
         day = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
+        optional = {f: cfg.path(getattr(cfg.catalogs, f)) if getattr(cfg.catalogs, f) else None for f in ("quotas", "commitments")}
         return cls(cfg=cfg, catalog=load_catalog(cfg.path(cfg.catalogs.instances)),
                    events=load_events(cfg.path(cfg.catalogs.events)), as_of=day,
-                   run_id=new_run_id(day, kind, flow_run_id), kind=kind, flow_run_id=flow_run_id)
+                   run_id=new_run_id(day, kind, flow_run_id), kind=kind, flow_run_id=flow_run_id,
+                   quotas=load_quotas(optional["quotas"]), commitments=load_commitments(optional["commitments"]))
 
     @property
     def window(self) -> HistoryWindow:

@@ -53,7 +53,14 @@ def plan_tables(plan: PlanOutputs, fc: ForecastOutputs) -> dict[str, pd.DataFram
     return {"forecasts": fc.forecasts, "forecast_overlays": fc.overlays, "backtest_scores": fc.scores,
             "forecast_notes": fc.notes, "capacity": plan.capacity, "headroom": plan.headroom, "decisions": plan.decisions,
             "plans": plan.actions, "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff, "event_effects": plan.effects,
-            "unexplained_peaks": plan.spikes}
+            "unexplained_peaks": plan.spikes, **elastic_tables(plan)}
+
+
+def elastic_tables(plan: PlanOutputs) -> dict[str, pd.DataFrame]:
+    """The limits', quotas' and commitments' run tables."""
+    e = plan.elastic
+    return {"limit_runway": e.limits, "quotas": e.quotas, "quota_usage": e.quota_usage, "pool_costs": e.pool_costs,
+            "commitments": e.ladder}
 
 
 def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:

@@ -18,7 +18,7 @@ from ..io.store import Store
 from ..present.charts import capacity_figure
 from ..present.report import overview_chart
 from ..present.email import MAX_IMAGE_PX, Image, build_message, chart_png
-from ..present.tables import fmt_money, headline, late_sentence, pool_table
+from ..present.tables import elastic_lines, fmt_money, headline, late_sentence, pool_table
 from .stages import daily_history
 
 __all__ = ["send_run_report", "email_images"]
@@ -70,6 +70,7 @@ def send_run_report(cfg: Config, run_id: str) -> dict:
     lines.append(f"Run {run_id}, as of {as_of}. Added run-rate {fmt_money(totals['added_monthly_cost_usd'])}/month; "
                  f"{fmt_money(totals['next_12m_cost_usd'])} in the next 12 months; today's fleet (nodes and storage) "
                  f"{fmt_money(totals['fleet_monthly_cost_usd'])}/month.")
+    lines += [line + "." for line in elastic_lines(summary.get("elastic"))]
     track = summary.get("track_record") or {}
     if track.get("runs"):
         lines.append(f"How past plans did: {track['text']}.")

@@ -12,6 +12,7 @@ import yaml
 from forecasting.planning import PlanOutputs
 
 from ..present.report import ReportInputs, render_report
+from ..present.tables import elastic_lines
 from .context import RunContext
 from .stages import ForecastOutputs, daily_history
 
@@ -35,6 +36,7 @@ def report_inputs(ctx: RunContext, plan: PlanOutputs, fc: ForecastOutputs, histo
         prices_as_of=ctx.catalog.prices_as_of, catalog_rows=[t.model_dump() for t in ctx.catalog.instance_types],
         policies=policies, previous_run_id=previous_run_id, max_charts=cfg.report.max_charts, forecast_notes=fc.notes,
         headroom=plan.headroom, effects=plan.effects, spikes=plan.spikes, pools=plan.pools,
+        elastic=plan.elastic, elastic_lines=elastic_lines(plan.summary.get("elastic")),
     )
 
 

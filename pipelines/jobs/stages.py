@@ -198,9 +198,12 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
 
     In: the inventory, storage pools (``cluster, pool, capacity``), the forecasts, the
     hourly pool history (its daily peaks give the measured peaks), the plan to diff against,
-    the unexplained peaks (None: not searched) and the track record summary (None: not scored).
+    the unexplained peaks (None: not searched) and the track record summary (None: not scored);
+    the autoscaled pools' limits come from the store, quotas and commitments from the context.
     """
     cfg = ctx.cfg
+    limits = ctx.store.pool_limits(*ctx.window, read_only=ctx.kind == "what-if")
+
     return make_plan(PlanInputs(
         as_of=ctx.as_of, horizon_days=cfg.forecasting.horizon_days, run_id=ctx.run_id, inventory=inventory,
         storage_pools=storage_pools, forecasts=fc.forecasts, overlays=fc.overlays, failures=fc.failures,
@@ -208,6 +211,8 @@ def plan_capacity(ctx: RunContext, inventory: pd.DataFrame, storage_pools: pd.Da
         thresholds={"cpu": cfg.policies.default.threshold_pct, "storage": cfg.policies.default.storage_threshold_pct},
         events_file=str(cfg.catalogs.events), spikes=peaks.spikes if peaks else None,
         spike_refit=peaks.refit if peaks else pd.DataFrame(), previous=previous, track_record=track_record,
+        limits=limits, hourly=history, quotas=ctx.quotas, commitments=ctx.commitments,
+        max_late_risk_pct=cfg.policies.default.max_late_risk_pct,
     ))
 
 

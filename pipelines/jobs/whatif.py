@@ -37,6 +37,7 @@ from ..config import ConfigError, format_validation_error, load_yaml
 from ..io.files import run_folder
 from ..present.tables import headline
 from .context import PreviousPlan, RunContext, new_run_id
+from .monthly import elastic_tables
 from .record import RunOutputs, Steps, records
 from .render import render_files, report_inputs
 from .stages import NOTE_COLUMNS, ForecastOutputs, plan_capacity, pool_tiers
@@ -114,7 +115,8 @@ def what_if_job(scenario: Scenario):
         files = steps.run("render-report", render_files, inputs, plan)
         tables = {"forecasts": fc.forecasts, "forecast_overlays": fc.overlays, "capacity": plan.capacity,
                   "headroom": plan.headroom, "decisions": plan.decisions, "plans": plan.actions,
-                  "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff, "event_effects": plan.effects}
+                  "fleet_costs": plan.fleet_costs, "plan_diffs": plan.diff, "event_effects": plan.effects,
+                  **elastic_tables(plan)}
         before = float(baseline.actions["monthly_cost_usd"].sum()) if len(baseline.actions) else 0.0
         summary = {**plan.summary, "headline": f"What-if '{scenario.name}': {headline(plan.pools, ctx.as_of)}",
                    "scenario": scenario.name, "baseline_run_id": base_id, "baseline_monthly_cost_usd": before,

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["safe_label", "UNIT_SCALE", "capacity_figure", "overview_figure", "monthly_peaks", "track_record_figure", "figure_json"]
+__all__ = ["safe_label", "UNIT_SCALE", "capacity_figure", "overview_figure", "monthly_peaks", "track_record_figure", "figure_json",
+           "runway_figure"]
 
 #: resource -> (divisor to display units, unit label)
 UNIT_SCALE = {"cpu": (1.0, "cores"), "memory": (2.0**30, "GiB"), "pods": (1.0, "pods"), "storage": (2.0**40, "TiB")}
@@ -250,6 +251,41 @@ def monthly_peaks(headroom: pd.DataFrame, as_of: dt.date, months: int = 6) -> pd
     h["ratio"] = h["utilisation_pct"] / h["threshold_pct"]
     top = h.sort_values("ratio").groupby(["label", "month"]).tail(1)
     return top.rename(columns={"utilisation_pct": "peak_pct"})[["label", "month", "peak_pct", "threshold_pct"]].reset_index(drop=True)
+
+
+def runway_figure(title: str, unit: str, need: pd.DataFrame, limit: float, crossing=None, file_by=None,
+                  risk_column: str = "q900", history: pd.DataFrame | None = None, height: int = 300) -> go.Figure:
+    """A limit's or a quota's runway: what is needed per day (the median, the 80% band and
+    the risk bound the plan uses) against the limit, with the crossing and file-by dates.
+
+    In: ``need`` (``ts`` and quantile columns ``q100, q500, q900`` and ``risk_column``, in
+    ``unit``), the limit in force, optionally the limit's ``history`` (``ts, value``)."""
+    need = need.sort_values("ts")
+    x = _x(need["ts"])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(**x, y=_round(need["q100"]), line={"width": 0}, showlegend=False, hoverinfo="skip", name="lower"))
+    fig.add_trace(go.Scatter(**x, y=_round(need["q900"]), fill="tonexty", fillcolor="rgba(31,119,180,0.15)", line={"width": 0},
+                             name="needed, 80% band", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(**x, y=_round(need["q500"]), name="needed (P50)", line={"color": "#1f77b4", "width": 1.5}))
+    fig.add_trace(go.Scatter(**x, y=_round(need[risk_column]), name="needed at the risk bound",
+                             line={"color": "#d62728", "dash": "dot", "width": 1.5}))
+    if history is not None and len(history):
+        h = history.sort_values("ts")
+        fig.add_trace(go.Scatter(x=pd.DatetimeIndex(h["ts"]).strftime("%Y-%m-%d").tolist(), y=_round(h["value"]),
+                                 name="limit (history)", line={"color": "#2ca02c", "shape": "hv", "width": 1.5}))
+    fig.add_hline(y=limit, line={"color": "#2ca02c", "width": 2}, annotation_text=f"limit {limit:,.0f} {unit}",
+                  annotation_position="top left", annotation_font_size=9)
+    for label, day, color in (("file by", _as_day(file_by), "#d62728"), ("crosses", _as_day(crossing), "#ff7f0e")):
+        if day:
+            fig.add_vline(x=str(day), line={"color": color, "dash": "dot", "width": 1.5})
+            fig.add_annotation(x=str(day), y=1.0, yref="paper", xanchor="left", yanchor="bottom", text=f"{label} {day}",
+                               showarrow=False, font={"size": 10, "color": color}, name="date-marker",
+                               yshift=LABEL_ROW_PX if label == "crosses" else 0)
+    fig.update_layout(title={"text": safe_label(title), "font": {"size": 13}, "x": 0.0, "xanchor": "left"}, height=height,
+                      margin={"l": 50, "r": 10, "t": 44 + LABEL_ROW_PX * 2, "b": 30}, yaxis_title=unit,
+                      xaxis={"type": "date"}, legend={"orientation": "h", "y": -0.15, "font": {"size": 10}},
+                      template="plotly_white", hovermode="x unified")
+    return fig
 
 
 def figure_json(fig: go.Figure) -> str:

@@ -18,7 +18,9 @@ from forecasting.events import Event, occurrences
 
 from forecasting.plandoc import DEFINITIONS, plan_totals, pool_summary
 
-from .charts import UNIT_SCALE, capacity_figure, figure_json, monthly_peaks, overview_figure, track_record_figure
+from .charts import (
+    UNIT_SCALE, capacity_figure, figure_json, monthly_peaks, overview_figure, runway_figure, track_record_figure,
+)
 from .tables import NEEDS_ACTION, is_missing, fmt_date, fmt_money, fmt_pct, headline, late_sentence, pool_table, records
 
 __all__ = ["ReportInputs", "render_report", "plotly_js"]
@@ -64,6 +66,10 @@ class ReportInputs:
     track_summary: dict = field(default_factory=dict)
     #: forecasting.plandoc.pool_summary rows (None: computed from decisions and actions)
     pools: pd.DataFrame | None = None
+    #: forecasting.elastic.ElasticOutputs: limits, quotas, autoscaled bills, commitments (None: none)
+    elastic: object | None = None
+    #: its sentences (pipelines.present.tables.elastic_lines of the run summary)
+    elastic_lines: list[str] = field(default_factory=list)
 
 
 def plotly_js() -> str:
@@ -197,6 +203,39 @@ def overview_chart(headroom: pd.DataFrame, pools: pd.DataFrame, as_of: dt.date, 
     return overview_figure(monthly, order_by, width)
 
 
+def _runway_charts(inp: ReportInputs) -> list[dict]:
+    """One runway chart per autoscaled pool's binding limit and per quota."""
+    e = inp.elastic
+    if e is None:
+        return []
+    from forecasting.autoscaling import GIB
+    from forecasting.headroom import quantile_at
+
+    out = []
+    for r in e.limits.itertuples():
+        need = e.needed[(e.needed["cluster"] == r.cluster) & (e.needed["pool"] == r.pool)]
+        hist = e.limit_history
+        hist = hist[(hist["cluster"] == r.cluster) & (hist["pool"] == r.pool) & (hist["resource"] == r.binding_limit)] \
+            if len(hist) else hist
+        scale, unit = (GIB, "GiB") if r.binding_limit == "memory" else (1.0, "cores" if r.binding_limit == "cpu" else "nodes")
+        if need.empty or hist.empty:
+            continue
+        frame = need.assign(**{c: need[c] / scale for c in ("q100", "q500", "q900")},
+                            risk=quantile_at(need, 0.9) / scale)
+        fig = runway_figure(f"{r.cluster} / {r.pool}: {r.binding_limit} limit", unit, frame, float(hist["value"].iloc[-1]) / scale,
+                            r.crossing_date, r.file_by_date, "risk",
+                            history=hist.assign(value=hist["value"] / scale))
+        out.append({"id": f"rw{len(out)}", "json": figure_json(fig), "status": r.status})
+    for q in e.quotas.itertuples():
+        use = e.quota_usage[e.quota_usage["code"] == q.code]
+        if use.empty:
+            continue
+        fig = runway_figure(f"quota {q.code} ({q.region})", "vCPU", use.assign(risk=quantile_at(use, 0.9)), float(q.value),
+                            q.crossing_date, q.file_by_date, "risk")
+        out.append({"id": f"rw{len(out)}", "json": figure_json(fig), "status": q.status})
+    return out
+
+
 def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
     """Frames in, HTML string out. No I/O."""
     dec, actions = inp.decisions, inp.actions
@@ -250,5 +289,9 @@ def render_report(inp: ReportInputs, include_plotlyjs: bool = True) -> str:
         "track_chart": figure_json(track_record_figure(past)) if len(past) else None,
         "events": inp.events, "plotly_js": plotly_js() if include_plotlyjs else "",
         "unit_scale": UNIT_SCALE, "generated": inp.as_of, "needs_action": NEEDS_ACTION,
+        "elastic_lines": inp.elastic_lines, "runways": _runway_charts(inp),
+        "limits": records(inp.elastic.limits) if inp.elastic is not None and len(inp.elastic.limits) else [],
+        "quotas": records(inp.elastic.quotas) if inp.elastic is not None and len(inp.elastic.quotas) else [],
+        "ladder": records(inp.elastic.ladder) if inp.elastic is not None and len(inp.elastic.ladder) else [],
     }
     return _env().get_template("report.html.j2").render(**ctx)

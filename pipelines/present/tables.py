@@ -92,3 +92,61 @@ def plan_markdown(headline_text: str, actions: pd.DataFrame, run_id: str) -> str
 
 def _md(text: object) -> str:
     return html.escape(str(text)).replace("|", "\\|")
+
+
+def _vcpu(v) -> str:
+    return "-" if is_missing(v) else f"{v:,.0f} vCPU"
+
+
+def quota_line(q: dict) -> str:
+    """One quota (a row of the run summary's ``elastic.quotas``)."""
+    where = f"{q['cloud']} {q['account']} {q['region']}; {q['clusters'].replace(',', ', ')}"
+    text = f"quota {q['code']} ({where}): {_vcpu(q['used_today'])} of {_vcpu(q['value'])} used today"
+    if q.get("crossing_date"):
+        text += (f"; crosses {q['crossing_date']} at {fmt_pct(q['risk_pct'])} risk (P50 {q['crossing_p50_date'] or 'later'}); "
+                 f"file the increase to {_vcpu(q['new_value'])} by {q['file_by_date']}"
+                 f"{' (late)' if q.get('late') else ''} ({q['lead_time_days']} days: {q['lead_time_note']})")
+        if q.get("binds_before"):
+            text += f"; {q['binds_before']}"
+    else:
+        text += f"; peak {_vcpu(q['peak_risk'])} at the risk bound within the horizon: no increase needed"
+    return text
+
+
+def commitment_lines(c: dict) -> list[str]:
+    """The commitment ladder (the run summary's ``elastic.commitments``)."""
+    ladder = c.get("ladder") or []
+    lines = []
+    for r in ladder:
+        if r["kind"] == "existing":
+            amount = f"${r['hourly_usd']:,.2f}/h" if r.get("hourly_usd") else f"${r['covers_usd_per_hour']:,.2f}/h on-demand"
+            lines.append(f"commitment {r['name']} ({r['type']}, {amount}) in force until {r['expiry_date']}")
+    buys = [r for r in ladder if r["kind"] == "recommended"]
+    for r in buys:
+        lines.append(f"buy a {r['term_years']}-year {r['type']} of ${r['hourly_usd']:,.2f}/h on {r['start_date']} "
+                     f"(covers ${r['covers_usd_per_hour']:,.2f}/h of on-demand spend)")
+    if c.get("saving_per_month_usd") is not None:
+        if buys:
+            lines.append(f"commitments: expected saving {fmt_money(c['saving_per_month_usd'])}/month; "
+                         f"{fmt_pct(c['unused_chance_pct'])} of their hours leave part unused")
+        else:
+            lines.append("commitments: no new commitment lowers the expected cost")
+    return lines
+
+
+def bill_line(b: dict) -> str:
+    """An autoscaled pool's forecast bill (the run summary's ``elastic.bills``)."""
+    return (f"{b['cluster']}/{b['pool']} (autoscaled) forecast bill {fmt_money(b['first_p50_usd'])}/month in "
+            f"{b['first_month']} -> {fmt_money(b['last_p50_usd'])}/month in {b['last_month']} (P50; "
+            f"{fmt_money(b['last_risk_usd'])} at the risk bound)")
+
+
+def elastic_lines(elastic: dict | None) -> list[str]:
+    """Quotas, unreachable limits, autoscaled pools' bills and commitments, one sentence
+    each: the same text in the CLI, the email and the report."""
+    if not elastic:
+        return []
+    lines = [quota_line(q) for q in elastic.get("quotas", [])]
+    lines += [f"{r['cluster']}/{r['pool']}: {r['unreachable']}" for r in elastic.get("limits", []) if r.get("unreachable")]
+    lines += [bill_line(b) for b in elastic.get("bills", [])]
+    return lines + commitment_lines(elastic.get("commitments") or {})

@@ -25,6 +25,8 @@ def cold_env(home) -> dict:
 def demo_cli(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli-demo")
     cfg = write_config(folder)
+    quotas = folder / "catalogs" / "quotas.yaml"  # the shipped quota is sized for make demo's 400 nodes; this fleet has 120
+    quotas.write_text(quotas.read_text().replace("value: 1220 ", "value: 905 ", 1))
     home = folder / "fresh-prefect-home"
     r = capplan("demo", "--config", str(cfg), "--nodes", "120", cwd=folder, env=cold_env(home), timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -53,8 +55,14 @@ def test_summary_agrees_with_duckdb(demo_cli):
     assert plans["monthly_cost_usd"].sum() == pytest.approx(csv["monthly_cost_usd"].sum())
     printed = float(re.search(r"added run-rate \$([\d,]+)/month", r.stdout).group(1).replace(",", ""))
     assert printed == pytest.approx(plans["monthly_cost_usd"].sum(), abs=1)
-    for (cluster, pool), a in plans.groupby(["cluster", "pool"]):  # every pool with an action is in the table, with its date
+    fleet_wide = plans["action"].isin(["request-quota", "commit"])
+    for (cluster, pool), a in plans[~fleet_wide].groupby(["cluster", "pool"]):  # every pool with an action is in the table, with its date
         assert re.search(rf"{re.escape(cluster)} .*{re.escape(pool)} .*{a['order_by_date'].min():%Y-%m-%d}", r.stdout)
+    for a in plans[plans["action"] == "request-quota"].itertuples():  # quotas and commitments: a line each, same figures
+        assert f"quota {a.target} " in r.stdout and f"to {a.new_value:,.0f} vCPU by {a.order_by_date:%Y-%m-%d}" in r.stdout
+    for a in plans[plans["action"] == "commit"].itertuples():
+        assert f"of ${a.new_value:,.2f}/h on {a.order_by_date:%Y-%m-%d}" in r.stdout
+    assert fleet_wide.any()  # the demo has a quota to raise and a commitment to buy
     counts = con.execute("SELECT count(*) FROM forecasts WHERE run_id = ?", [run_id]).fetchall()[0][0]
     assert counts > 0
 

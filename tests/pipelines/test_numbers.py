@@ -128,3 +128,71 @@ def test_cli_csv_yaml_report_and_email_agree_row_by_row(demo_cli):  # noqa: F811
     assert doc["spec"]["totals"]["addedMonthlyRunRate"] == total
     assert f"added run-rate {total}/month" in r.stdout
     assert f"Added run-rate {total}/month" in msg.get_body(("plain",)).get_content()
+
+
+class Items(HTMLParser):
+    """Texts of the ``<li>`` items of one list, by its id."""
+
+    def __init__(self, list_id: str):
+        super().__init__()
+        self.list_id, self.inside, self.items, self.item = list_id, False, [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "ul" and dict(attrs).get("id") == self.list_id:
+            self.inside = True
+        elif self.inside and tag == "li":
+            self.item = ""
+
+    def handle_endtag(self, tag):
+        if tag == "ul":
+            self.inside = False
+        elif tag == "li" and self.item is not None:
+            self.items.append(" ".join(self.item.split()))
+            self.item = None
+
+    def handle_data(self, data):
+        if self.item is not None:
+            self.item += data
+
+
+def test_limits_quotas_and_commitments_agree_in_every_output(demo_cli):  # noqa: F811
+    folder, r = demo_cli
+    (folder / "cli.out").write_text(r.stdout)
+    month = folder / "reports" / "2026-11"
+    csv = pd.read_csv(month / "plan.csv")
+    spec = yaml.safe_load((month / "capacity-plan.yaml").read_text())["spec"]
+    parser = Items("elastic-lines")
+    parser.feed((month / "capacity-report.html").read_text())
+    report_lines = parser.items
+    plain = " ".join(email_of(folder, folder / "capplan.yaml").get_body(("plain",)).get_content().split())
+    cli = " ".join(r.stdout.split())
+    quotas = csv[csv["action"] == "request-quota"]
+    assert len(quotas) >= 1  # the demo's shared on-demand quota binds within the horizon
+    for a in quotas.itertuples():
+        q = next(x for x in spec["quotas"] if x["code"] == a.target)
+        assert (q["fileBy"], q["newValue"], q["crossing"]) == (a.order_by_date, f"{a.new_value:,.0f} vCPU", a.needed_by_date)
+        line = next(x for x in report_lines if x.startswith(f"quota {a.target} "))
+        assert f"file the increase to {a.new_value:,.0f} vCPU by {a.order_by_date}" in line
+        assert line in cli and line in plain  # the same sentence in the CLI, the email and the report
+        assert q["bindsBefore"] in line
+    buys = csv[csv["action"] == "commit"]
+    assert len(buys) >= 1  # the expiring savings plan is replaced
+    for a in buys.itertuples():
+        rec = next(x for x in spec["commitments"]["recommended"] if x["start"] == a.order_by_date)
+        assert rec["hourly"] == f"${a.new_value:,.2f}/h"
+        line = next(x for x in report_lines if x.startswith("buy a ") and a.order_by_date in x)
+        assert f"of ${a.new_value:,.2f}/h on {a.order_by_date}" in line and line in cli and line in plain
+    saving = next(x for x in report_lines if x.startswith("commitments: expected saving"))
+    assert spec["commitments"]["expectedSavingPerMonth"] in saving and saving in cli and saving in plain
+    pools = {(p["cluster"], p["pool"]): p for p in spec["pools"]}
+    raises = csv[csv["action"] == "raise-limit"]
+    assert len(raises) >= 1  # an autoscaled pool meets its NodePool limit
+    for a in raises.itertuples():
+        lim = next(x for x in spec["limits"] if (x["cluster"], x["pool"]) == (a.cluster, a.pool))
+        assert lim["fileBy"] == pools[(a.cluster, a.pool)]["orderBy"] == a.order_by_date
+        assert lim["newLimits"] == pools[(a.cluster, a.pool)]["toAdd"] == a.summary
+        assert lim["patch"] == a.patch and a.monthly_cost_usd == 0
+    for b in spec["limits"]:  # each autoscaled pool's forecast bill, the same in every output
+        last = b["forecastMonthlyCost"][-1]
+        line = next(x for x in report_lines if x.startswith(f"{b['cluster']}/{b['pool']} (autoscaled) forecast bill"))
+        assert f"{last['p50']}/month in {last['month']}" in line and line in cli and line in plain

@@ -62,3 +62,4 @@ def data_quality(store: Store, window: HistoryWindow, step_s: int, series_ids: p
     df["longest_gap_steps"] = df["longest_gap_steps"].clip(lower=0)
     df["note"] = np.where(df["stale"], "stopped reporting", np.where(df["new_series"], "new series", ""))
     return df.drop(columns=["first_ts"])
+

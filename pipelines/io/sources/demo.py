@@ -31,6 +31,11 @@ def ingest_demo(store: Store, demo: DemoSource, as_of: dt.date, window: HistoryW
             {"source": "demo", "query_name": "demo-fleet", "cluster": chunk.cluster, "step_s": 3600},
             fresh=chunk.cluster not in seen,
         )
+        if chunk.limit_series is not None and len(chunk.limit_samples):
+            store.upsert_series(chunk.limit_series, source="demo")
+            store.replace_samples(chunk.limit_samples, window.start, window.end,
+                                  {"source": "demo", "query_name": "demo-nodepool-limits", "cluster": chunk.cluster,
+                                   "step_s": 86400}, fresh=chunk.cluster not in seen)
         inventories.append(chunk.inventory)
         series_frames.append(chunk.series)
         if progress:

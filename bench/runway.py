@@ -1,0 +1,212 @@
+"""Limit-runway and commitment backtests (used by bench/decisions.py; runnable alone).
+
+Figures, not a pass/fail test.
+
+**Runway.** Each case is an autoscaled pool whose cpu requests follow a series (the
+decision backtest's: seeded trending series, step-like requests, the real hourly series
+and requests built from them), on c6i.2xlarge-like nodes (8 vCPU, 7.52 cores allocatable)
+with a Karpenter cpu limit set so that the capacity the pool needs (demand at 70%, plus
+N+2, plus one node) reaches it near the series' crossing day. The history is cut 30 and
+60 days before that crossing and the whole plan runs on it (``forecasting.planning.make_plan``
+with the limit as history): its P50 crossing is compared with the actual one, and a case is
+**late** when the limit is actually crossed before the file-by date plus the lead time (the
+risk crossing).
+
+**Commitments.** Hourly spend follows a series (real hourly series, and two years of a
+seeded trending series standing for a fleet's on-demand bill); at several origins a
+commitment at a 30% discount is sized by capplan's rule (``forecasting.commitments.recommend``
+on the forecast of the spend) and by Cost Explorer's trailing rule (the same quantile of the
+last 30 days' hours), and both are charged what the following hours really cost. The real
+series are 51-91 days long, so their windows are the rest of the series (at least 3 weeks);
+the seeded series gives 6 monthly origins with 12 months each.
+
+    python bench/runway.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+warnings.filterwarnings("ignore")
+
+from forecasting import fit_forecast, forecast_daily_peak  # noqa: E402
+from forecasting.commitments import SpendSamples, realised_cost, recommend, trailing_rule  # noqa: E402
+from forecasting.frames import QUANTILES, QUANTILE_COLUMNS  # noqa: E402
+from forecasting.planning import PlanInputs, make_plan  # noqa: E402
+from forecasting.policy import Catalog, InstanceType, PoolPolicy  # noqa: E402
+from forecasting.series import daily_peak, regularize, to_series  # noqa: E402
+from forecasting.synthetic import generate_series  # noqa: E402
+
+VCPU, ALLOC = 8, 7.52
+K = 2
+THRESHOLD = 0.70
+CUTS = (30, 60)
+LEAD_DAYS = 7
+DISCOUNT = 0.30
+CATALOG = Catalog(prices_as_of="2026-11-01", instance_types=[
+    InstanceType(name="c6i.2xlarge", vcpu=VCPU, memory_gib=16, on_demand_hourly_usd=0.34, allocatable_cpu_fraction=ALLOC / VCPU)])
+
+
+def _policy(cluster, pool, tier=None) -> PoolPolicy:
+    return PoolPolicy(pool_kind="autoscaled", redundancy_k=K, limit_lead_time_days=LEAD_DAYS, instance_types=[])
+
+
+def limit_for(demand_peak: float) -> tuple[float, float]:
+    """(cpu limit in cores, the demand peak at which the needed capacity reaches it)."""
+    nodes = int(np.ceil((demand_peak / THRESHOLD + (K + 1) * ALLOC) / ALLOC))
+    usable = nodes * ALLOC - (K + 1) * ALLOC
+    return float(nodes * VCPU), usable * THRESHOLD
+
+
+def _one_pool(demand_peak: float, as_of: dt.date) -> pd.DataFrame:
+    n = max(int(demand_peak / THRESHOLD / ALLOC), K + 2)
+    return pd.DataFrame({"cluster": "c", "pool": "p", "tier": "compute", "zone": [f"z{i % 3}" for i in range(n)],
+                         "node": [f"n{i}" for i in range(n)], "instance_type": "c6i.2xlarge", "cpu_cores": ALLOC,
+                         "memory_bytes": 16 * 0.9 * 2**30, "pods": 110.0, "storage_bytes": 0.0, "capacity_type": "on-demand"})
+
+
+def runway_case(name: str, source: str, df: pd.DataFrame, level: float, cut: int) -> dict | None:
+    """One cut of one series: the plan's P50 and risk crossing of the limit against the actual one."""
+    y, _ = regularize(to_series(df))
+    peaks = daily_peak(y)
+    limit, crossing_level = limit_for(level)
+    hit = np.flatnonzero(peaks.to_numpy()[max(cut, 28) + 28:] >= crossing_level)
+    if not len(hit):
+        return None
+    actual = int(hit[0]) + max(cut, 28) + 28
+    cut_day = peaks.index[actual - cut]
+    as_of = cut_day.date()
+    hist = pd.DataFrame({"ts": y.index, "value": y.to_numpy()})
+    hist = hist[hist.ts < cut_day]
+    horizon = len(peaks) - (actual - cut) + 30
+    res = forecast_daily_peak(hist, horizon)
+    f = res.frame.assign(series_id="s", cluster="c", pool="p", resource="cpu", kind="requests", dependence=res.dependence)
+    daily = daily_peak(to_series(hist)).rename("value").rename_axis("ts").reset_index().assign(
+        cluster="c", pool="p", resource="cpu", kind="requests")
+    limits = pd.DataFrame([{"cluster": "c", "pool": "p", "source": "karpenter", "resource": "cpu",
+                            "ts": cut_day - pd.Timedelta(days=1), "value": limit}])
+    plan = make_plan(PlanInputs(
+        as_of=as_of, horizon_days=horizon, run_id="bench", inventory=_one_pool(level, as_of), storage_pools=pd.DataFrame(),
+        forecasts=f, overlays=pd.DataFrame(columns=["series_id", "ts", "event", "contribution", "factor"]),
+        failures=pd.DataFrame(columns=["cluster", "pool", "resource", "kind", "message"]), daily=daily, policy_of=_policy,
+        catalog=CATALOG, events=[], thresholds={"cpu": 70, "storage": 75}, limits=limits))
+    row = plan.elastic.limits.iloc[0]
+    p50 = (row.crossing_p50_date - as_of).days if pd.notna(row.crossing_p50_date) else horizon + 1
+    risk = (row.crossing_date - as_of).days if pd.notna(row.crossing_date) else horizon + 1
+    return {"series": name, "source": source, "cut_days": cut, "actual_days": cut, "p50_days": p50, "risk_days": risk,
+            "error_days": p50 - cut, "late": cut < risk, "file_by_days": risk - LEAD_DAYS,
+            # trend: the two weeks before the crossing were already near it; spike: one peak jumped over
+            "kind": "trend" if float(peaks.iloc[actual - 14: actual].median()) >= 0.9 * crossing_level else "spike"}
+
+
+def runway(cases, cuts=CUTS) -> pd.DataFrame:
+    rows = []
+    for name, source, df, capacity in cases:
+        for cut in cuts:
+            r = runway_case(name, source, df, THRESHOLD * capacity, cut)
+            if r:
+                rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _spend_samples(hist: pd.DataFrame, days: int) -> tuple[SpendSamples, pd.DatetimeIndex]:
+    """The forecast of hourly spend for ``days`` days as samples (days, 24, quantiles)."""
+    res = fit_forecast(hist, days)
+    f = res.frame.iloc[: days * 24]
+    values = np.clip(np.sort(f[list(QUANTILE_COLUMNS)].to_numpy(dtype=float), axis=1), 0, None)
+    n = len(values) // 24
+    idx = pd.date_range(f["ts"].iloc[0].normalize(), periods=n, freq="D")
+    return SpendSamples(idx, values[: n * 24].reshape(n, 24, -1), np.asarray(QUANTILES)), idx
+
+
+def commitment_case(name: str, hourly: pd.Series, origin: int, window_days: int) -> dict:
+    """At ``origin`` (hours), size a 1-year commitment both ways and charge the next
+    ``window_days`` days of real spend."""
+    hist = pd.DataFrame({"ts": hourly.index[:origin], "value": hourly.to_numpy()[:origin]})
+    future = hourly.to_numpy()[origin: origin + window_days * 24]
+    samples, _ = _spend_samples(hist, min(window_days, 180))
+    ours = recommend(samples, d1=DISCOUNT, d3=None, grid=80).first.cover_1y
+    trailing = trailing_rule(hourly.to_numpy()[max(0, origin - 30 * 24): origin], DISCOUNT)
+    return {"series": name, "origin_day": origin // 24, "window_days": window_days, "ours": ours, "trailing": trailing,
+            "cost_ours": realised_cost(future, ours, DISCOUNT), "cost_trailing": realised_cost(future, trailing, DISCOUNT),
+            "cost_none": realised_cost(future, 0.0, DISCOUNT)}
+
+
+def commitment_replay(data: Path, quick: bool = False) -> pd.DataFrame:
+    rows = []
+    files = sorted(data.rglob("*hourly*.csv"))[: 3 if quick else None] if data.exists() else []
+    for f in files:
+        raw = pd.read_csv(f)
+        y, _ = regularize(to_series(pd.DataFrame({"ts": pd.to_datetime(raw["timestamp"], utc=True), "value": raw["value"]})))
+        if y.index.freq is None and len(y) > 1 and (y.index[1] - y.index[0]) != pd.Timedelta(hours=1):
+            continue
+        days = len(y) // 24
+        if days < 51:
+            continue
+        spend = y.clip(lower=0) / max(float(y.mean()), 1e-9) * 100.0  # about $100 an hour on average
+        for origin_day in range(30, days - 21, 7):
+            rows.append(commitment_case(f.stem, spend, origin_day * 24, days - origin_day))
+    fleet = generate_series(days=730, trend_per_day=0.08, noise=2.0, daily_amp=12.0, weekly_amp=5.0, seed=901)
+    y = fleet.set_index("ts")["value"].clip(lower=0)
+    for month in range(6 if not quick else 2):
+        rows.append(commitment_case("seeded-fleet-bill", y, (60 + 30 * month) * 24, 365))
+    return pd.DataFrame(rows)
+
+
+def report(rw: pd.DataFrame, cm: pd.DataFrame, risk: float = 0.10) -> dict:
+    """Print the figures and return the JSON keys decisions.py adds."""
+    thirty = rw[rw["cut_days"] == 30]
+    out = {"runway_cases": int(len(rw)), "runway_late": int(rw["late"].sum()),
+           "runway_late_share": round(float(rw["late"].mean()), 4) if len(rw) else None,
+           "runway_median_abs_error_days": float(np.median(np.abs(thirty["error_days"]))) if len(thirty) else None}
+    for kind, g in rw.groupby("kind"):
+        out[f"runway_{kind}_cases"] = int(len(g))
+        out[f"runway_{kind}_late"] = int(g["late"].sum())
+        g30 = g[g["cut_days"] == 30]
+        out[f"runway_{kind}_median_abs_error_days"] = float(np.median(np.abs(g30["error_days"]))) if len(g30) else None
+    saving = (cm["cost_trailing"].sum() - cm["cost_ours"].sum()) / cm["cost_trailing"].sum() * 100 if len(cm) else None
+    out["commitment_replay_cases"] = int(len(cm))
+    out["commitment_replay_saving_vs_trailing_pct"] = round(float(saving), 3) if saving is not None else None
+    real, seeded = cm[cm["series"] != "seeded-fleet-bill"], cm[cm["series"] == "seeded-fleet-bill"]
+    for label, g in (("real", real), ("seeded", seeded)):
+        if len(g):
+            out[f"commitment_replay_{label}_saving_vs_trailing_pct"] = round(
+                float((g["cost_trailing"].sum() - g["cost_ours"].sum()) / g["cost_trailing"].sum() * 100), 3)
+            out[f"commitment_replay_{label}_saving_vs_none_pct"] = round(
+                float((g["cost_none"].sum() - g["cost_ours"].sum()) / g["cost_none"].sum() * 100), 3)
+    print(f"runway: {out['runway_cases']} cases, {out['runway_late']} late ({out['runway_late_share']:.1%}; declared risk "
+          f"{risk:.0%}), median |P50 error| at a 30-day cut {out['runway_median_abs_error_days']} days (target <= 14)")
+    for kind, g in rw.groupby("kind"):
+        print(f"  {kind}: {len(g)} cases, {int(g['late'].sum())} late, median |error| "
+              f"{out[f'runway_{kind}_median_abs_error_days']} days")
+    print(f"commitments: {len(cm)} origins; realised cost with capplan's rule vs the trailing 30-day rule: "
+          f"{saving:+.2f}% saved (target >= 0)")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="limit-runway and commitment backtests")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
+    args = ap.parse_args()
+    from decisions import real_cases, step_cases, synthetic_cases
+
+    cases = synthetic_cases(3 if args.quick else 10) + step_cases(2 if args.quick else 8)
+    if not args.quick and args.data.exists():
+        cases += real_cases(args.data)
+    out = report(runway(cases), commitment_replay(args.data, args.quick))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
