@@ -30,7 +30,7 @@ from .policy import Catalog, PoolPolicy
 
 __all__ = ["LIMIT_COLUMNS", "LIMIT_RESOURCES", "NodeShape", "pool_shape", "autoscaled_pools", "limits_in_force",
            "ceilings", "CEILING_COLUMNS", "new_limits", "limit_patch", "limit_summary", "needed_nodes",
-           "provisioned_nodes", "hour_of_week_profile", "fmt_limit"]
+           "provisioned_nodes", "hour_of_week_profile", "week_shapes", "fmt_limit"]
 
 GIB = 2**30
 #: ``pool_limits`` rows: one limit of one pool from ``ts`` on (a history: limits are raised).
@@ -293,28 +293,42 @@ def provisioned_nodes(forecasts: pd.DataFrame, daily: pd.DataFrame, inventory: p
 
 
 def hour_of_week_profile(hourly: pd.DataFrame, as_of: dt.date, weeks: int = 4) -> pd.DataFrame:
-    """Each pool's hour-of-week shape relative to its day's peak: the median over the last
-    ``weeks`` weeks of ``value / that day's peak`` (1 at the peak hour, less at night).
+    """Each pool's hour-of-week shape, as each of the last ``weeks`` weeks had it: every
+    hour's value over the window's median daily peak (about 1 at a usual day's peak hour,
+    less at night, more on a spike). One common reference, not each day's own peak, keeps
+    the hours' real spread: a forecast daily peak times these shapes gives hours spread as
+    the past weeks' were, at the forecast's level.
 
-    In: hourly ``cluster, pool, resource, kind, ts, value`` (one resource and kind per pool
-    is enough: cpu requests are used, else cpu usage). Out: ``cluster, pool, hour_of_week,
-    ratio`` (hour 0 = Monday 00:00 UTC)."""
-    cols = ["cluster", "pool", "hour_of_week", "ratio"]
+    In: hourly ``cluster, pool, resource, kind, ts, value`` (cpu requests are used, else
+    cpu usage). Out: ``cluster, pool, hour_of_week, week, ratio`` (hour 0 = Monday 00:00
+    UTC; week 0 the latest; a missing hour is 1: the day's peak, the costly side)."""
+    cols = ["cluster", "pool", "hour_of_week", "week", "ratio"]
     if hourly is None or hourly.empty:
         return pd.DataFrame(columns=cols)
     end = pd.Timestamp(as_of, tz="UTC")
     h = hourly[(hourly["resource"] == "cpu") & (hourly["ts"] >= end - pd.Timedelta(weeks=weeks)) & (hourly["ts"] < end)]
     out = []
+    full = pd.MultiIndex.from_product([range(168), range(weeks)], names=["hour_of_week", "week"])
     for (cluster, pool), g in h.groupby(["cluster", "pool"], sort=True):
         kind = "requests" if (g["kind"] == "requests").any() else "usage"
         g = g[g["kind"] == kind].copy()
-        day = g["ts"].dt.floor("D")
-        peak = g.groupby(day)["value"].transform("max")
-        g["ratio"] = np.where(peak > 0, g["value"] / peak, 1.0)
+        ref = float(g.groupby(g["ts"].dt.floor("D"))["value"].max().median())
+        g["ratio"] = g["value"] / ref if ref > 0 else 1.0
         g["hour_of_week"] = g["ts"].dt.dayofweek * 24 + g["ts"].dt.hour
-        prof = g.groupby("hour_of_week")["ratio"].median().reindex(range(168)).fillna(1.0)
-        out.append(pd.DataFrame({"cluster": cluster, "pool": pool, "hour_of_week": prof.index, "ratio": prof.to_numpy()}))
+        g["week"] = ((end - g["ts"]) // pd.Timedelta(weeks=1)).astype(int)
+        prof = g.groupby(["hour_of_week", "week"])["ratio"].mean().reindex(full).fillna(1.0)
+        out.append(prof.reset_index().assign(cluster=cluster, pool=pool)[cols])
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+
+
+def week_shapes(profile: pd.DataFrame, days: pd.DatetimeIndex) -> np.ndarray:
+    """One pool's :func:`hour_of_week_profile` laid over ``days``: (days, 24, weeks)."""
+    weeks = int(profile["week"].max()) + 1 if len(profile) else 1
+    grid = np.ones((168, weeks))
+    if len(profile):
+        grid[profile["hour_of_week"].to_numpy(dtype=int), profile["week"].to_numpy(dtype=int)] = profile["ratio"].to_numpy()
+    how = pd.DatetimeIndex(days).dayofweek.to_numpy()[:, None] * 24 + np.arange(24)[None, :]
+    return grid[how]
 
 
 @dataclass(frozen=True)

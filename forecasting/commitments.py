@@ -101,16 +101,17 @@ def coverage(commitments: list[Commitment], on_demand_hourly: dict[str, float], 
 
 @dataclass(frozen=True)
 class SpendSamples:
-    """Uncovered on-demand-equivalent spend per hour: ``values`` (days, 24, quantiles) with
-    the quantile levels ``probs``; ``days`` the calendar days."""
+    """Uncovered on-demand-equivalent spend per hour: ``values`` (days, 24, samples) with
+    each sample's probability ``weights`` (samples,), summing to 1; ``days`` the calendar
+    days. A sample is one quantile of the day's forecast times one past week's shape."""
 
     days: pd.DatetimeIndex
     values: np.ndarray
-    probs: np.ndarray
+    weights: np.ndarray
 
     def extended(self, n_days: int, tail_days: int = 30) -> np.ndarray:
         """``n_days`` of samples: the forecast days, then its last ``tail_days`` repeated
-        (the assumption beyond the horizon). Shape (n_days, 24, quantiles)."""
+        (the assumption beyond the horizon). Shape (n_days, 24, samples)."""
         have = self.values.shape[0]
         if n_days <= have:
             return self.values[:n_days]
@@ -123,15 +124,22 @@ def uncovered_spend(pool_spend: list[tuple[np.ndarray, np.ndarray]], covered: np
     """Sum the pools' on-demand-equivalent spend per hour and take off what existing
     commitments cover.
 
-    ``pool_spend``: per pool, ``(daily, profile)``: ``daily`` (days, quantiles) the spend
-    per hour at the day's peak, ``profile`` (days, 24) each hour's share of that peak (1 for
-    a fixed pool). Quantiles are summed across pools (the pools move together: the
-    conservative side for a commitment is the *low* side, and it is kept). Out: samples."""
-    n = len(days)
-    total = np.zeros((n, HOURS_PER_DAY, len(QUANTILES)))
-    for daily, profile in pool_spend:
-        total += daily[:, None, :] * profile[:, :, None]
-    return SpendSamples(pd.DatetimeIndex(days), np.maximum(total - covered[:, None, None], 0.0), np.asarray(QUANTILES))
+    ``pool_spend``: per pool, ``(daily, shape)``: ``daily`` (days, quantiles) the spend
+    per hour at the day's peak, ``shape`` (days, 24, weeks) each hour's share of that peak
+    as each of the last weeks had it (all ones for a fixed pool; a (days, 24) shape is one
+    week). Every (quantile, week) pair is a sample: the hours' real spread (quiet nights,
+    spiky days) is kept, not only their median. Samples are summed across pools (the pools
+    move together: the low side, where a commitment goes unused, is kept). Out: samples."""
+    shapes = [p if p.ndim == 3 else p[:, :, None] for _, p in pool_spend]
+    weeks = max((p.shape[2] for p in shapes), default=1)
+    n, q = len(days), len(QUANTILES)
+    total = np.zeros((n, HOURS_PER_DAY, q, weeks))
+    for (daily, _), shape in zip(pool_spend, shapes):
+        shape = shape if shape.shape[2] == weeks else np.repeat(shape[:, :, :1], weeks, axis=2)
+        total += daily[:, None, :, None] * shape[:, :, None, :]
+    weights = np.repeat(_weights(np.asarray(QUANTILES)), weeks) / weeks
+    values = np.maximum(total.reshape(n, HOURS_PER_DAY, q * weeks) - covered[:, None, None], 0.0)
+    return SpendSamples(pd.DatetimeIndex(days), values, weights)
 
 
 def _weights(probs: np.ndarray) -> np.ndarray:
@@ -220,7 +228,7 @@ def recommend(spend: SpendSamples, d1: float | None, d3: float | None, stages: l
     end = max((ly.end for ly in layers), default=stages[-1] + 365)
     edges = sorted({0, end, *(x for ly in layers for x in (ly.start, ly.end))})
     samples = spend.extended(end)
-    w = np.tile(_weights(spend.probs), HOURS_PER_DAY)
+    w = np.tile(spend.weights, HOURS_PER_DAY)
     pieces = []
     for a, b in zip(edges[:-1], edges[1:]):
         chunk = samples[a:b].reshape(b - a, -1)
@@ -272,7 +280,7 @@ def recommend(spend: SpendSamples, d1: float | None, d3: float | None, stages: l
     horizon = samples[: min(len(samples), stages[-1] + 365)]
     active = np.array([sum(cover[i] for i, ly in enumerate(layers) if ly.start <= d < ly.end) for d in range(len(horizon))])
     on = active > 0
-    weights = _weights(spend.probs)
+    weights = spend.weights
     below = (horizon[on] < active[on][:, None, None]) * weights[None, None, :]
     unused = float(below.sum() / (on.sum() * HOURS_PER_DAY)) if on.any() else 0.0
     return Recommendation(tuple(purchases), (baseline - best_cost) / months, unused, best_cost / months, baseline / months)

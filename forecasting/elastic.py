@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .actions import ACTION_COLUMNS, pool_first
-from .autoscaling import AutoscaledInputs, hour_of_week_profile, needed_nodes, provisioned_nodes
+from .autoscaling import AutoscaledInputs, hour_of_week_profile, needed_nodes, provisioned_nodes, week_shapes
 from .commitments import CommitmentCatalog, Recommendation, coverage, quantile_grid, recommend, uncovered_spend
 from .frames import QUANTILE_COLUMNS
 from .headroom import PolicyLookup, quantile_at
@@ -162,7 +162,7 @@ def _month_costs(prov: pd.DataFrame, profile: pd.DataFrame, inventory: pd.DataFr
         shape = auto.shapes[(cluster, pool)]
         per_node_day = catalog.instance(shape.instance_type).monthly_cost_usd(p.spot_ratio_pct, p.reserved_ratio_pct) * 24 / HOURS_PER_MONTH
         prof = profile[(profile["cluster"] == cluster) & (profile["pool"] == pool)]["ratio"]
-        mean = float(prof.mean()) if len(prof) else 1.0
+        mean = float(prof.mean()) if len(prof) else 1.0  # nodes run fewer at night: the shape's mean
         g = g.sort_values("ts")
         p50, risk = quantile_at(g, 0.5), quantile_at(g, 1 - p.max_late_risk_pct / 100)
         month = pd.DatetimeIndex(g["ts"]).strftime("%Y-%m")
@@ -182,7 +182,6 @@ def _pool_spend(inventory: pd.DataFrame, actions: pd.DataFrame, prov: pd.DataFra
     the part of its nodes neither spot nor reserved by its policy, at on-demand price."""
     n, out = len(days), []
     day = pd.DatetimeIndex(days).date
-    how = (pd.DatetimeIndex(days).dayofweek.to_numpy()[:, None] * 24 + np.arange(24)[None, :])
     nq = len(QUANTILE_COLUMNS)
     for (cluster, pool, tier), g in inventory.groupby(["cluster", "pool", "tier"], sort=True):
         p = policy_of(cluster, pool, tier)
@@ -192,9 +191,8 @@ def _pool_spend(inventory: pd.DataFrame, actions: pd.DataFrame, prov: pd.DataFra
             if f.empty or f[list(QUANTILE_COLUMNS)].isna().all().all():
                 continue
             price = catalog.instance(auto.shapes[(cluster, pool)].instance_type).on_demand_hourly_usd
-            prof = profile[(profile["cluster"] == cluster) & (profile["pool"] == pool)].set_index("hour_of_week")["ratio"]
-            hourly = prof.reindex(range(168)).fillna(1.0).to_numpy()[how] if len(prof) else np.ones((n, 24))
-            out.append((quantile_grid(f.reset_index()) * price * uncovered, hourly))
+            shape = week_shapes(profile[(profile["cluster"] == cluster) & (profile["pool"] == pool)], days)
+            out.append((quantile_grid(f.reset_index()) * price * uncovered, shape))
             continue
         on_demand = g if "capacity_type" not in g else g[g["capacity_type"] != "spot"]
         reserved_nodes = len(g) * p.reserved_ratio_pct / 100
@@ -296,7 +294,8 @@ def elastic_plan(auto: AutoscaledInputs, dec: pd.DataFrame, actions: pd.DataFram
     usage = pd.concat(usage_frames, ignore_index=True)[["code", "ts", *QUANTILE_COLUMNS]] if usage_frames else \
         pd.DataFrame(columns=["code", "ts", *QUANTILE_COLUMNS])
     prov = provisioned_nodes(forecasts, daily, inventory, set(auto.shapes), as_of)
-    profile = hour_of_week_profile(hourly, as_of) if hourly is not None else pd.DataFrame(columns=["cluster", "pool", "hour_of_week", "ratio"])
+    profile = hour_of_week_profile(hourly, as_of) if hourly is not None else \
+        pd.DataFrame(columns=["cluster", "pool", "hour_of_week", "week", "ratio"])
     profile = profile[[k in auto.shapes for k in zip(profile["cluster"], profile["pool"])]] if len(profile) else profile
     pool_costs = _month_costs(prov, profile, inventory, policy_of, catalog, auto)
     extra = _quota_actions(quota_frame, as_of)

@@ -145,7 +145,7 @@ def test_commitment_pays_off_where_used_at_least_one_minus_discount_of_the_time(
     # half the time (< 70%): not worth it; covering 10 always is
     days = pd.date_range(pd.Timestamp(AS_OF, tz="UTC"), periods=30, freq="D")
     values = np.where(np.arange(24) < 12, 10.0, 20.0)[None, :, None] * np.ones((30, 24, len(QUANTILES)))
-    rec = recommend(SpendSamples(days, values, np.asarray(QUANTILES)), d1=None, d3=0.3, grid=40)
+    rec = recommend(SpendSamples(days, values, np.full(len(QUANTILES), 1 / len(QUANTILES))), d1=None, d3=0.3, grid=40)
     buy = rec.first
     assert buy.cover_3y == pytest.approx(10.0, abs=0.6) and buy.cover_1y == 0
     assert buy.hourly_3y == pytest.approx(buy.cover_3y * 0.7)
