@@ -1,17 +1,19 @@
-"""Rolling-origin backtests, scores, model choice and calibrated error quantiles.
+"""One rolling-origin backtest for model choice and calibration, and the error model.
 
-Two backtests, for two different questions:
+The backtest (:func:`plan_backtest`; run over a whole panel by
+:func:`forecasting.panel.cross_validate`, statsforecast's ``cross_validation``): up to
+:data:`N_CALIBRATION` origins, the first keeping :data:`CALIBRATION_MIN_TRAIN` of the
+history for training, a fixed spacing of whole days that is never a multiple of the
+season (successive origins fall on different weekdays and at different distances from
+the last weekly step change), each scored on the next ``horizon`` steps (as much of the
+plan horizon as half of the rest of the history holds). The same windows:
 
-* **choice** (:func:`plan_backtest`, :func:`run_backtest`): every model is cut at three
-  origins one week apart, the last one ``h`` steps before the end, and scored on the next
-  ``h`` steps: MAE, MASE (scaled by the in-sample weekly seasonal naive error), relative
-  MASE (MAE over the seasonal naive's MAE on the same windows) and bias. The model with
-  the lowest MAE wins, or the mean of the best three when it is within 5% of it ("combo").
-* **calibration** (:func:`plan_calibration`, :func:`calibration_predictions`): only the
-  chosen model, cut at up to :data:`N_CALIBRATION` origins spread over the second part of
-  the history at irregular spacing (so a series that changes in weekly steps is seen from
-  every phase of its week, not only the day after a step), each scored on as much of the
-  horizon as the history holds. Its errors feed :func:`fit_error_model`.
+* **choose** the model (:func:`choose`): MAE, MASE (scaled by the in-sample weekly
+  seasonal naive error), relative MASE (MAE over the seasonal naive's MAE on the same
+  windows) and bias for every model; the median and the mean of the best
+  :data:`~forecasting.models.ENSEMBLE_SIZE` candidates are candidates too. The lowest MAE
+  wins, and an ensemble is preferred when it is within 5% of the best single model;
+* **calibrate** the chosen one: its errors feed :func:`fit_error_model`.
 
 The error model (docs/FORECASTING.md, "Intervals") is ``offset(h, p) = s(h) * z_p``:
 ``s(h)`` is the error's root mean square per horizon band (1, 2-3, 4-7, 8-15... days),
@@ -29,20 +31,19 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtrit
 
-from .models import BASELINES, ModelError, make_model
+from .models import BASELINES, ENSEMBLE_SIZE, ModelError
 
 __all__ = [
-    "BacktestPlan", "BacktestResult", "ErrorModel", "plan_backtest", "run_backtest", "plan_calibration",
-    "calibration_predictions", "fit_error_model", "naive_scale", "day_to_day_scale", "loo_coverage",
+    "BacktestPlan", "BacktestResult", "ErrorModel", "plan_backtest", "choose", "plan_calibration", "ensemble",
+    "fit_error_model", "naive_scale", "day_to_day_scale", "loo_coverage", "ragged",
 ]
 
-N_ORIGINS = 3
-#: Prefer the combination unless the best single model is clearly (this factor) better.
+#: Prefer an ensemble unless the best single model is clearly (this factor) better.
 COMBO_TOLERANCE = 1.05
-#: Origins of the calibration backtest (the three choice origins included). More origins
-#: give steadier quantiles; each costs one fit per member model (bench/forecast.py).
+#: Origins of the backtest. More origins give steadier quantiles and choices; with
+#: ``refit=False`` each costs one cheap ``forward`` per model (bench/forecast.py).
 N_CALIBRATION = 10
-#: The earliest calibration origin keeps this share of the history for training.
+#: The earliest origin keeps this share of the history for training.
 CALIBRATION_MIN_TRAIN = 0.4
 #: A horizon band is measured only when this many origins reach into it.
 MIN_BAND_ORIGINS = 3
@@ -60,15 +61,19 @@ TAIL_DOF = 5
 
 @dataclass(frozen=True)
 class BacktestPlan:
-    """Where to cut: ``origins`` are positions (training length) and ``horizon`` steps."""
+    """Where to cut: ``origins`` are positions (training length), each scored on the next
+    ``horizon`` steps; ``step`` is their spacing (statsforecast's ``step_size``)."""
 
     origins: tuple[int, ...]
     horizon: int
+    step: int = 1
 
 
 @dataclass
 class BacktestResult:
-    """Predictions and actuals per model, and the scores and choice derived from them."""
+    """Actuals and predictions per model at the plan's origins, and the scores and choice
+    derived from them. ``members``: the models whose ``how`` ("single", "median" or
+    "mean") is the chosen forecast."""
 
     plan: BacktestPlan
     actuals: np.ndarray  # (origins, horizon)
@@ -76,6 +81,7 @@ class BacktestResult:
     scale: float
     chosen: str = "snaive"
     members: tuple[str, ...] = ()
+    how: str = "single"
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -83,42 +89,23 @@ class BacktestResult:
         return self.actuals - self.predictions[model]
 
 
-def plan_backtest(n: int, horizon: int, season: int, n_origins: int = N_ORIGINS) -> BacktestPlan | None:
-    """Origins one season apart, training on at least half the history (and 2 seasons).
-
-    Returns None when the history is too short to hold out anything useful.
-    """
-    min_train = max(2 * season + 2, n // 2)
-    h = min(horizon, n - min_train - (n_origins - 1) * season)
-    if h < max(2, season // 7):
+def plan_backtest(n: int, horizon: int, season: int, n_origins: int = N_CALIBRATION) -> BacktestPlan | None:
+    """The one backtest: origins from :data:`CALIBRATION_MIN_TRAIN` of the history on,
+    spaced evenly (whole days, never a multiple of ``season``), each window ``h`` long:
+    the plan horizon, or half of the history after the first origin if that is shorter
+    (the other half spreads the origins). None when the history is too short."""
+    min_train = max(2 * season + 2, int(n * CALIBRATION_MIN_TRAIN))
+    avail = n - min_train
+    if avail < 4:
         return None
+    h = min(horizon, (avail + 1) // 2)
+    span = avail - h
+    w = min(n_origins, span + 1)
+    step = max(span // (w - 1), 1) if w > 1 else 1
+    if step > 1 and step % season == 0:
+        step -= 1
     last = n - h
-    return BacktestPlan(origins=tuple(last - k * season for k in range(n_origins - 1, -1, -1)), horizon=h)
-
-
-def run_backtest(
-    y: np.ndarray,
-    index: pd.DatetimeIndex,
-    models: tuple[str, ...],
-    plan: BacktestPlan,
-    season: int,
-) -> BacktestResult:
-    """Fit every model at every origin; a model that fails at any origin is dropped."""
-    actuals = np.stack([y[o: o + plan.horizon] for o in plan.origins])
-    predictions: dict[str, np.ndarray] = {}
-    failed: dict[str, str] = {}
-    for name in dict.fromkeys((*models, *BASELINES)):
-        try:
-            predictions[name] = np.stack(
-                [make_model(name, season).fit(y[:o], index[:o]).predict(plan.horizon) for o in plan.origins]
-            )
-        except (ModelError, ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
-            failed[name] = str(exc)
-    first = plan.origins[0]
-    scale = naive_scale(y[:first], season)
-    result = BacktestResult(plan=plan, actuals=actuals, predictions=predictions, scale=scale, failed=failed)
-    _choose(result, models)
-    return result
+    return BacktestPlan(origins=tuple(last - k * step for k in range(w - 1, -1, -1)), horizon=h, step=step)
 
 
 def naive_scale(train: np.ndarray, season: int) -> float:
@@ -129,30 +116,56 @@ def naive_scale(train: np.ndarray, season: int) -> float:
     return scale if scale > 0 else max(float(np.mean(np.abs(train))), 1e-9) * 1e-3
 
 
-def _choose(result: BacktestResult, candidates: tuple[str, ...]) -> None:
-    mae = {m: float(np.mean(np.abs(result.actuals - p))) for m, p in result.predictions.items()}
+def ensemble(predictions: list[np.ndarray], how: str) -> np.ndarray:
+    """Combine member forecasts: ``single`` (the one member), ``median`` or ``mean``."""
+    if how == "median":
+        return np.median(predictions, axis=0)
+    return np.mean(predictions, axis=0)
+
+
+def _name(how: str, members: tuple[str, ...]) -> str:
+    return members[0] if how == "single" else f"{how}({','.join(members)})"
+
+
+def choose(y: np.ndarray, plan: BacktestPlan, predictions: dict[str, np.ndarray], candidates: tuple[str, ...],
+           season: int) -> BacktestResult:
+    """Score every model on the backtest windows and choose (see the module docstring).
+
+    ``predictions``: model -> (origins, horizon); a model with any non-finite prediction
+    failed on this series and is left out."""
+    actuals = np.stack([y[o: o + plan.horizon] for o in plan.origins])
+    ok = {m: p for m, p in predictions.items() if np.isfinite(p).all()}
+    failed = {m: "no finite forecast at every origin" for m in predictions if m not in ok}
+    result = BacktestResult(plan=plan, actuals=actuals, predictions=ok, scale=naive_scale(y[: plan.origins[0]], season),
+                            failed=failed)
+    mae = {m: float(np.mean(np.abs(actuals - p))) for m, p in ok.items()}
     ranked = sorted((m for m in mae if m in candidates), key=mae.get) or sorted(mae, key=mae.get)
     if not ranked:
-        raise ModelError("no model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+        raise ModelError("no model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
     best = ranked[0]
     result.chosen, result.members = best, (best,)
     singles = [m for m in ranked if m in candidates and m not in BASELINES]
     if len(singles) >= 3:
-        # The mean of the three best is the default: with a handful of origins the single
-        # best is partly luck, and combinations hold up better on unseen series.
-        members = tuple(singles[:3])
-        combo = np.mean([result.predictions[m] for m in members], axis=0)
-        combo_mae = float(np.mean(np.abs(result.actuals - combo)))
-        if combo_mae <= mae[best] * COMBO_TOLERANCE:
-            result.predictions["combo"] = combo
-            result.chosen, result.members = "combo", members
-            mae["combo"] = combo_mae
+        # Combinations hold up better on unseen series than the single best of a
+        # handful of windows (which is partly luck); the median also resists one member
+        # that goes astray.
+        members = tuple(singles[:ENSEMBLE_SIZE])
+        combos = {}
+        for how in ("median", "mean"):
+            name = _name(how, members)
+            ok[name] = ensemble([ok[m] for m in members], how)
+            mae[name] = float(np.mean(np.abs(actuals - ok[name])))
+            combos[name] = how
+        top = min(combos, key=mae.get)
+        if mae[top] <= mae[best] * COMBO_TOLERANCE:
+            result.chosen, result.members, result.how = top, members, combos[top]
     result.scores = _scores(result, mae)
+    return result
 
 
 def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
     """One row per model. ``coverage_80``/``coverage_95`` are filled by the engine for the
-    chosen model from the calibration backtest (leave-one-origin-out); NaN for the rest."""
+    chosen model (leave-one-origin-out over the same windows); NaN for the rest."""
     naive_mae = mae.get("snaive", np.nan)
     rows = []
     for model, pred in result.predictions.items():
@@ -172,19 +185,13 @@ def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --- calibration backtest -------------------------------------------------------------
-
-
 def plan_calibration(n: int, horizon: int, season: int, choice: BacktestPlan, n_origins: int = N_CALIBRATION) -> tuple[int, ...]:
-    """Calibration origins: the choice origins plus more, from
-    :data:`CALIBRATION_MIN_TRAIN` of the history onwards, and one step before its end.
+    """Ragged origins (each scored to the end of the history): ``choice``'s origins plus
+    more, from :data:`CALIBRATION_MIN_TRAIN` of the history onwards, and one step before
+    its end, spaced by whole days but never a multiple of the season.
 
-    The early origins have the long windows (long horizons are measured there); the
-    last one measures the next day on the most recent data. The spacing is the even one
-    rounded to whole days, but never a multiple of the season: then successive origins
-    fall on different weekdays and at different distances from the last weekly step
-    change (the choice origins are all on one weekday). ``horizon`` is unused: windows
-    end where the data ends.
+    The layout of the two-backtest engine before statsforecast (kept for callers that
+    score their own forecasts from ragged origins); the engine uses :func:`plan_backtest`.
     """
     first = max(2 * season + 2, int(n * CALIBRATION_MIN_TRAIN))
     extra = max(n_origins - len(choice.origins), 0)
@@ -195,33 +202,6 @@ def plan_calibration(n: int, horizon: int, season: int, choice: BacktestPlan, n_
         spacing -= 1
     spread = {first + k * spacing for k in range(extra - 1)} | {n - 1}
     return tuple(sorted(set(choice.origins) | {o for o in spread if o >= first}))
-
-
-def calibration_predictions(
-    y: np.ndarray,
-    index: pd.DatetimeIndex,
-    members: tuple[str, ...],
-    origins: tuple[int, ...],
-    horizon: int,
-    season: int,
-    known: dict[int, np.ndarray] | None = None,
-) -> dict[int, np.ndarray]:
-    """Point forecasts of the mean of ``members`` from each origin, ``min(horizon, n - o)``
-    steps long. ``known`` holds forecasts already made (the choice backtest's); an origin
-    where a member cannot be fitted is left out."""
-    out: dict[int, np.ndarray] = {}
-    for o in origins:
-        h = min(horizon, len(y) - o)
-        if h < 1:
-            continue
-        if known and o in known and len(known[o]) >= h:
-            out[o] = known[o][:h]
-            continue
-        try:
-            out[o] = np.mean([make_model(m, season).fit(y[:o], index[:o]).predict(h) for m in members], axis=0)
-        except (ModelError, ValueError, np.linalg.LinAlgError, RuntimeError):
-            continue
-    return out
 
 
 def ragged(rows: list[np.ndarray]) -> np.ndarray:

@@ -1,0 +1,156 @@
+"""The many-series engine: a whole panel's backtest and forecasts in statsforecast calls.
+
+Every series of a run is one ``unique_id`` of one long frame (``unique_id, ds, y``; ``ds``
+is the day's position, statsforecast's integer ``freq=1``), renamed here and nowhere
+else. :func:`cross_validate` runs the one rolling-origin backtest of
+:mod:`forecasting.backtest` for every model over every series
+(``StatsForecast.cross_validation(refit=False)``: each model is fitted once, at the first
+origin, and moved forward to the later ones with what it fitted, so ten origins cost
+little more than one fit). :func:`forecast` refits each model on the full histories of the
+series that use it.
+
+statsforecast compiles its models with numba on first use; ``NIXTLA_NUMBA_CACHE`` (set
+here unless the caller set it) keeps the compiled code in numba's cache, so only the
+first process on a machine pays for it (docs/PERFORMANCE.md, "Cold start").
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .backtest import BacktestPlan
+from .models import make_model
+
+os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")
+
+__all__ = ["cross_validate", "forecast", "long_frame"]
+
+
+class _Guarded:
+    """A model that answers NaN instead of raising, so one series a model cannot fit
+    does not stop the panel (the backtest then leaves that model out for that series);
+    ``forward`` falls back to a refit for models that have none (the fit-free ones)."""
+
+    uses_exog = False
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.alias = model.alias
+
+    def __repr__(self) -> str:
+        return self.alias
+
+    def new(self) -> "_Guarded":
+        return _Guarded(self.model.new())
+
+    def _safe(self, fn, h: int) -> dict[str, np.ndarray]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = np.asarray(fn()["mean"], dtype=float)
+            return {"mean": out if out.shape == (h,) else np.full(h, np.nan)}
+        except Exception:  # noqa: BLE001 - any failure of one model on one series is a NaN forecast
+            return {"mean": np.full(h, np.nan)}
+
+    def fit(self, y: np.ndarray, X: Any = None) -> "_Guarded":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.model = self.model.fit(y=y, X=X)
+            self.failed_ = False
+        except Exception:  # noqa: BLE001
+            self.failed_ = True
+        return self
+
+    def predict(self, h: int, X: Any = None, level: Any = None) -> dict[str, np.ndarray]:
+        if getattr(self, "failed_", False):
+            return {"mean": np.full(h, np.nan)}
+        return self._safe(lambda: self.model.predict(h=h, X=X), h)
+
+    def forecast(self, y: np.ndarray, h: int, X: Any = None, X_future: Any = None, level: Any = None,
+                 fitted: bool = False) -> dict[str, np.ndarray]:
+        return self._safe(lambda: self.model.new().forecast(y=y, h=h), h)
+
+    def forward(self, y: np.ndarray, h: int, X: Any = None, X_future: Any = None, level: Any = None,
+                fitted: bool = False) -> dict[str, np.ndarray]:
+        if getattr(self, "failed_", False):
+            return self.forecast(y, h)
+        if not hasattr(self.model, "forward"):
+            return self.forecast(y, h)
+        return self._safe(lambda: self.model.forward(y=y, h=h), h)
+
+
+def long_frame(levels: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``unique_id, ds, y`` from ``{series id: values}`` (``ds`` = 0, 1, 2...)."""
+    ids = list(levels)
+    lengths = [len(levels[k]) for k in ids]
+    return pd.DataFrame({
+        "unique_id": np.repeat(np.array(ids, dtype=object), lengths),
+        "ds": np.concatenate([np.arange(n) for n in lengths]) if ids else np.zeros(0, dtype=int),
+        "y": np.concatenate([np.asarray(levels[k], dtype=float) for k in ids]) if ids else np.zeros(0),
+    })
+
+
+def _engine(models: list[str], season: int, n_jobs: int):
+    from statsforecast import StatsForecast
+
+    return StatsForecast(models=[_Guarded(make_model(m, season)) for m in models], freq=1, n_jobs=max(1, n_jobs))
+
+
+def _by_series(frame: pd.DataFrame, models: list[str], ids: list[str], shape: tuple[int, ...]) -> dict[str, dict[str, np.ndarray]]:
+    """Split statsforecast's long output into ``{series: {model: array of shape}}``."""
+    keys = frame["unique_id"].to_numpy()
+    sort_cols = [frame["ds"].to_numpy()] + ([frame["cutoff"].to_numpy()] if "cutoff" in frame else []) + [keys]
+    order = np.lexsort(sort_cols)  # by series, then cutoff, then ds
+    frame = frame.iloc[order]
+    keys = keys[order]
+    size = int(np.prod(shape))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    starts = {k: i for i, k in reversed(list(enumerate(keys)))}
+    for k in ids:
+        s = starts[k]
+        out[k] = {m: frame[m].to_numpy(dtype=float)[s: s + size].reshape(shape) for m in models}
+    return out
+
+
+def cross_validate(levels: dict[str, np.ndarray], models: tuple[str, ...], season: int, plan: BacktestPlan,
+                   n_jobs: int = 1) -> dict[str, dict[str, np.ndarray]]:
+    """The backtest's predictions: ``{series: {model: (origins, horizon)}}``.
+
+    In: ``{series id: daily values}``, all of one length ``n`` with ``plan`` made for it
+    (:func:`forecasting.backtest.plan_backtest`). NaN rows where a model failed."""
+    if not levels:
+        return {}
+    names = list(dict.fromkeys(models))
+    n = {len(v) for v in levels.values()}
+    if len(n) != 1 or plan.origins[-1] + plan.horizon != n.pop():
+        raise ValueError("cross_validate needs series of one length, with the plan made for that length")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cv = _engine(names, season, n_jobs).cross_validation(
+            df=long_frame(levels), h=plan.horizon, n_windows=len(plan.origins), step_size=plan.step, refit=False)
+    return _by_series(cv, names, list(levels), (len(plan.origins), plan.horizon))
+
+
+def forecast(levels: dict[str, np.ndarray], members: dict[str, tuple[str, ...]], season: int, horizon: int,
+             n_jobs: int = 1) -> dict[str, dict[str, np.ndarray]]:
+    """Forecasts from the full histories: ``{series: {model: (horizon,)}}`` for each
+    series' ``members``; one statsforecast call per model over the series that use it."""
+    users: dict[str, list[str]] = {}
+    for sid, ms in members.items():
+        for m in ms:
+            users.setdefault(m, []).append(sid)
+    out: dict[str, dict[str, np.ndarray]] = {sid: {} for sid in members}
+    for model, ids in users.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fc = _engine([model], season, n_jobs if len(ids) > 1 else 1).forecast(
+                df=long_frame({k: levels[k] for k in ids}), h=horizon)
+        for sid, preds in _by_series(fc, [model], ids, (horizon,)).items():
+            out[sid][model] = preds[model]
+    return out
