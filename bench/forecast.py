@@ -155,6 +155,17 @@ PEAK_SECONDS: list[float] = []
 METHODS = {"auto": method_auto, "reference": method_reference, "predict_linear": method_predict_linear}
 
 
+def method_named(name: str):
+    """capplan with one model forced by name (``--models``): what each candidate scores."""
+
+    def run_named(train, hold_days):
+        res = fit_forecast(train, hold_days, model=name)
+        peaks = forecast_daily_peak(train, hold_days + 1, model=name).frame
+        return res.frame, pd.Series(peaks["yhat"].to_numpy(), index=peaks["ts"].dt.floor("D").to_numpy()), res.model
+
+    return run_named
+
+
 def run(series: dict[str, pd.DataFrame], methods: list[str]) -> pd.DataFrame:
     rows = []
     for name, df in series.items():
@@ -353,10 +364,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     ap.add_argument("--quick", action="store_true", help="a few series, one cut, no reference Prophet (checks the path)")
+    ap.add_argument("--models", default="", help="comma-separated model names to score one by one as well (e.g. ets,theta)")
+    ap.add_argument("--no-coverage", action="store_true", help="accuracy part only")
     args = ap.parse_args()
     real = load_real(args.data) if args.data.exists() else {}
     synth = synthetic()
     methods = ["auto", "predict_linear"] if args.quick else list(METHODS)
+    for name in filter(None, args.models.split(",")):
+        METHODS[f"model:{name}"] = method_named(name)
+        methods.append(f"model:{name}")
     kinds = series_by_kind(real)
     if args.quick:
         real = dict(list(real.items())[:4])
@@ -373,6 +389,9 @@ def main() -> None:
         print(f"\n{label}:\n{s.round(3).to_string()}")
         figures[label] = s.round(4).to_dict("index")
         print("auto chose:", res[res.method == "auto"]["model"].value_counts().to_dict())
+    if args.no_coverage:
+        print(json.dumps({label: f for label, f in figures.items()}))
+        return
     print(f"\ncoverage per kind (held out, {COVER_HOLD_DAYS}-day horizon): " + ", ".join(f"{k}: {len(v)} series" for k, v in kinds.items()))
     cov_rows = coverage_run(kinds, 1 if args.quick else COVER_CUTS)
     cov = coverage_summary(cov_rows)

@@ -118,6 +118,25 @@ def reference(history: pd.DataFrame, n_series: int, total_series: int) -> dict:
     return {"reference_s_per_series": per_series, "reference_total_s_est": per_series * total_series, "reference_series_timed": len(keys)}
 
 
+def per_series_cost(history: pd.DataFrame, n_series: int, reference_s: float) -> dict:
+    """The forecast stage's own work at the monthly job's shape, on one core: choice,
+    calibration and forecast of ``n_series`` pool series (daily peaks of the 180-day
+    window, 180-day horizon, ``forecast_panel(workers=1)``), CPU seconds per series; and
+    the handbook's reference loop (``reference_s`` per series, timed in this process) over it."""
+    from forecasting.engine import forecast_panel
+
+    keys = history[history.kind != "capacity"].groupby(["cluster", "pool", "resource", "kind"]).size().index[:n_series]
+    h = history.set_index(["cluster", "pool", "resource", "kind"])
+    jobs = [("/".join(k), h.loc[k][["ts", "value"]].reset_index(drop=True), []) for k in keys]
+    forecast_panel(jobs[:2], 180, workers=1)  # imports and compiled code loaded (see docs/PERFORMANCE.md, cold start)
+    t = time.process_time()
+    res = forecast_panel(jobs, 180, workers=1)
+    cpu = (time.process_time() - t) / len(jobs)
+    failed = sum(isinstance(r, Exception) for r in res.values())
+    return {"engine_cpu_s_per_series": cpu, "engine_series_timed": len(jobs), "engine_failed": failed,
+            "engine_ratio_vs_reference": reference_s / cpu}
+
+
 def exponent(sizes: list[int], times: list[float]) -> float:
     return float(np.polyfit(np.log(sizes), np.log(np.maximum(times, 1e-6)), 1)[0])
 
@@ -127,6 +146,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=10800, help="the largest fleet")
     ap.add_argument("--quick", action="store_true", help="200, 400 and 800 nodes")
     ap.add_argument("--reference-series", type=int, default=4)
+    ap.add_argument("--engine-series", type=int, default=60, help="pool series timed on one core for the per-series cost")
     args = ap.parse_args()
     sizes = [200, 400, 800] if args.quick else sorted({1000, 3000, args.nodes})
     results = []
@@ -140,7 +160,10 @@ def main() -> None:
               f"report {r['report_s']:.1f}s ({r['report_mb']:.1f} MB, opens in {r['browser_open_s'] or float('nan'):.1f}s); "
               f"DuckDB->report {r['run_from_duckdb_s']:.1f}s; peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
     biggest = results[-1]
-    ref = reference(biggest.pop("_history"), args.reference_series, biggest["series"])
+    history = biggest.pop("_history")
+    ref = reference(history, args.reference_series, biggest["series"])
+    eng = per_series_cost(history, args.engine_series, ref["reference_s_per_series"])
+    del history
     for r in results:
         r.pop("_history", None)
     stages = ["ingest_s", "aggregate_s", "forecast_s", "plan_s", "report_s", "run_from_duckdb_s"]
@@ -148,11 +171,16 @@ def main() -> None:
     print("growth exponents (time ~ nodes^k):", exps)
     print(f"reference (default Prophet, sequential, hourly): {ref['reference_s_per_series']:.1f} s/series -> "
           f"{ref['reference_total_s_est']:.0f} s for {biggest['series']} series; capplan forecast {biggest['forecast_s']:.0f} s")
+    print(f"engine at the monthly job's shape (daily peaks, 180-day horizon, one core): {eng['engine_cpu_s_per_series']:.3f} "
+          f"CPU s per series ({eng['engine_series_timed']} series, {eng['engine_failed']} failed; target <= 0.05); reference loop "
+          f"{ref['reference_s_per_series']:.2f} s per series: {eng['engine_ratio_vs_reference']:.0f}x")
     print(json.dumps({
         "nodes": biggest["nodes"], "total_s": round(biggest["run_from_duckdb_s"], 1), "ingest_s": round(biggest["ingest_s"], 1),
         "forecast_s": round(biggest["forecast_s"], 1), "peak_rss_mb": round(biggest["peak_rss_mb"]), "exponent": exps["run_from_duckdb"],
         "exponents": exps, "report_mb": round(biggest["report_mb"], 2), "browser_open_s": biggest["browser_open_s"],
         "ratio_vs_reference": round(ref["reference_total_s_est"] / biggest["forecast_s"], 1), "series": biggest["series"],
+        "engine_cpu_s_per_series": round(eng["engine_cpu_s_per_series"], 4),
+        "engine_ratio_vs_reference": round(eng["engine_ratio_vs_reference"], 1),
     }))
 
 

@@ -149,7 +149,7 @@ def choose(y: np.ndarray, plan: BacktestPlan, predictions: dict[str, np.ndarray]
         # Combinations hold up better on unseen series than the single best of a
         # handful of windows (which is partly luck); the median also resists one member
         # that goes astray.
-        members = tuple(singles[:ENSEMBLE_SIZE])
+        members = tuple(sorted(singles[:ENSEMBLE_SIZE]))
         combos = {}
         for how in ("median", "mean"):
             name = _name(how, members)
@@ -316,12 +316,12 @@ def _dependence(z: np.ndarray) -> float:
     """Average correlation between two standardized errors of the same origin, as in a
     one-factor model ``z = sqrt(r) W + sqrt(1 - r) e``: E[(sum z)^2 - sum z^2] is
     D (D - 1) r for an origin with D errors. 1 when it cannot be measured."""
-    pairs, squares = 0.0, 0.0
-    for row in z:
-        row = row[np.isfinite(row)]
-        if len(row) >= 2:
-            pairs += float(row.sum() ** 2 - np.sum(row**2))
-            squares += float((len(row) - 1) * np.sum(row**2))
+    finite = np.isfinite(z)
+    zz = np.where(finite, z, 0.0)
+    count, total, sq = finite.sum(axis=1), zz.sum(axis=1), (zz**2).sum(axis=1)
+    use = count >= 2
+    pairs = float(np.sum(total[use] ** 2 - sq[use]))
+    squares = float(np.sum((count[use] - 1) * sq[use]))
     return float(np.clip(pairs / squares, 0.0, 1.0)) if squares > 0 else 1.0
 
 
@@ -331,8 +331,8 @@ def _growth(ends: np.ndarray, scale: np.ndarray) -> float:
     wrong trend)."""
     if len(ends) < 2 or scale[0] <= 0:
         return MIN_GROWTH
-    mid = np.log(ends)
-    slope = float(np.polyfit(mid, np.log(scale), 1)[0])
+    x, y = np.log(ends), np.log(scale)
+    slope = float(np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2))  # least squares
     return float(np.clip(slope, MIN_GROWTH, 1.0))
 
 

@@ -322,14 +322,14 @@ def _finish(p: _Prepared, result: BacktestResult | None, members: tuple[str, ...
     else:
         offsets = _fallback_offsets(p.full, p.horizon, floor, probs)
     point = _to_steps(point_daily, p.profiles[shape] if p.profiles and shape else None, p.per_day)[: p.horizon]
-    ts = p.full.index[-1] + p.step * np.arange(1, p.horizon + 1)
-    frame = pd.DataFrame({"ts": ts, "yhat": point, "yhat_lower": point + offsets[:, -2], "yhat_upper": point + offsets[:, -1]})
-    for j, col in enumerate(QUANTILE_COLUMNS):
-        frame[col] = point + offsets[:, j]
-    frame, contributions = apply_overlays(frame, p.ahead, p.measured)
+    values = point[:, None] + offsets
     if p.non_negative:
-        for c in ("yhat", "yhat_lower", "yhat_upper", "yhat_baseline", *QUANTILE_COLUMNS):
-            frame[c] = frame[c].clip(lower=0)
+        # before the overlays, which multiply by positive factors: the same as after
+        point, values = np.maximum(point, 0.0), np.maximum(values, 0.0)
+    ts = p.full.index[-1] + p.step * np.arange(1, p.horizon + 1)
+    frame = pd.DataFrame({"ts": ts, "yhat": point, "yhat_lower": values[:, -2], "yhat_upper": values[:, -1],
+                          **{col: values[:, j] for j, col in enumerate(QUANTILE_COLUMNS)}})
+    frame, contributions = apply_overlays(frame, p.ahead, p.measured)
     frame.insert(4, "model", name)
     return ForecastResult(frame, name, scores, p.quality, notes, p.measured, contributions, dependence)
 
@@ -469,6 +469,7 @@ def forecast_panel(
                 progress(len(out), len(jobs))
         return out
     parts = _chunks(jobs, workers * 4)
+    panel.warm()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for res in pool.map(_panel_chunk, [(part, horizon_days, model, level, peak, 1) for part in parts]):
             out.update(res)

@@ -257,9 +257,21 @@ def _ets(season: int) -> Any:
 
 
 def _theta(season: int) -> Any:
+    from statsforecast.models import Theta
+
+    return Theta(season_length=season)
+
+
+def _dotm(season: int) -> Any:
     from statsforecast.models import DynamicOptimizedTheta
 
     return DynamicOptimizedTheta(season_length=season)
+
+
+def _ets_damped(season: int) -> Any:
+    from statsforecast.models import AutoETS
+
+    return AutoETS(season_length=season, model="AAA", damped=True)
 
 
 def _mstl(season: int) -> Any:
@@ -287,6 +299,8 @@ MODELS: dict[str, Callable[[int], Any]] = {
     "seasonal_trend": SeasonalTrend,
     "ets": _sf("ets", _ets),
     "theta": _sf("theta", _theta),
+    "dotm": _sf("dotm", _dotm),
+    "ets_damped": _sf("ets_damped", _ets_damped),
     "mstl": _sf("mstl", _mstl),
     "ces": _sf("ces", _ces),
     "auto_arima": _sf("auto_arima", _arima),
@@ -297,7 +311,8 @@ MODELS: dict[str, Callable[[int], Any]] = {
 #: Scored in every backtest; chosen only if nothing beats them.
 BASELINES = ("snaive", "drift")
 #: What ``model="auto"`` tries besides the baselines (docs/FORECASTING.md, "Choices").
-CANDIDATES = ("window_mean", "seasonal_trend", "ets", "theta", "mstl")
+import os
+CANDIDATES = tuple(os.environ.get("CAPPLAN_CANDIDATES", "window_mean,seasonal_trend,ets,theta,mstl").split(","))
 #: The median and mean of the best this many candidates are candidates too.
 ENSEMBLE_SIZE = 3
 
