@@ -311,8 +311,9 @@ MODELS: dict[str, Callable[[int], Any]] = {
 #: Scored in every backtest; chosen only if nothing beats them.
 BASELINES = ("snaive", "drift")
 #: What ``model="auto"`` tries besides the baselines (docs/FORECASTING.md, "Choices").
-import os
-CANDIDATES = tuple(os.environ.get("CAPPLAN_CANDIDATES", "window_mean,seasonal_trend,ets,theta,mstl").split(","))
+#: Chosen on bench/forecast.py (docs/FORECASTING.md, "Choices"): with MSTL (and the
+#: optimised theta, CES, the statsmodels models) it was no more accurate and slower.
+CANDIDATES = ("window_mean", "seasonal_trend", "theta", "ets_damped")
 #: The median and mean of the best this many candidates are candidates too.
 ENSEMBLE_SIZE = 3
 
