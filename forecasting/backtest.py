@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtrit
 
-from .models import BASELINES, ENSEMBLE_SIZE, ModelError
+from .models import BASELINES, ENSEMBLE_BASELINES, ENSEMBLE_SIZE, ModelError
 
 __all__ = [
     "BacktestPlan", "BacktestResult", "ErrorModel", "plan_backtest", "choose", "plan_calibration", "ensemble",
@@ -144,7 +144,7 @@ def choose(y: np.ndarray, plan: BacktestPlan, predictions: dict[str, np.ndarray]
         raise ModelError("no model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
     best = ranked[0]
     result.chosen, result.members = best, (best,)
-    singles = [m for m in ranked if m in candidates and m not in BASELINES]
+    singles = [m for m in ranked if m in candidates and (m not in BASELINES or m in ENSEMBLE_BASELINES)]
     if len(singles) >= 3:
         # Combinations hold up better on unseen series than the single best of a
         # handful of windows (which is partly luck); the median also resists one member

@@ -52,7 +52,8 @@ from .frames import QUANTILE_COLUMNS, QUANTILES
 from .models import BASELINES, CANDIDATES, MODELS, ModelError, make_model
 from .series import SeriesQuality, daily_peak, infer_step, regularize, to_series
 
-__all__ = ["ForecastResult", "ForecastInputError", "fit_forecast", "forecast_series", "forecast_daily_peak", "forecast_panel"]
+__all__ = ["ForecastResult", "ForecastInputError", "fit_forecast", "forecast_series", "forecast_daily_peak", "forecast_panel",
+           "panel_chunks", "FOLLOW"]
 
 for _name in ("prophet", "cmdstanpy"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -253,59 +254,119 @@ def _split_level(y: pd.Series, step: pd.Timedelta) -> tuple[pd.Series, dict[str,
     return level, {"week": week, "day": day, "blend": (week + day) / 2}
 
 
-def _forecast_many(prepared: dict[str, _Prepared], model: str, level: float, n_jobs: int) -> dict[str, ForecastResult]:
+#: The candidate for a series that follows another (requests following their usage).
+FOLLOW = "follow_usage"
+
+
+@dataclass
+class _Fitted:
+    """What a series' backtest and forecast produced before the frame is built."""
+
+    result: BacktestResult | None
+    members: tuple[str, ...]
+    point: np.ndarray  # daily point forecast
+    notes: list[str]
+
+
+def _forecast_many(prepared: dict[str, _Prepared], model: str, level: float, n_jobs: int,
+                   follows: dict[str, str] | None = None) -> dict[str, ForecastResult]:
     """Forecast prepared series: one backtest and one forecast call per group of series
-    with the same length and horizon (a run's series share both)."""
-    choice_of = {k: ("snaive",) if p.constant else ((*CANDIDATES, *BASELINES) if model == "auto" else (model,))
-                 for k, p in prepared.items()}
-    groups: dict[tuple, list[str]] = {}
-    for k, p in prepared.items():
-        groups.setdefault((len(p.level), p.h_days, choice_of[k]), []).append(k)
+    with the same length and horizon (a run's series share both).
+
+    ``follows`` maps a series to the one whose trend it may follow (requests to their
+    usage): those go second, with :data:`FOLLOW` as one more candidate."""
+    follows = {k: v for k, v in (follows or {}).items() if k in prepared and v in prepared and v not in (follows or {})}
+    fitted: dict[str, _Fitted] = {}
     out: dict[str, ForecastResult] = {}
-    for (n, h_days, choice), keys in groups.items():
-        plan = plan_backtest(n, h_days, SEASON)
-        levels = {k: prepared[k].level for k in keys}
-        results: dict[str, BacktestResult | None] = {k: None for k in keys}
-        if plan is not None:
-            cv = panel.cross_validate(levels, tuple(dict.fromkeys((*choice, *BASELINES))), SEASON, plan, n_jobs)
-            for k in keys:
-                results[k] = choose(levels[k], plan, cv[k], choice, SEASON)
-        members = {k: (r.members if r is not None else _fallback_members(n)) for k, r in results.items()}
-        final = panel.forecast(levels, members, SEASON, h_days, n_jobs)
+    for keys in ([k for k in prepared if k not in follows], list(follows)):
+        choice_of = {k: ("snaive",) if prepared[k].constant else ((*CANDIDATES, *BASELINES) if model == "auto" else (model,))
+                     for k in keys}
+        groups: dict[tuple, list[str]] = {}
         for k in keys:
-            out[k] = _finish(prepared[k], results[k], members[k], final[k], choice, level)
+            groups.setdefault((len(prepared[k].level), prepared[k].h_days, choice_of[k]), []).append(k)
+        for (n, h_days, choice), group in groups.items():
+            fitted.update(_fit_group({k: prepared[k] for k in group}, choice, n, h_days, n_jobs,
+                                     {k: (prepared[follows[k]], fitted[follows[k]]) for k in group if k in follows
+                                      and model == "auto" and choice != ("snaive",)}))
+            for k in group:
+                out[k] = _finish(prepared[k], fitted[k], choice, level)
     return out
+
+
+def _fit_group(prepared: dict[str, _Prepared], choice: tuple[str, ...], n: int, h_days: int, n_jobs: int,
+               leaders: dict[str, tuple[_Prepared, _Fitted]]) -> dict[str, _Fitted]:
+    """Backtest, choose and forecast one group of series of length ``n`` (days)."""
+    plan = plan_backtest(n, h_days, SEASON)
+    levels = {k: p.level for k, p in prepared.items()}
+    results: dict[str, BacktestResult | None] = {k: None for k in prepared}
+    if plan is not None:
+        cv = panel.cross_validate(levels, tuple(dict.fromkeys((*choice, *BASELINES))), SEASON, plan, n_jobs)
+        for k in prepared:
+            preds, candidates = cv[k], choice
+            lead = leaders.get(k)
+            if lead is not None and lead[1].result is not None and lead[1].result.plan == plan:
+                lead_pred = lead[1].result.predictions[lead[1].result.chosen]
+                preds = {**preds, FOLLOW: np.stack([_follow(levels[k][:o], lead[0].level[:o], lead_pred[i])
+                                                    for i, o in enumerate(plan.origins)])}
+                candidates = (*choice, FOLLOW)
+            results[k] = choose(levels[k], plan, preds, candidates, SEASON)
+    members = {k: (r.members if r is not None else _fallback_members(n)) for k, r in results.items()}
+    final = panel.forecast(levels, {k: tuple(m for m in ms if m != FOLLOW) for k, ms in members.items()}, SEASON, h_days,
+                           n_jobs)
+    out = {}
+    for k, p in prepared.items():
+        if FOLLOW in members[k]:
+            final[k][FOLLOW] = _follow(p.level, leaders[k][0].level, leaders[k][1].point)
+        r = results[k]
+        point = ensemble([final[k][m] for m in members[k]], r.how if r is not None else "single")
+        notes = []
+        if not np.isfinite(point).all():
+            # The refit on the full history failed where the backtest's fits did not: the
+            # most robust of the baselines says something rather than nothing.
+            notes.append(f"model {r.chosen if r else members[k][0]} failed on the full history; used seasonal naive")
+            point = make_model("snaive", SEASON).forecast(p.level, h_days)["mean"]
+        out[k] = _Fitted(r, members[k], point, notes)
+    return out
+
+
+def _follow(own: np.ndarray, leader: np.ndarray, leader_pred: np.ndarray) -> np.ndarray:
+    """Follow the leader's trend: the series' last value times the growth of the
+    leader's weekly mean (forecast, smoothed over a week) over its last week.
+
+    For requests that step up when usage climbs: the forecast climbs with the usage
+    forecast instead of holding the last step."""
+    last_week = leader[-SEASON:]
+    smooth = np.convolve(np.concatenate([last_week[1:], leader_pred]), np.ones(SEASON) / SEASON, mode="valid")
+    base = float(np.mean(last_week))
+    if not base > 0:
+        return np.full(len(leader_pred), float(own[-1]))
+    return float(own[-1]) * smooth / base
 
 
 def _fallback_members(n: int) -> tuple[str, ...]:
     return ("drift",) if n < 2 * SEASON else ("seasonal_trend",)
 
 
-def _finish(p: _Prepared, result: BacktestResult | None, members: tuple[str, ...], final: dict[str, np.ndarray],
-            choice: tuple[str, ...], level: float) -> ForecastResult:
+def _finish(p: _Prepared, fit: _Fitted, choice: tuple[str, ...], level: float) -> ForecastResult:
     """Point forecast at the series' own step, calibrated quantiles, overlays.
 
     Out frame: ``ts, yhat, yhat_lower, yhat_upper, model``, :data:`QUANTILE_COLUMNS`,
     ``yhat_baseline``."""
+    result, members, point_daily = fit.result, fit.members, fit.point
     notes = list(p.notes)
     if p.constant:
         notes.append("series is constant: forecast is flat")
     if result is None:
         notes.append(f"history too short ({len(p.level)} days) for a backtest: fell back to {members[0]}")
-        name, how, scores = members[0], "single", pd.DataFrame()
+        name, scores = members[0], pd.DataFrame()
     else:
         for m in result.failed:
             if m in choice:
                 notes.append(f"model {m} failed in backtest ({result.failed[m]})")
-        name, how, scores = result.chosen, result.how, result.scores
+        name, scores = result.chosen, result.scores
         if len(choice) == 1 and name not in choice:
             notes.append(f"model {choice[0]} unavailable; used {name}")
-    point_daily = ensemble([final[m] for m in members], how)
-    if not np.isfinite(point_daily).all():
-        # The refit on the full history failed where the backtest's fits did not: the
-        # most robust of the baselines says something rather than nothing.
-        notes.append(f"model {name} failed on the full history; used seasonal naive")
-        point_daily = make_model("snaive", SEASON).forecast(p.level, p.h_days)["mean"]
+    notes += fit.notes
     shape = None
     if p.profiles is not None:
         shape = _shape_choice(result, p) if result is not None else None
@@ -422,28 +483,43 @@ def _panel_chunk(args: tuple) -> dict[str, ForecastResult | Exception]:
     jobs, horizon_days, model, level, peak, n_jobs = args
     out: dict[str, ForecastResult | Exception] = {}
     prepared: dict[str, _Prepared] = {}
-    for key, res in map(_prepare_job, [(k, h, horizon_days, ev, peak) for k, h, ev in jobs]):
+    for key, res in map(_prepare_job, [(j[0], j[1], horizon_days, j[2], peak) for j in jobs]):
         if isinstance(res, Exception):
             out[key] = res
         else:
             prepared[key] = res
+    follows = {j[0]: j[3] for j in jobs if len(j) > 3 and j[3]}
     try:
         _check_options(model, level)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out.update(_forecast_many(prepared, model, level, n_jobs))
+            out.update(_forecast_many(prepared, model, level, n_jobs, follows))
     except (ForecastInputError, ModelError) as exc:
         out.update({k: exc for k in prepared})
-    return {k: out[k] for k, _, _ in jobs}
+    return {j[0]: out[j[0]] for j in jobs}
 
 
-def _chunks(items: list, n: int) -> list[list]:
-    size = max(1, int(np.ceil(len(items) / max(n, 1))))
-    return [items[i: i + size] for i in range(0, len(items), size)]
+def panel_chunks(jobs: list[tuple], n: int) -> list[list[tuple]]:
+    """Split jobs into at most ``n`` chunks of near-equal size, in order, never parting a
+    series from the one it follows (``(series_id, history, events[, follows])``)."""
+    ids = {j[0] for j in jobs}
+    families: dict[str, list[tuple]] = {}
+    for j in jobs:
+        leader = j[3] if len(j) > 3 and j[3] in ids else j[0]
+        families.setdefault(leader, []).append(j)
+    groups = list(families.values())
+    n = max(1, min(n, len(groups)))
+    size, extra = divmod(len(groups), n)
+    out, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        out.append([j for g in groups[start:end] for j in g])
+        start = end
+    return [c for c in out if c]
 
 
 def forecast_panel(
-    histories: Iterable[tuple[str, pd.DataFrame, list[Event]]],
+    histories: Iterable[tuple],
     horizon_days: float,
     model: str = "auto",
     level: float = 80.0,
@@ -452,7 +528,9 @@ def forecast_panel(
     progress: "Callable[[int, int], None] | None" = None,
 ) -> dict[str, ForecastResult | Exception]:
     """Forecast many series on all cores. ``histories`` yields (series_id, ts/value frame,
-    events). A series that cannot be forecast maps to its exception; the rest go on.
+    events) or (series_id, frame, events, follows): ``follows`` names the series whose
+    trend this one may follow (requests their usage; chosen only where the backtest says
+    so). A series that cannot be forecast maps to its exception; the rest go on.
     ``progress(done, total)`` is called as chunks of results arrive.
 
     The series are split into one chunk per worker process (``workers``, default all
@@ -462,17 +540,17 @@ def forecast_panel(
     workers = workers or os.cpu_count() or 1
     out: dict[str, ForecastResult | Exception] = {}
     if workers == 1 or len(jobs) < 4:
-        parts = _chunks(jobs, max(1, len(jobs) // 64))  # chunks only for progress reports
+        parts = panel_chunks(jobs, max(1, len(jobs) // 64))  # chunks only for progress reports
         for part in parts:
             out.update(_panel_chunk((part, horizon_days, model, level, peak, 1)))
             if progress:
                 progress(len(out), len(jobs))
         return out
-    parts = _chunks(jobs, workers * 4)
+    parts = panel_chunks(jobs, workers * 4)
     panel.warm()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for res in pool.map(_panel_chunk, [(part, horizon_days, model, level, peak, 1) for part in parts]):
             out.update(res)
             if progress:
                 progress(len(out), len(jobs))
-    return {k: out[k] for k, _, _ in jobs}
+    return {j[0]: out[j[0]] for j in jobs}

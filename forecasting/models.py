@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["MODELS", "BASELINES", "CANDIDATES", "ENSEMBLE_SIZE", "make_model", "ModelError", "LocalModel"]
+__all__ = ["MODELS", "BASELINES", "CANDIDATES", "ENSEMBLE_BASELINES", "ENSEMBLE_SIZE", "make_model", "ModelError", "LocalModel"]
 
 
 class ModelError(ValueError):
@@ -311,9 +311,13 @@ MODELS: dict[str, Callable[[int], Any]] = {
 #: Scored in every backtest; chosen only if nothing beats them.
 BASELINES = ("snaive", "drift")
 #: What ``model="auto"`` tries besides the baselines (docs/FORECASTING.md, "Choices").
-#: Chosen on bench/forecast.py (docs/FORECASTING.md, "Choices"): with MSTL (and the
-#: optimised theta, CES, the statsmodels models) it was no more accurate and slower.
-CANDIDATES = ("window_mean", "seasonal_trend", "theta", "ets_damped")
+#: Chosen on bench/forecast.py (docs/FORECASTING.md, "Choices"): adding AutoETS or MSTL
+#: (or the optimised theta, CES, the statsmodels models) was no more accurate on the real
+#: series and two to five times slower; they stay available by name.
+CANDIDATES = ("window_mean", "seasonal_trend", "theta")
+#: Baselines that may be ensemble members (seasonal naive: the reference ensemble
+#: median(seasonal naive, MSTL, Prophet) has it; drift's straight line does not blend).
+ENSEMBLE_BASELINES = ("snaive",)
 #: The median and mean of the best this many candidates are candidates too.
 ENSEMBLE_SIZE = 3
 

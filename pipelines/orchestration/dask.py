@@ -13,7 +13,7 @@ from typing import Callable
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from forecasting.engine import forecast_panel
+from forecasting.engine import forecast_panel, panel_chunks
 
 __all__ = ["dask_runner", "forecast_chunk", "chunked"]
 
@@ -46,7 +46,7 @@ def dask_runner(address: str, chunks_per_worker: int = 4) -> Callable:
         with Client(address, timeout="30s") as client:
             n_workers = max(1, len(client.scheduler_info()["workers"]))
 
-        parts = chunked(jobs, n_workers * chunks_per_worker)
+        parts = panel_chunks(jobs, n_workers * chunks_per_worker)  # requests stay with their usage
 
         # The data travels in the closure, not as flow parameters (Prefect stores those).
         @flow(name="forecast-fanout", task_runner=DaskTaskRunner(address=address))

@@ -148,3 +148,25 @@ def test_ensembles_are_candidates_named_by_their_members():
     assert res.chosen == "mean(a,b,c)" and res.how == "mean" and res.members == ("a", "b", "c")
     assert {"median(a,b,c)", "mean(a,b,c)"} <= set(res.scores["model"])
     assert res.scores.loc[res.scores.model == "snaive", "rel_mase"].iloc[0] == pytest.approx(1.0)
+
+
+def test_requests_that_step_up_with_usage_follow_its_trend():
+    """Usage climbs steadily; requests are reset to 1.3 x the last week's usage peak once
+    a week (the demo fleet's deploys). Alone, the requests' last step is held; sent with
+    their usage, the forecast climbs with it."""
+    n = 150
+    t = np.arange(n + 28)
+    usage = 100 * (1 + 0.004 * t) + 3 * np.sin(2 * np.pi * t / 7) + np.random.default_rng(2).normal(0, 0.5, len(t))
+    weekly = np.array([usage[max(0, i - 7): i + 1].max() for i in range(len(t))])
+    requests = 1.3 * weekly[(t // 7) * 7]
+    jobs = [("usage", _daily(usage[:n]), []), ("requests", _daily(requests[:n]), [], "usage")]
+    out = forecast_panel(jobs, 28, workers=1)
+    res = out["requests"]
+    assert "follow_usage" in set(res.scores["model"])
+    assert "follow_usage" in res.model  # alone or in the chosen ensemble
+    err_follow = np.mean(np.abs(res.frame["yhat"].to_numpy() - requests[n:]))
+    last_step = np.mean(np.abs(requests[n - 1] - requests[n:]))
+    assert err_follow < 0.6 * last_step
+    alone = forecast_panel([jobs[1][:3]], 28, workers=1)["requests"]
+    assert "follow_usage" not in set(alone.scores["model"])
+    assert err_follow < np.mean(np.abs(alone.frame["yhat"].to_numpy() - requests[n:]))
