@@ -393,7 +393,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few series, one cut, no reference Prophet (checks the path)")
     ap.add_argument("--models", default="", help="comma-separated model names to score one by one as well (e.g. ets,theta)")
     ap.add_argument("--no-coverage", action="store_true", help="accuracy part only")
+    ap.add_argument("--backtest", choices=["ragged", "fixed"], default="ragged",
+                    help="the engine's backtest layout (fixed: statsforecast cross_validation), to compare them")
     args = ap.parse_args()
+    import forecasting.engine
+
+    forecasting.engine.BACKTEST = args.backtest
     real = load_real(args.data) if args.data.exists() else {}
     synth = synthetic()
     methods = ["auto", "predict_linear"] if args.quick else list(METHODS)
@@ -436,7 +441,7 @@ def main() -> None:
     auto = figures.get("real", figures["synthetic"])["auto"]
     ref = figures.get("real", figures["synthetic"]).get("reference")
     out = {
-        "series_real": len(real), "series_synthetic": len(synth),
+        "backtest": args.backtest, "series_real": len(real), "series_synthetic": len(synth),
         "auto_geo_rel_mase": auto["geo_rel_mase"], "auto_coverage_80": auto["coverage_80"],
         "auto_peak_err_pct": auto["peak_err_pct"], "auto_s_per_series": auto["s_per_series"],
         "auto_peak_s_per_series": float(np.mean(PEAK_SECONDS)) if PEAK_SECONDS else None,

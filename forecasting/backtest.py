@@ -90,10 +90,21 @@ class BacktestResult:
 
 
 def plan_backtest(n: int, horizon: int, season: int, n_origins: int = N_CALIBRATION) -> BacktestPlan | None:
-    """The one backtest: origins from :data:`CALIBRATION_MIN_TRAIN` of the history on,
-    spaced evenly (whole days, never a multiple of ``season``), each window ``h`` long:
-    the plan horizon, or half of the history after the first origin if that is shorter
-    (the other half spreads the origins). None when the history is too short."""
+    """The one backtest: :func:`plan_calibration`'s ragged origins (from
+    :data:`CALIBRATION_MIN_TRAIN` of the history to one day before its end, spaced by
+    whole days but never a multiple of the season), each scored on the next
+    ``min(horizon, n - origin)`` steps. None when fewer than 3 origins fit."""
+    origins = tuple(o for o in plan_calibration(n, horizon, season, BacktestPlan((), horizon), n_origins) if o < n)
+    if len(origins) < 3:
+        return None
+    return BacktestPlan(origins=origins, horizon=min(horizon, n - origins[0]))
+
+
+def fixed_windows(n: int, horizon: int, season: int, n_origins: int = N_CALIBRATION) -> BacktestPlan | None:
+    """Evenly spaced origins whose windows all have the same length and the last ends
+    with the history: statsforecast ``cross_validation``'s layout (measured against
+    :func:`plan_backtest`; docs/FORECASTING.md). The window is the plan horizon or half of
+    the history after the first origin, whichever is shorter."""
     min_train = max(2 * season + 2, int(n * CALIBRATION_MIN_TRAIN))
     avail = n - min_train
     if avail < 4:
@@ -133,12 +144,14 @@ def choose(y: np.ndarray, plan: BacktestPlan, predictions: dict[str, np.ndarray]
 
     ``predictions``: model -> (origins, horizon); a model with any non-finite prediction
     failed on this series and is left out."""
-    actuals = np.stack([y[o: o + plan.horizon] for o in plan.origins])
-    ok = {m: p for m, p in predictions.items() if np.isfinite(p).all()}
+    actuals = ragged([y[o: o + plan.horizon] for o in plan.origins])
+    actuals = np.pad(actuals, ((0, 0), (0, plan.horizon - actuals.shape[1])), constant_values=np.nan)
+    scored = np.isfinite(actuals)  # each origin as far as the history goes on
+    ok = {m: p for m, p in predictions.items() if np.isfinite(p[scored]).all()}
     failed = {m: "no finite forecast at every origin" for m in predictions if m not in ok}
     result = BacktestResult(plan=plan, actuals=actuals, predictions=ok, scale=naive_scale(y[: plan.origins[0]], season),
                             failed=failed)
-    mae = {m: float(np.mean(np.abs(actuals - p))) for m, p in ok.items()}
+    mae = {m: float(np.nanmean(np.abs(actuals - p))) for m, p in ok.items()}
     ranked = sorted((m for m in mae if m in candidates), key=mae.get) or sorted(mae, key=mae.get)
     if not ranked:
         raise ModelError("no model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
@@ -154,7 +167,7 @@ def choose(y: np.ndarray, plan: BacktestPlan, predictions: dict[str, np.ndarray]
         for how in ("median", "mean"):
             name = _name(how, members)
             ok[name] = ensemble([ok[m] for m in members], how)
-            mae[name] = float(np.mean(np.abs(actuals - ok[name])))
+            mae[name] = float(np.nanmean(np.abs(actuals - ok[name])))
             combos[name] = how
         top = min(combos, key=mae.get)
         if mae[top] <= mae[best] * COMBO_TOLERANCE:
@@ -175,7 +188,7 @@ def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
             "mae": mae[model],
             "mase": mae[model] / result.scale,
             "rel_mase": mae[model] / naive_mae if naive_mae and naive_mae > 0 else np.nan,
-            "bias_pct": 100 * float(np.mean(-resid)) / max(float(np.mean(np.abs(result.actuals))), 1e-9),
+            "bias_pct": 100 * float(np.nanmean(-resid)) / max(float(np.nanmean(np.abs(result.actuals))), 1e-9),
             "coverage_80": np.nan,
             "coverage_95": np.nan,
             "chosen": model == result.chosen,
@@ -188,11 +201,9 @@ def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
 def plan_calibration(n: int, horizon: int, season: int, choice: BacktestPlan, n_origins: int = N_CALIBRATION) -> tuple[int, ...]:
     """Ragged origins (each scored to the end of the history): ``choice``'s origins plus
     more, from :data:`CALIBRATION_MIN_TRAIN` of the history onwards, and one step before
-    its end, spaced by whole days but never a multiple of the season.
-
-    The layout of the two-backtest engine before statsforecast (kept for callers that
-    score their own forecasts from ragged origins); the engine uses :func:`plan_backtest`.
-    """
+    its end, spaced by whole days but never a multiple of the season (successive origins
+    fall on different weekdays and at different distances from the last weekly step
+    change). :func:`plan_backtest` is this with no choice origins."""
     first = max(2 * season + 2, int(n * CALIBRATION_MIN_TRAIN))
     extra = max(n_origins - len(choice.origins), 0)
     if first >= n - 1 or extra == 0:

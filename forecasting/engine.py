@@ -45,7 +45,7 @@ import pandas as pd
 
 from . import panel
 from .backtest import (
-    BacktestResult, choose, day_to_day_scale, ensemble, fit_error_model, loo_coverage, plan_backtest, ragged,
+    BacktestResult, choose, day_to_day_scale, ensemble, fit_error_model, fixed_windows, loo_coverage, plan_backtest, ragged,
 )
 from .events import CONTRIBUTION_COLUMNS, Event, Occurrence, apply_overlays, mask_events, measure_uplift, occurrences
 from .frames import QUANTILE_COLUMNS, QUANTILES
@@ -61,6 +61,11 @@ for _name in ("prophet", "cmdstanpy"):
 DAY = pd.Timedelta(days=1)
 PROFILE_WEEKS = 4
 SEASON = 7
+#: The backtest's layout: ``ragged`` (:func:`forecasting.backtest.plan_backtest`, every
+#: model refitted at every origin, each window as long as the history allows) or
+#: ``fixed`` (statsforecast ``cross_validation``: fixed windows, fitted once and moved
+#: forward). Ragged calibrates better on short histories (docs/FORECASTING.md).
+BACKTEST = "ragged"
 
 
 class ForecastInputError(ValueError):
@@ -296,11 +301,13 @@ def _forecast_many(prepared: dict[str, _Prepared], model: str, level: float, n_j
 def _fit_group(prepared: dict[str, _Prepared], choice: tuple[str, ...], n: int, h_days: int, n_jobs: int,
                leaders: dict[str, tuple[_Prepared, _Fitted]]) -> dict[str, _Fitted]:
     """Backtest, choose and forecast one group of series of length ``n`` (days)."""
-    plan = plan_backtest(n, h_days, SEASON)
+    ragged = BACKTEST == "ragged"
+    plan = (plan_backtest if ragged else fixed_windows)(n, h_days, SEASON)
     levels = {k: p.level for k, p in prepared.items()}
     results: dict[str, BacktestResult | None] = {k: None for k in prepared}
     if plan is not None:
-        cv = panel.cross_validate(levels, tuple(dict.fromkeys((*choice, *BASELINES))), SEASON, plan, n_jobs)
+        run = panel.backtest if ragged else panel.cross_validate
+        cv = run(levels, tuple(dict.fromkeys((*choice, *BASELINES))), SEASON, plan, n_jobs)
         for k in prepared:
             preds, candidates = cv[k], choice
             lead = leaders.get(k)

@@ -2,12 +2,16 @@
 
 Every series of a run is one ``unique_id`` of one long frame (``unique_id, ds, y``; ``ds``
 is the day's position, statsforecast's integer ``freq=1``), renamed here and nowhere
-else. :func:`cross_validate` runs the one rolling-origin backtest of
-:mod:`forecasting.backtest` for every model over every series
-(``StatsForecast.cross_validation(refit=False)``: each model is fitted once, at the first
-origin, and moved forward to the later ones with what it fitted, so ten origins cost
-little more than one fit). :func:`forecast` refits each model on the full histories of the
-series that use it.
+else. :func:`backtest` runs the one rolling-origin backtest of :mod:`forecasting.backtest`
+for every model over every series: each (series, origin) is one ``unique_id`` of the long
+frame, so one ``StatsForecast.forecast`` call refits every model at every origin, and
+each origin is scored on as much of the horizon as the history after it holds (early
+origins measure the long horizons, late ones the next days on recent data).
+:func:`cross_validate` is statsforecast's ``cross_validation`` (fixed windows, each model
+fitted once and moved forward): cheaper, but its windows must all fit after the first
+origin, so they are shorter and crowd together on short histories, and the intervals
+under-cover (docs/FORECASTING.md). :func:`forecast` refits each model on the full
+histories of the series that use it.
 
 statsforecast compiles its models with numba on first use; ``NIXTLA_NUMBA_CACHE`` (set
 here unless the caller set it) keeps the compiled code in numba's cache, so only the
@@ -28,7 +32,7 @@ from .models import make_model
 
 os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")
 
-__all__ = ["cross_validate", "forecast", "long_frame", "warm"]
+__all__ = ["backtest", "cross_validate", "forecast", "long_frame", "warm"]
 
 
 def warm() -> None:
@@ -126,21 +130,40 @@ def _by_series(frame: pd.DataFrame, models: list[str], ids: list[str], shape: tu
 
 def cross_validate(levels: dict[str, np.ndarray], models: tuple[str, ...], season: int, plan: BacktestPlan,
                    n_jobs: int = 1) -> dict[str, dict[str, np.ndarray]]:
-    """The backtest's predictions: ``{series: {model: (origins, horizon)}}``.
+    """statsforecast's ``cross_validation`` over the panel (fixed windows, ``refit=False``:
+    each model fitted once, at the first origin, and moved forward to the later ones):
+    ``{series: {model: (origins, horizon)}}``. The plan's origins must be evenly spaced
+    (``plan.step``) and its last window must end with the series
+    (:func:`forecasting.backtest.fixed_windows`).
 
-    In: ``{series id: daily values}``, all of one length ``n`` with ``plan`` made for it
-    (:func:`forecasting.backtest.plan_backtest`). NaN rows where a model failed."""
+    Measured against :func:`backtest` (docs/FORECASTING.md, "One backtest")."""
     if not levels:
         return {}
     names = list(dict.fromkeys(models))
-    n = {len(v) for v in levels.values()}
-    if len(n) != 1 or plan.origins[-1] + plan.horizon != n.pop():
-        raise ValueError("cross_validate needs series of one length, with the plan made for that length")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cv = _engine(names, season, n_jobs).cross_validation(
             df=long_frame(levels), h=plan.horizon, n_windows=len(plan.origins), step_size=plan.step, refit=False)
     return _by_series(cv, names, list(levels), (len(plan.origins), plan.horizon))
+
+
+def backtest(levels: dict[str, np.ndarray], models: tuple[str, ...], season: int, plan: BacktestPlan,
+             n_jobs: int = 1) -> dict[str, dict[str, np.ndarray]]:
+    """The one backtest: every model refitted at every origin of ``plan`` for every series,
+    in one statsforecast ``forecast`` call over a long frame whose ``unique_id`` is
+    (series, origin). Out: ``{series: {model: (origins, plan.horizon)}}``; row ``k`` is the
+    forecast from ``plan.origins[k]`` (the caller scores it only where the history goes
+    on). NaN rows where a model failed."""
+    if not levels:
+        return {}
+    names = list(dict.fromkeys(models))
+    cuts = {f"{i}:{k}": levels[sid][:o] for i, sid in enumerate(levels) for k, o in enumerate(plan.origins)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc = _engine(names, season, n_jobs).forecast(df=long_frame(cuts), h=plan.horizon)
+    by_cut = _by_series(fc, names, list(cuts), (plan.horizon,))
+    return {sid: {m: np.stack([by_cut[f"{i}:{k}"][m] for k in range(len(plan.origins))]) for m in names}
+            for i, sid in enumerate(levels)}
 
 
 def forecast(levels: dict[str, np.ndarray], members: dict[str, tuple[str, ...]], season: int, horizon: int,

@@ -7,7 +7,7 @@ import pytest
 from forecasting import fit_forecast, forecast_daily_peak, forecast_panel
 from forecasting import models as registry
 from forecasting import panel
-from forecasting.backtest import choose, plan_backtest
+from forecasting.backtest import choose, fixed_windows, plan_backtest
 from forecasting.models import LocalModel
 
 
@@ -29,12 +29,14 @@ def _panel(seed: int = 0, n: int = 180) -> dict[str, np.ndarray]:
 
 def test_one_backtest_plan_spreads_origins_over_weekdays():
     plan = plan_backtest(180, 180, 7)
-    assert plan.origins[-1] + plan.horizon == 180
-    assert plan.origins[0] >= 0.4 * 180
-    assert len(plan.origins) == 10 and plan.step % 7 != 0
-    assert np.all(np.diff(plan.origins) == plan.step)
+    assert plan.origins[0] + plan.horizon == 180  # the first window reaches the end
+    assert plan.origins[0] >= 0.4 * 180 and plan.origins[-1] == 179
+    assert len(plan.origins) == 10
     assert len({o % 7 for o in plan.origins}) == 7
     assert plan_backtest(18, 14, 7) is None  # too short: the engine falls back (and says so)
+    fixed = fixed_windows(180, 180, 7)  # statsforecast cross_validation's layout
+    assert fixed.origins[-1] + fixed.horizon == 180 and fixed.step % 7 != 0
+    assert np.all(np.diff(fixed.origins) == fixed.step) and fixed.origins[0] >= 0.4 * 180
 
 
 def test_panel_recovers_a_planted_trend_and_step():
@@ -102,10 +104,15 @@ def fake_models(monkeypatch):
     monkeypatch.setitem(registry.MODELS, "fails", _Fails)
 
 
-def test_cross_validation_windows_hold_the_models_answers(fake_models):
+@pytest.mark.parametrize("layout", ["ragged", "fixed"])
+def test_backtest_windows_hold_the_models_answers(fake_models, layout):
     series = _panel(n=100)
-    plan = plan_backtest(100, 30, 7)
-    cv = panel.cross_validate(series, ("fixed", "snaive"), 7, plan)
+    if layout == "ragged":
+        plan = plan_backtest(100, 30, 7)
+        cv = panel.backtest(series, ("fixed", "snaive"), 7, plan)
+    else:
+        plan = fixed_windows(100, 30, 7)
+        cv = panel.cross_validate(series, ("fixed", "snaive"), 7, plan)
     assert set(cv) == set(series)
     assert cv["flat"]["fixed"].shape == (len(plan.origins), plan.horizon)
     assert np.all(cv["flat"]["fixed"] == 100.0)
@@ -141,7 +148,8 @@ def test_ensembles_are_candidates_named_by_their_members():
     rng = np.random.default_rng(5)
     y = 50 + rng.normal(0, 1, 100)
     plan = plan_backtest(100, 20, 7)
-    actual = np.stack([y[o: o + plan.horizon] for o in plan.origins])
+    actual = np.stack([np.pad(y[o: o + plan.horizon], (0, plan.horizon - len(y[o: o + plan.horizon])),
+                              constant_values=np.nan) for o in plan.origins])
     preds = {"a": actual + 1.0, "b": actual - 1.0, "c": actual + 0.1, "snaive": actual + 5.0, "drift": actual + 5.0}
     res = choose(y, plan, preds, ("a", "b", "c", "snaive", "drift"), 7)
     # median(a, b, c) = c + 0: better than c alone; mean(a, b, c) = actual + 0.033
