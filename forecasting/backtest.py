@@ -151,7 +151,7 @@ def choose(y: np.ndarray, plan: BacktestPlan, predictions: dict[str, np.ndarray]
     failed = {m: "no finite forecast at every origin" for m in predictions if m not in ok}
     result = BacktestResult(plan=plan, actuals=actuals, predictions=ok, scale=naive_scale(y[: plan.origins[0]], season),
                             failed=failed)
-    mae = {m: float(np.nanmean(np.abs(actuals - p))) for m, p in ok.items()}
+    mae = {m: _mae(actuals, p) for m, p in ok.items()}
     ranked = sorted((m for m in mae if m in candidates), key=mae.get) or sorted(mae, key=mae.get)
     if not ranked:
         raise ModelError("no model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
@@ -167,13 +167,19 @@ def choose(y: np.ndarray, plan: BacktestPlan, predictions: dict[str, np.ndarray]
         for how in ("median", "mean"):
             name = _name(how, members)
             ok[name] = ensemble([ok[m] for m in members], how)
-            mae[name] = float(np.nanmean(np.abs(actuals - ok[name])))
+            mae[name] = _mae(actuals, ok[name])
             combos[name] = how
         top = min(combos, key=mae.get)
         if mae[top] <= mae[best] * COMBO_TOLERANCE:
             result.chosen, result.members, result.how = top, members, combos[top]
     result.scores = _scores(result, mae)
     return result
+
+
+def _mae(actuals: np.ndarray, pred: np.ndarray) -> float:
+    """Mean absolute error, each origin weighing the same however long its window (the
+    early origins' long windows would otherwise outvote the recent ones)."""
+    return float(np.mean(np.nanmean(np.abs(actuals - pred), axis=1)))
 
 
 def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
