@@ -117,15 +117,11 @@ def _by_series(frame: pd.DataFrame, models: list[str], ids: list[str], shape: tu
     keys = frame["unique_id"].to_numpy()
     sort_cols = [frame["ds"].to_numpy()] + ([frame["cutoff"].to_numpy()] if "cutoff" in frame else []) + [keys]
     order = np.lexsort(sort_cols)  # by series, then cutoff, then ds
-    frame = frame.iloc[order]
     keys = keys[order]
+    columns = {m: frame[m].to_numpy(dtype=float)[order] for m in models}
     size = int(np.prod(shape))
-    out: dict[str, dict[str, np.ndarray]] = {}
-    starts = {k: i for i, k in reversed(list(enumerate(keys)))}
-    for k in ids:
-        s = starts[k]
-        out[k] = {m: frame[m].to_numpy(dtype=float)[s: s + size].reshape(shape) for m in models}
-    return out
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}
+    return {k: {m: columns[m][first[k]: first[k] + size].reshape(shape) for m in models} for k in ids}
 
 
 def cross_validate(levels: dict[str, np.ndarray], models: tuple[str, ...], season: int, plan: BacktestPlan,
