@@ -365,6 +365,40 @@ def coverage_run(kinds: dict[str, dict[str, pd.DataFrame]], n_cuts: int = COVER_
     return pd.DataFrame(rows)
 
 
+def conformal_run(kinds: dict[str, dict[str, pd.DataFrame]], n_cuts: int = COVER_CUTS) -> pd.DataFrame:
+    """The alternative calibration: statsforecast's own ``ConformalIntervals`` (absolute
+    errors of as many back-to-back windows of the horizon as the history holds, at most
+    5, per horizon step) on the Theta model, daily peaks, the same cuts. Its windows must
+    fit one after another, so it needs at least twice the horizon of history (it cannot
+    run at the monthly job's shape: 180 days of history, 180 days ahead)."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import Theta
+    from statsforecast.utils import ConformalIntervals
+
+    rows = []
+    h = COVER_HOLD_DAYS + 1
+    for kind, series in kinds.items():
+        for name, df in series.items():
+            for i, cut in enumerate(cover_cuts(df, n_cuts)):
+                train = df[df.ts <= cut].reset_index(drop=True)
+                test = df[(df.ts > cut) & (df.ts <= cut + pd.Timedelta(days=COVER_HOLD_DAYS))]
+                y, _ = regularize(to_series(train))
+                peaks = daily_peak(y).asfreq("D").interpolate(limit_direction="both")
+                windows = min(5, (len(peaks) - 21) // h)  # the first window keeps 3 weeks to fit on
+                if windows < 2:
+                    continue
+                sf = StatsForecast(models=[Theta(season_length=7, prediction_intervals=ConformalIntervals(h=h, n_windows=windows))],
+                                   freq="D")
+                frame = pd.DataFrame({"unique_id": "s", "ds": peaks.index.tz_localize(None), "y": peaks.to_numpy()})
+                fc = sf.forecast(df=frame, h=h, level=[80, 95])
+                fc["ts"] = pd.to_datetime(fc["ds"]).dt.tz_localize("UTC")
+                j = held_out_peaks(test).merge(fc, on="ts")
+                rows.append({"kind": kind, "series": name, "cut": i, "windows": windows,
+                             "coverage_80": float(np.mean((j.value >= j["Theta-lo-80"]) & (j.value <= j["Theta-hi-80"]))),
+                             "coverage_95": float(np.mean((j.value >= j["Theta-lo-95"]) & (j.value <= j["Theta-hi-95"])))})
+    return pd.DataFrame(rows)
+
+
 def source_of(name: str) -> str:
     """Where a benchmark series comes from: the demo fleet, the storage generator or real data."""
     return "fleet" if name.startswith("fleet-") else "generated" if name.startswith("storage-") else "real"
@@ -393,6 +427,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few series, one cut, no reference Prophet (checks the path)")
     ap.add_argument("--models", default="", help="comma-separated model names to score one by one as well (e.g. ets,theta)")
     ap.add_argument("--no-coverage", action="store_true", help="accuracy part only")
+    ap.add_argument("--conformal", action="store_true",
+                    help="also: statsforecast's ConformalIntervals (Theta, daily peaks) on the same cuts")
     ap.add_argument("--backtest", choices=["ragged", "fixed"], default="ragged",
                     help="the engine's backtest layout (fixed: statsforecast cross_validation), to compare them")
     args = ap.parse_args()
@@ -429,6 +465,14 @@ def main() -> None:
     cov = coverage_summary(cov_rows)
     print(cov.round(3).to_string())
     print("by source:\n" + coverage_summary(cov_rows, ("kind", "source", "path")).round(3).to_string())
+    conformal = {}
+    if args.conformal:
+        conf = conformal_run(kinds, 1 if args.quick else COVER_CUTS)
+        g = conf.groupby("kind")
+        conformal = {k: {"c80": round(float(r.coverage_80), 4), "c95": round(float(r.coverage_95), 4), "forecasts": int(r.n)}
+                     for k, r in g.agg(coverage_80=("coverage_80", "mean"), coverage_95=("coverage_95", "mean"),
+                                       n=("series", "size")).iterrows()}
+        print("statsforecast ConformalIntervals (Theta, daily peaks, same cuts):", conformal)
     by_origin = coverage_summary(cov_rows, ("kind", "path", "cut"))
     print("by origin (cut 0: 14 days before the end, 1: 28, 2: 42):\n" + by_origin.round(3).to_string())
     # Calibration error: mean distance of the two coverages from their nominal levels.
@@ -458,6 +502,7 @@ def main() -> None:
         "peak_above_q900": {k: round(float(cov.loc[(k, "peak"), "above_q900"]), 4) for k in cov.index.get_level_values(0).unique()},
         "geo_rel_mae_vs_naive": {f"{k}_{p}": round(float(r.geo_rel_mae), 4) for (k, p), r in cov.iterrows()},
         "failed": int(cov_rows["coverage_80"].isna().sum()),
+        "conformal_theta_peak": conformal,
     }
     print(json.dumps(out))
 
