@@ -177,6 +177,28 @@ def per_series_cost(history: pd.DataFrame, n_series: int, reference_s: float) ->
             "engine_ratio_vs_reference": reference_s / cpu}
 
 
+def fan_out_at(history: pd.DataFrame, n_series: int, fan_out) -> dict:
+    """The forecast stage's fan-out on ``n_series`` pool series (the run's own, repeated
+    under new ids until there are enough: the size of a larger fleet's stage, e.g. 2,310
+    series for 108,000 nodes in 100 clusters), requests sent with their usage as the
+    monthly job does. Wall seconds and peak RSS of all processes."""
+    keys = list(history[history.kind != "capacity"].groupby(["cluster", "pool", "resource", "kind"]).size().index)
+    h = history.set_index(["cluster", "pool", "resource", "kind"])
+    frames = {k: h.loc[k][["ts", "value"]].reset_index(drop=True) for k in keys}
+    jobs = []
+    for i in range(int(np.ceil(n_series / len(keys)))):
+        for (c, p, r, kind) in keys:
+            sid = f"copy{i}/{c}/{p}/{r}/{kind}"
+            jobs.append((sid, frames[(c, p, r, kind)], [], f"copy{i}/{c}/{p}/{r}/usage" if kind == "requests" else None))
+    jobs = jobs[:n_series]
+    with MemoryWatch() as mem:
+        t = time.perf_counter()
+        res = fan_out(jobs, 180, "auto", 80.0, None)
+        wall = time.perf_counter() - t
+    return {"fanout_series": len(jobs), "fanout_s": wall, "fanout_peak_rss_all_mb": mem.peak_mb,
+            "fanout_failed": sum(isinstance(r, Exception) for r in res.values())}
+
+
 def exponent(sizes: list[int], times: list[float]) -> float:
     return float(np.polyfit(np.log(sizes), np.log(np.maximum(times, 1e-6)), 1)[0])
 
@@ -186,6 +208,8 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=10800, help="the largest fleet")
     ap.add_argument("--quick", action="store_true", help="200, 400 and 800 nodes")
     ap.add_argument("--sizes", default="", help="comma-separated fleet sizes instead of the defaults")
+    ap.add_argument("--fanout-series", type=int, default=0,
+                    help="also time the forecast fan-out on this many pool series (2310: a 108,000-node fleet's)")
     ap.add_argument("--dask", action="store_true",
                     help="forecast on a local Dask cluster (one single-threaded worker per core) instead of the process pool")
     ap.add_argument("--reference-series", type=int, default=4)
@@ -214,13 +238,20 @@ def main() -> None:
               f"report {r['report_s']:.1f}s ({r['report_mb']:.1f} MB, opens in {r['browser_open_s'] or float('nan'):.1f}s); "
               f"DuckDB->report {r['run_from_duckdb_s']:.1f}s; peak RSS {r['peak_rss_mb']:,.0f} MB (one process), "
               f"{r['peak_rss_all_mb']:,.0f} MB (all processes)", flush=True)
-    if cluster is not None:
-        cluster.close()
     biggest = results[-1]
     history = biggest.pop("_history")
     ref = reference(history, args.reference_series, biggest["series"])
     eng = per_series_cost(history, args.engine_series, ref["reference_s_per_series"])
+    if args.fanout_series:
+        from pipelines.jobs.stages import local_fan_out
+
+        fan = fan_out_at(history, args.fanout_series, fan_out or local_fan_out())
+        print(f"fan-out ({'dask' if args.dask else 'process pool'}) on {fan['fanout_series']} pool series: "
+              f"{fan['fanout_s']:.1f} s, {fan['fanout_failed']} failed, peak RSS {fan['fanout_peak_rss_all_mb']:,.0f} MB (all processes)")
+        eng.update(fan)
     del history
+    if cluster is not None:
+        cluster.close()
     for r in results:
         r.pop("_history", None)
     stages = ["ingest_s", "aggregate_s", "forecast_s", "plan_s", "report_s", "run_from_duckdb_s"]
@@ -239,6 +270,7 @@ def main() -> None:
         "ratio_vs_reference": round(ref["reference_total_s_est"] / biggest["forecast_s"], 1), "series": biggest["series"],
         "engine_cpu_s_per_series": round(eng["engine_cpu_s_per_series"], 4),
         "engine_ratio_vs_reference": round(eng["engine_ratio_vs_reference"], 1),
+        **{k: round(v, 1) for k, v in eng.items() if k.startswith("fanout_")},
     }))
 
 

@@ -1,18 +1,18 @@
 """One rolling-origin backtest for model choice and calibration, and the error model.
 
 The backtest (:func:`plan_backtest`; run over a whole panel by
-:func:`forecasting.panel.cross_validate`, statsforecast's ``cross_validation``): up to
-:data:`N_CALIBRATION` origins, the first keeping :data:`CALIBRATION_MIN_TRAIN` of the
-history for training, a fixed spacing of whole days that is never a multiple of the
-season (successive origins fall on different weekdays and at different distances from
-the last weekly step change), each scored on the next ``horizon`` steps (as much of the
-plan horizon as half of the rest of the history holds). The same windows:
+:func:`forecasting.panel.backtest`, one statsforecast call): up to :data:`N_CALIBRATION`
+origins from :data:`CALIBRATION_MIN_TRAIN` of the history to one day before its end,
+spaced by whole days but never a multiple of the season (successive origins fall on
+different weekdays and at different distances from the last weekly step change), each
+scored on as much of the horizon as the history after it holds. The same windows:
 
-* **choose** the model (:func:`choose`): MAE, MASE (scaled by the in-sample weekly
-  seasonal naive error), relative MASE (MAE over the seasonal naive's MAE on the same
-  windows) and bias for every model; the median and the mean of the best
-  :data:`~forecasting.models.ENSEMBLE_SIZE` candidates are candidates too. The lowest MAE
-  wins, and an ensemble is preferred when it is within 5% of the best single model;
+* **choose** the model (:func:`choose`): MAE (every origin weighing the same), MASE
+  (scaled by the in-sample weekly seasonal naive error), relative MASE (MAE over the
+  seasonal naive's MAE on the same windows) and bias for every model; the median and the
+  mean of the best :data:`~forecasting.models.ENSEMBLE_SIZE` candidates are candidates
+  too. The lowest MAE wins, and an ensemble is preferred when it is within 5% of the
+  best single model;
 * **calibrate** the chosen one: its errors feed :func:`fit_error_model`.
 
 The error model (docs/FORECASTING.md, "Intervals") is ``offset(h, p) = s(h) * z_p``:
@@ -66,7 +66,7 @@ class BacktestPlan:
 
     origins: tuple[int, ...]
     horizon: int
-    step: int = 1
+    step: int = 1  # fixed windows only
 
 
 @dataclass
