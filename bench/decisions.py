@@ -28,7 +28,9 @@ as before). A risk setting at r should be late in at most a share r of cases: pr
 with the one-sided 95% Clopper-Pearson upper bound of the late share and whether the
 late count is consistent with r (binomial test at 5%). Also printed: the median absolute
 trigger-date error in days (target <= 14). No trigger within the horizon counts as the
-horizon + 1 day. The last line is one JSON object.
+horizon + 1 day. The cases are reported apart by kind of crossing: ``trend`` (demand stays
+at or above the threshold on at least half of the 14 days from the crossing) and
+``spike`` (one or a few days above it, then back). The last line is one JSON object.
 
     python bench/decisions.py [--quick] [--dependence X]
 """
@@ -123,6 +125,17 @@ def crossing(peaks: pd.Series, level: float, after: int = 0) -> int | None:
     return int(hit[0]) + after if len(hit) else None
 
 
+#: A crossing is a trend when at least this share of the 14 days from it are at or
+#: above the threshold; otherwise it is a spike (one or a few days above, then back).
+SUSTAINED_SHARE = 0.5
+
+
+def kind_of_crossing(peaks: np.ndarray, day: int, level: float, days: int = 14) -> str:
+    """``trend`` (demand stays above the threshold once it got there) or ``spike``."""
+    after = peaks[day: day + days]
+    return "trend" if float(np.mean(after >= level)) >= SUSTAINED_SHARE else "spike"
+
+
 def _first(mask: np.ndarray) -> int | None:
     hit = np.flatnonzero(mask)
     return int(hit[0]) if len(hit) else None
@@ -141,6 +154,7 @@ def evaluate(cases, cuts=CUTS, dependence: float | None = None) -> pd.DataFrame:
             if actual is None or actual - cut < 28:
                 continue
             cut_day = peaks.index[actual - cut]
+            crossing_kind = kind_of_crossing(peaks.to_numpy(), actual, level)
             hist = pd.DataFrame({"ts": y.index, "value": y.to_numpy()})
             hist = hist[hist.ts < cut_day]
             horizon = len(peaks) - (actual - cut) + 30
@@ -153,7 +167,8 @@ def evaluate(cases, cuts=CUTS, dependence: float | None = None) -> pd.DataFrame:
                 triggers[f"risk{round(r * 100)}"] = risk_trigger(fc, level, r, dependence=dep)
             for setting, pos in triggers.items():
                 predicted = int(days[pos]) if pos is not None else horizon + 1
-                rows.append({"series": name, "source": source, "cut_days": cut, "setting": setting, "actual_days": cut,
+                rows.append({"series": name, "source": source, "crossing": crossing_kind, "cut_days": cut, "setting": setting,
+                             "actual_days": cut,
                              "predicted_days": predicted, "error_days": predicted - cut, "late": predicted > cut,
                              "dependence": dep})
         print(f"  {name:55s} done", flush=True)
@@ -194,6 +209,9 @@ def main() -> None:
     summary = summarise(res, ["setting"])
     print(summary.round(3).to_string())
     print(summarise(res, ["source", "setting"]).round(3).to_string())
+    by_kind = summarise(res, ["crossing", "setting"])
+    print("by kind of crossing (trend: at least half of the 14 days from the crossing above the threshold; spike: not):\n"
+          + by_kind.round(3).to_string())
     print("measured dependence (median per source):", res.groupby("source")["dependence"].median().round(2).to_dict())
     out = {"cases": int(summary.loc["point", "cases"]), "dependence": "measured" if args.dependence is None else args.dependence}
     for setting in summary.index:
@@ -213,6 +231,11 @@ def main() -> None:
         print(f"{key}: {int(r['late'])} late of {int(r['cases'])} ({r['late_share']:.1%}, 95% upper bound {r['late_upper95']:.1%}); "
               f"{'consistent with' if ok_late else 'more than'} {risk:.0%} late; median |error| {r['median_abs_error_days']:.1f} days "
               f"(target <= {TARGET_ERROR_DAYS}: {'met' if ok_err else 'not met'})")
+    for (kind, setting), r in by_kind.iterrows():
+        if setting in ("point", "upper80", "risk10", "risk25"):
+            out[f"{kind}_{setting}_cases"] = int(r["cases"])
+            out[f"{kind}_{setting}_late"] = int(r["late"])
+            out[f"{kind}_{setting}_median_abs_error_days"] = float(r["median_abs_error_days"])
     default = f"risk{round(DEFAULT_RISK * 100)}"
     # The historic keys describe the default setting (was: the 80% upper bound).
     out["conservative_late"] = out[f"{default}_late"]

@@ -57,7 +57,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from forecasting import fit_forecast, forecast_daily_peak  # noqa: E402
+from forecasting import fit_forecast, forecast_daily_peak, forecast_panel  # noqa: E402
 from forecasting.series import daily_peak, regularize, to_series  # noqa: E402
 from forecasting.synthetic import generate_fleet, generate_series  # noqa: E402
 
@@ -155,6 +155,17 @@ PEAK_SECONDS: list[float] = []
 METHODS = {"auto": method_auto, "reference": method_reference, "predict_linear": method_predict_linear}
 
 
+def method_named(name: str):
+    """capplan with one model forced by name (``--models``): what each candidate scores."""
+
+    def run_named(train, hold_days):
+        res = fit_forecast(train, hold_days, model=name)
+        peaks = forecast_daily_peak(train, hold_days + 1, model=name).frame
+        return res.frame, pd.Series(peaks["yhat"].to_numpy(), index=peaks["ts"].dt.floor("D").to_numpy()), res.model
+
+    return run_named
+
+
 def run(series: dict[str, pd.DataFrame], methods: list[str]) -> pd.DataFrame:
     rows = []
     for name, df in series.items():
@@ -237,19 +248,24 @@ def storage_series(days: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"ts": ts, "value": y - np.cumsum(freed) + rng.normal(0, base * 0.0005, len(ts))})
 
 
-def fleet_series() -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+def fleet_series() -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """The demo fleet's step-like requests (cpu and memory held a week, pods a day; one
-    node per pool shape) and its storage pools. Before the Double-11 festival, which
-    would need its event declared."""
-    requests, storage = {}, {}
+    node per pool shape), the same nodes' usage (what the requests may follow; pods have
+    none) and its storage pools. Before the Double-11 festival, which would need its
+    event declared."""
+    requests, usage, storage = {}, {}, {}
     for chunk in generate_fleet(nodes=40, as_of=dt.date(2026, 10, 1), history_days=120, seed=11):
         meta = chunk.series
         for pool, res in (("compute", "cpu"), ("data", "memory"), ("compute", "pods")):
-            sid = meta[(meta.pool == pool) & (meta.resource == res) & (meta.kind == "requests") & (meta.level == "node")]["series_id"].iloc[0]
-            requests[f"fleet-{chunk.cluster}-{pool}-{res}-requests"] = _samples(chunk, sid)
+            row = meta[(meta.pool == pool) & (meta.resource == res) & (meta.kind == "requests") & (meta.level == "node")].iloc[0]
+            name = f"fleet-{chunk.cluster}-{pool}-{res}-requests"
+            requests[name] = _samples(chunk, row["series_id"])
+            same = meta[(meta.node == row["node"]) & (meta.resource == res) & (meta.kind == "usage") & (meta.level == "node")]
+            if len(same):
+                usage[name] = _samples(chunk, same["series_id"].iloc[0])
         sid = meta[(meta.pool == "storage") & (meta.kind == "usage")]["series_id"].iloc[0]
         storage[f"fleet-{chunk.cluster}-storage"] = _samples(chunk, sid)
-    return requests, storage
+    return requests, usage, storage
 
 
 def _samples(chunk, series_id: str) -> pd.DataFrame:
@@ -257,12 +273,14 @@ def _samples(chunk, series_id: str) -> pd.DataFrame:
     return s[["ts", "value"]].reset_index(drop=True)
 
 
-def series_by_kind(real: dict[str, pd.DataFrame]) -> dict[str, dict[str, pd.DataFrame]]:
-    """usage / requests / storage series, as described in the module docstring."""
-    fleet_requests, fleet_storage = fleet_series()
+def series_by_kind(real: dict[str, pd.DataFrame]) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.DataFrame]]:
+    """usage / requests / storage series, as described in the module docstring, and for
+    each requests series the usage it was built from (``leaders``)."""
+    fleet_requests, fleet_usage, fleet_storage = fleet_series()
     requests = {f"{k}-requests": requests_from_usage(v, seed_of(k)) for k, v in real.items()}
+    leaders = {**{f"{k}-requests": v for k, v in real.items()}, **fleet_usage}
     storage = {f"storage-{i}": storage_series(days=70 + 10 * i, seed=300 + i) for i in range(8)}
-    return {"usage": dict(real), "requests": {**requests, **fleet_requests}, "storage": {**storage, **fleet_storage}}
+    return {"usage": dict(real), "requests": {**requests, **fleet_requests}, "storage": {**storage, **fleet_storage}}, leaders
 
 
 def cover_cuts(df: pd.DataFrame, n: int = COVER_CUTS) -> list[pd.Timestamp]:
@@ -292,7 +310,8 @@ def naive_interval(train: pd.DataFrame, frame: pd.DataFrame, peak: bool) -> pd.D
     q = np.quantile(diffs, [0.025, 0.1, 0.9, 0.975]) if len(diffs) else np.zeros(4)
     last = s.to_numpy()[-week:]
     point = np.tile(last, len(frame) // week + 1)[: len(frame)]
-    return pd.DataFrame({"ts": frame["ts"].to_numpy(), "q025": point + q[0], "q100": point + q[1], "q900": point + q[2], "q975": point + q[3]})
+    return pd.DataFrame({"ts": frame["ts"].to_numpy(), "point": point, "q025": point + q[0], "q100": point + q[1],
+                         "q900": point + q[2], "q975": point + q[3]})
 
 
 def _coverage(j: pd.DataFrame, lo80: str, hi80: str) -> tuple[float, float]:
@@ -301,31 +320,82 @@ def _coverage(j: pd.DataFrame, lo80: str, hi80: str) -> tuple[float, float]:
     return c80, c95
 
 
-def coverage_run(kinds: dict[str, dict[str, pd.DataFrame]], n_cuts: int = COVER_CUTS) -> pd.DataFrame:
+def _cover_forecast(train: pd.DataFrame, path: str, leader: pd.DataFrame | None) -> pd.DataFrame:
+    """capplan's forecast of one cut: alone, or (``leader``) in one panel with the usage
+    it may follow."""
+    peak = path.startswith("peak")
+    if leader is None:
+        return (forecast_daily_peak(train, COVER_HOLD_DAYS + 1) if peak else fit_forecast(train, COVER_HOLD_DAYS)).frame
+    jobs = [("usage", leader, []), ("requests", train, [], "usage")]
+    return forecast_panel(jobs, COVER_HOLD_DAYS + 1 if peak else COVER_HOLD_DAYS, peak=peak, workers=1)["requests"].frame
+
+
+def coverage_run(kinds: dict[str, dict[str, pd.DataFrame]], n_cuts: int = COVER_CUTS,
+                 leaders: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per (kind, series, cut, path): held-out coverage of capplan's 80% and 95%
-    intervals and of the naive baseline's, and capplan's mean relative 80% width."""
+    intervals and of the naive baseline's, capplan's mean relative 80% width, the share
+    of held-out values above ``q900``, and the MAE relative to the naive baseline's point
+    forecast (last week repeated). Requests with a usage series are forecast twice:
+    alone (``own``, ``peak``) and with their usage (``own+usage``, ``peak+usage``)."""
     rows = []
+    for kind, series in kinds.items():
+        for name, df in series.items():
+            lead = (leaders or {}).get(name)
+            paths = ("own", "peak") + (("own+usage", "peak+usage") if lead is not None else ())
+            for i, cut in enumerate(cover_cuts(df, n_cuts)):
+                train = df[df.ts <= cut].reset_index(drop=True)
+                test = df[(df.ts > cut) & (df.ts <= cut + pd.Timedelta(days=COVER_HOLD_DAYS))]
+                for path in paths:
+                    peak = path.startswith("peak")
+                    lead_train = lead[lead.ts <= cut].reset_index(drop=True) if path.endswith("+usage") else None
+                    frame = _cover_forecast(train, path, lead_train)
+                    actual = held_out_peaks(test) if peak else test[["ts", "value"]]
+                    j = actual.merge(frame, on="ts")
+                    b = actual.merge(naive_interval(train, frame, peak), on="ts")
+                    c80, c95 = _coverage(j, "yhat_lower", "yhat_upper")
+                    b80, b95 = _coverage(b, "q100", "q900")
+                    width = float(np.mean(j.yhat_upper - j.yhat_lower) / max(np.mean(np.abs(j.value)), 1e-12))
+                    naive_mae = float(np.mean(np.abs(b.value - b.point)))
+                    rows.append({"kind": kind, "source": source_of(name), "series": name, "cut": i, "path": path,
+                                 "coverage_80": c80, "coverage_95": c95,
+                                 "naive_80": b80, "naive_95": b95, "rel_width_80": width,
+                                 "above_q900": float(np.mean(j.value > j.q900)),
+                                 "rel_mae": float(np.mean(np.abs(j.value - j.yhat))) / naive_mae if naive_mae > 0 else np.nan})
+            print(f"  {kind:9s} {name:55s} done", flush=True)
+    return pd.DataFrame(rows)
+
+
+def conformal_run(kinds: dict[str, dict[str, pd.DataFrame]], n_cuts: int = COVER_CUTS) -> pd.DataFrame:
+    """The alternative calibration: statsforecast's own ``ConformalIntervals`` (absolute
+    errors of as many back-to-back windows of the horizon as the history holds, at most
+    5, per horizon step) on the Theta model, daily peaks, the same cuts. Its windows must
+    fit one after another, so it needs at least twice the horizon of history (it cannot
+    run at the monthly job's shape: 180 days of history, 180 days ahead)."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import Theta
+    from statsforecast.utils import ConformalIntervals
+
+    rows = []
+    h = COVER_HOLD_DAYS + 1
     for kind, series in kinds.items():
         for name, df in series.items():
             for i, cut in enumerate(cover_cuts(df, n_cuts)):
                 train = df[df.ts <= cut].reset_index(drop=True)
                 test = df[(df.ts > cut) & (df.ts <= cut + pd.Timedelta(days=COVER_HOLD_DAYS))]
-                for path in ("own", "peak"):
-                    if path == "own":
-                        frame = fit_forecast(train, COVER_HOLD_DAYS).frame
-                        actual = test[["ts", "value"]]
-                    else:
-                        frame = forecast_daily_peak(train, COVER_HOLD_DAYS + 1).frame
-                        actual = held_out_peaks(test)
-                    j = actual.merge(frame, on="ts")
-                    b = actual.merge(naive_interval(train, frame, path == "peak"), on="ts")
-                    c80, c95 = _coverage(j, "yhat_lower", "yhat_upper")
-                    b80, b95 = _coverage(b, "q100", "q900")
-                    width = float(np.mean(j.yhat_upper - j.yhat_lower) / max(np.mean(np.abs(j.value)), 1e-12))
-                    rows.append({"kind": kind, "source": source_of(name), "series": name, "cut": i, "path": path,
-                                 "coverage_80": c80, "coverage_95": c95,
-                                 "naive_80": b80, "naive_95": b95, "rel_width_80": width})
-            print(f"  {kind:9s} {name:55s} done", flush=True)
+                y, _ = regularize(to_series(train))
+                peaks = daily_peak(y).asfreq("D").interpolate(limit_direction="both")
+                windows = min(5, (len(peaks) - 21) // h)  # the first window keeps 3 weeks to fit on
+                if windows < 2:
+                    continue
+                sf = StatsForecast(models=[Theta(season_length=7, prediction_intervals=ConformalIntervals(h=h, n_windows=windows))],
+                                   freq="D")
+                frame = pd.DataFrame({"unique_id": "s", "ds": peaks.index.tz_localize(None), "y": peaks.to_numpy()})
+                fc = sf.forecast(df=frame, h=h, level=[80, 95])
+                fc["ts"] = pd.to_datetime(fc["ds"]).dt.tz_localize("UTC")
+                j = held_out_peaks(test).merge(fc, on="ts")
+                rows.append({"kind": kind, "series": name, "cut": i, "windows": windows,
+                             "coverage_80": float(np.mean((j.value >= j["Theta-lo-80"]) & (j.value <= j["Theta-hi-80"]))),
+                             "coverage_95": float(np.mean((j.value >= j["Theta-lo-95"]) & (j.value <= j["Theta-hi-95"])))})
     return pd.DataFrame(rows)
 
 
@@ -343,6 +413,8 @@ def coverage_summary(res: pd.DataFrame, by: tuple[str, ...] = ("kind", "path")) 
         "coverage_80": g["coverage_80"].mean(), "coverage_95": g["coverage_95"].mean(),
         "naive_80": g["naive_80"].mean(), "naive_95": g["naive_95"].mean(),
         "rel_width_80": g["rel_width_80"].median(),
+        "above_q900": g["above_q900"].mean(),
+        "geo_rel_mae": g["rel_mae"].apply(lambda x: float(np.exp(np.log(x.dropna().clip(lower=1e-6)).mean()))),
     })
     out["met_80"] = out["coverage_80"].between(*TARGET_80)
     out["met_95"] = out["coverage_95"] >= TARGET_95
@@ -353,11 +425,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     ap.add_argument("--quick", action="store_true", help="a few series, one cut, no reference Prophet (checks the path)")
+    ap.add_argument("--models", default="", help="comma-separated model names to score one by one as well (e.g. ets,theta)")
+    ap.add_argument("--no-coverage", action="store_true", help="accuracy part only")
+    ap.add_argument("--conformal", action="store_true",
+                    help="also: statsforecast's ConformalIntervals (Theta, daily peaks) on the same cuts")
+    ap.add_argument("--backtest", choices=["ragged", "fixed"], default="ragged",
+                    help="the engine's backtest layout (fixed: statsforecast cross_validation), to compare them")
     args = ap.parse_args()
+    import forecasting.engine
+
+    forecasting.engine.BACKTEST = args.backtest
     real = load_real(args.data) if args.data.exists() else {}
     synth = synthetic()
     methods = ["auto", "predict_linear"] if args.quick else list(METHODS)
-    kinds = series_by_kind(real)
+    for name in filter(None, args.models.split(",")):
+        METHODS[f"model:{name}"] = method_named(name)
+        methods.append(f"model:{name}")
+    kinds, leaders = series_by_kind(real)
     if args.quick:
         real = dict(list(real.items())[:4])
         synth = dict(list(synth.items())[:2])
@@ -373,11 +457,24 @@ def main() -> None:
         print(f"\n{label}:\n{s.round(3).to_string()}")
         figures[label] = s.round(4).to_dict("index")
         print("auto chose:", res[res.method == "auto"]["model"].value_counts().to_dict())
+    if args.no_coverage:
+        print(json.dumps({label: f for label, f in figures.items()}))
+        return
     print(f"\ncoverage per kind (held out, {COVER_HOLD_DAYS}-day horizon): " + ", ".join(f"{k}: {len(v)} series" for k, v in kinds.items()))
-    cov_rows = coverage_run(kinds, 1 if args.quick else COVER_CUTS)
+    cov_rows = coverage_run(kinds, 1 if args.quick else COVER_CUTS, leaders)
     cov = coverage_summary(cov_rows)
     print(cov.round(3).to_string())
     print("by source:\n" + coverage_summary(cov_rows, ("kind", "source", "path")).round(3).to_string())
+    conformal = {}
+    if args.conformal:
+        conf = conformal_run(kinds, 1 if args.quick else COVER_CUTS)
+        g = conf.groupby("kind")
+        conformal = {k: {"c80": round(float(r.coverage_80), 4), "c95": round(float(r.coverage_95), 4), "forecasts": int(r.n)}
+                     for k, r in g.agg(coverage_80=("coverage_80", "mean"), coverage_95=("coverage_95", "mean"),
+                                       n=("series", "size")).iterrows()}
+        print("statsforecast ConformalIntervals (Theta, daily peaks, same cuts):", conformal)
+    by_origin = coverage_summary(cov_rows, ("kind", "path", "cut"))
+    print("by origin (cut 0: 14 days before the end, 1: 28, 2: 42):\n" + by_origin.round(3).to_string())
     # Calibration error: mean distance of the two coverages from their nominal levels.
     cal_err = float(np.mean(np.abs(cov["coverage_80"] - 0.8) + np.abs(cov["coverage_95"] - 0.95)))
     naive_err = float(np.mean(np.abs(cov["naive_80"] - 0.8) + np.abs(cov["naive_95"] - 0.95)))
@@ -388,7 +485,7 @@ def main() -> None:
     auto = figures.get("real", figures["synthetic"])["auto"]
     ref = figures.get("real", figures["synthetic"]).get("reference")
     out = {
-        "series_real": len(real), "series_synthetic": len(synth),
+        "backtest": args.backtest, "series_real": len(real), "series_synthetic": len(synth),
         "auto_geo_rel_mase": auto["geo_rel_mase"], "auto_coverage_80": auto["coverage_80"],
         "auto_peak_err_pct": auto["peak_err_pct"], "auto_s_per_series": auto["s_per_series"],
         "auto_peak_s_per_series": float(np.mean(PEAK_SECONDS)) if PEAK_SECONDS else None,
@@ -402,6 +499,10 @@ def main() -> None:
                                   "forecasts": int(r.forecasts)} for (k, p), r in cov.iterrows()},
         "coverage_targets_missed": missed,
         "calibration_error": round(cal_err, 4), "naive_calibration_error": round(naive_err, 4),
+        "peak_above_q900": {k: round(float(cov.loc[(k, "peak"), "above_q900"]), 4) for k in cov.index.get_level_values(0).unique()},
+        "geo_rel_mae_vs_naive": {f"{k}_{p}": round(float(r.geo_rel_mae), 4) for (k, p), r in cov.iterrows()},
+        "failed": int(cov_rows["coverage_80"].isna().sum()),
+        "conformal_theta_peak": conformal,
     }
     print(json.dumps(out))
 

@@ -24,6 +24,7 @@ line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import os
 import datetime as dt
 import json
 import logging
@@ -31,6 +32,7 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -53,6 +55,41 @@ def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children) / 1024
+
+
+class MemoryWatch:
+    """Peak of the summed RSS of this process and all its descendants (process pool,
+    Dask workers), sampled every ``every`` seconds in a thread."""
+
+    def __init__(self, every: float = 0.25):
+        import psutil
+
+        self.proc, self.every, self.peak_mb = psutil.Process(), every, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _total(self) -> float:
+        import psutil
+
+        total = 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak_mb = max(self.peak_mb, self._total())
+
+    def __enter__(self) -> "MemoryWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def timed(fn):
@@ -80,12 +117,14 @@ def open_in_chromium(path: Path) -> float | None:
     return max(0.0, min(run(path.as_uri()) for _ in range(2)) - base)
 
 
-def one_size(nodes: int, folder: Path) -> dict:
-    """The monthly job itself (the same code as `capplan run`), timed step by step."""
-    clusters = max(4, round(nodes / 1000))
+def one_size(nodes: int, folder: Path, fan_out=None) -> dict:
+    """The monthly job itself (the same code as `capplan run`), timed step by step;
+    ``fan_out``: the forecast fan-out (default: the local process pool)."""
+    clusters = min(100, max(4, round(nodes / 1000)))
     ctx = RunContext.create(demo_site(folder, nodes=nodes, clusters=clusters, as_of=AS_OF))
-    steps = Steps()
-    result = execute(ctx, monthly_job, steps)
+    steps = Steps(fan_out=fan_out)
+    with MemoryWatch() as mem:
+        result = execute(ctx, monthly_job, steps)
     t = steps.timings
     rows = result.summary["ingest"]["rows"]
     out = {"nodes": nodes, "ingest_s": t["ingest_history_s"], "ingest_rows_per_s": rows / t["ingest_history_s"],
@@ -99,6 +138,7 @@ def one_size(nodes: int, folder: Path) -> dict:
     out["run_from_duckdb_s"] = sum(out[k] for k in ("aggregate_s", "forecast_s", "peaks_s", "track_s", "plan_s", "report_s"))
     out["browser_open_s"] = open_in_chromium(page)
     out["peak_rss_mb"] = peak_rss_mb()
+    out["peak_rss_all_mb"] = mem.peak_mb
     out["_history"] = ctx.store.pool_samples(*ctx.window)
     return out
 
@@ -118,6 +158,47 @@ def reference(history: pd.DataFrame, n_series: int, total_series: int) -> dict:
     return {"reference_s_per_series": per_series, "reference_total_s_est": per_series * total_series, "reference_series_timed": len(keys)}
 
 
+def per_series_cost(history: pd.DataFrame, n_series: int, reference_s: float) -> dict:
+    """The forecast stage's own work at the monthly job's shape, on one core: choice,
+    calibration and forecast of ``n_series`` pool series (daily peaks of the 180-day
+    window, 180-day horizon, ``forecast_panel(workers=1)``), CPU seconds per series; and
+    the handbook's reference loop (``reference_s`` per series, timed in this process) over it."""
+    from forecasting.engine import forecast_panel
+
+    keys = history[history.kind != "capacity"].groupby(["cluster", "pool", "resource", "kind"]).size().index[:n_series]
+    h = history.set_index(["cluster", "pool", "resource", "kind"])
+    jobs = [("/".join(k), h.loc[k][["ts", "value"]].reset_index(drop=True), []) for k in keys]
+    forecast_panel(jobs[:2], 180, workers=1)  # imports and compiled code loaded (see docs/PERFORMANCE.md, cold start)
+    t = time.process_time()
+    res = forecast_panel(jobs, 180, workers=1)
+    cpu = (time.process_time() - t) / len(jobs)
+    failed = sum(isinstance(r, Exception) for r in res.values())
+    return {"engine_cpu_s_per_series": cpu, "engine_series_timed": len(jobs), "engine_failed": failed,
+            "engine_ratio_vs_reference": reference_s / cpu}
+
+
+def fan_out_at(history: pd.DataFrame, n_series: int, fan_out) -> dict:
+    """The forecast stage's fan-out on ``n_series`` pool series (the run's own, repeated
+    under new ids until there are enough: the size of a larger fleet's stage, e.g. 2,310
+    series for 108,000 nodes in 100 clusters), requests sent with their usage as the
+    monthly job does. Wall seconds and peak RSS of all processes."""
+    keys = list(history[history.kind != "capacity"].groupby(["cluster", "pool", "resource", "kind"]).size().index)
+    h = history.set_index(["cluster", "pool", "resource", "kind"])
+    frames = {k: h.loc[k][["ts", "value"]].reset_index(drop=True) for k in keys}
+    jobs = []
+    for i in range(int(np.ceil(n_series / len(keys)))):
+        for (c, p, r, kind) in keys:
+            sid = f"copy{i}/{c}/{p}/{r}/{kind}"
+            jobs.append((sid, frames[(c, p, r, kind)], [], f"copy{i}/{c}/{p}/{r}/usage" if kind == "requests" else None))
+    jobs = jobs[:n_series]
+    with MemoryWatch() as mem:
+        t = time.perf_counter()
+        res = fan_out(jobs, 180, "auto", 80.0, None)
+        wall = time.perf_counter() - t
+    return {"fanout_series": len(jobs), "fanout_s": wall, "fanout_peak_rss_all_mb": mem.peak_mb,
+            "fanout_failed": sum(isinstance(r, Exception) for r in res.values())}
+
+
 def exponent(sizes: list[int], times: list[float]) -> float:
     return float(np.polyfit(np.log(sizes), np.log(np.maximum(times, 1e-6)), 1)[0])
 
@@ -126,21 +207,51 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="scale benchmark of the monthly job")
     ap.add_argument("--nodes", type=int, default=10800, help="the largest fleet")
     ap.add_argument("--quick", action="store_true", help="200, 400 and 800 nodes")
+    ap.add_argument("--sizes", default="", help="comma-separated fleet sizes instead of the defaults")
+    ap.add_argument("--fanout-series", type=int, default=0,
+                    help="also time the forecast fan-out on this many pool series (2310: a 108,000-node fleet's)")
+    ap.add_argument("--dask", action="store_true",
+                    help="forecast on a local Dask cluster (one single-threaded worker per core) instead of the process pool")
     ap.add_argument("--reference-series", type=int, default=4)
+    ap.add_argument("--engine-series", type=int, default=60, help="pool series timed on one core for the per-series cost")
     args = ap.parse_args()
     sizes = [200, 400, 800] if args.quick else sorted({1000, 3000, args.nodes})
+    if args.sizes:
+        sizes = sorted({int(x) for x in args.sizes.split(",")})
+    fan_out, cluster = None, None
+    if args.dask:
+        from distributed import LocalCluster
+
+        from pipelines.orchestration.dask import dask_client_runner
+
+        cluster = LocalCluster(n_workers=os.cpu_count(), threads_per_worker=1, processes=True, dashboard_address=None,
+                               memory_limit="1.5GiB")
+        fan_out = dask_client_runner(cluster.scheduler_address)
     results = []
     for n in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            r = one_size(n, Path(tmp))
+        with tempfile.TemporaryDirectory(dir=os.environ.get("CAPPLAN_BENCH_DIR")) as tmp:
+            r = one_size(n, Path(tmp), fan_out)
         results.append(r)
         print(f"{n:>6} nodes: ingest {r['ingest_s']:.1f}s ({r['ingest_rows_per_s']:,.0f} rows/s), aggregate {r['aggregate_s']:.1f}s, "
               f"forecast {r['forecast_s']:.1f}s ({r['series']} series, {r['forecast_series_per_s']:.1f}/s), unexplained peaks "
               f"{r['peaks_s']:.1f}s, plan {r['plan_s']:.1f}s, "
               f"report {r['report_s']:.1f}s ({r['report_mb']:.1f} MB, opens in {r['browser_open_s'] or float('nan'):.1f}s); "
-              f"DuckDB->report {r['run_from_duckdb_s']:.1f}s; peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
+              f"DuckDB->report {r['run_from_duckdb_s']:.1f}s; peak RSS {r['peak_rss_mb']:,.0f} MB (one process), "
+              f"{r['peak_rss_all_mb']:,.0f} MB (all processes)", flush=True)
     biggest = results[-1]
-    ref = reference(biggest.pop("_history"), args.reference_series, biggest["series"])
+    history = biggest.pop("_history")
+    ref = reference(history, args.reference_series, biggest["series"])
+    eng = per_series_cost(history, args.engine_series, ref["reference_s_per_series"])
+    if args.fanout_series:
+        from pipelines.jobs.stages import local_fan_out
+
+        fan = fan_out_at(history, args.fanout_series, fan_out or local_fan_out())
+        print(f"fan-out ({'dask' if args.dask else 'process pool'}) on {fan['fanout_series']} pool series: "
+              f"{fan['fanout_s']:.1f} s, {fan['fanout_failed']} failed, peak RSS {fan['fanout_peak_rss_all_mb']:,.0f} MB (all processes)")
+        eng.update(fan)
+    del history
+    if cluster is not None:
+        cluster.close()
     for r in results:
         r.pop("_history", None)
     stages = ["ingest_s", "aggregate_s", "forecast_s", "plan_s", "report_s", "run_from_duckdb_s"]
@@ -148,11 +259,18 @@ def main() -> None:
     print("growth exponents (time ~ nodes^k):", exps)
     print(f"reference (default Prophet, sequential, hourly): {ref['reference_s_per_series']:.1f} s/series -> "
           f"{ref['reference_total_s_est']:.0f} s for {biggest['series']} series; capplan forecast {biggest['forecast_s']:.0f} s")
+    print(f"engine at the monthly job's shape (daily peaks, 180-day horizon, one core): {eng['engine_cpu_s_per_series']:.3f} "
+          f"CPU s per series ({eng['engine_series_timed']} series, {eng['engine_failed']} failed; target <= 0.05); reference loop "
+          f"{ref['reference_s_per_series']:.2f} s per series: {eng['engine_ratio_vs_reference']:.0f}x")
     print(json.dumps({
         "nodes": biggest["nodes"], "total_s": round(biggest["run_from_duckdb_s"], 1), "ingest_s": round(biggest["ingest_s"], 1),
-        "forecast_s": round(biggest["forecast_s"], 1), "peak_rss_mb": round(biggest["peak_rss_mb"]), "exponent": exps["run_from_duckdb"],
+        "forecast_s": round(biggest["forecast_s"], 1), "peak_rss_mb": round(biggest["peak_rss_mb"]),
+        "peak_rss_all_mb": round(biggest["peak_rss_all_mb"]), "fan_out": "dask" if args.dask else "process pool", "exponent": exps["run_from_duckdb"],
         "exponents": exps, "report_mb": round(biggest["report_mb"], 2), "browser_open_s": biggest["browser_open_s"],
         "ratio_vs_reference": round(ref["reference_total_s_est"] / biggest["forecast_s"], 1), "series": biggest["series"],
+        "engine_cpu_s_per_series": round(eng["engine_cpu_s_per_series"], 4),
+        "engine_ratio_vs_reference": round(eng["engine_ratio_vs_reference"], 1),
+        **{k: round(v, 1) for k, v in eng.items() if k.startswith("fanout_")},
     }))
 
 

@@ -1,17 +1,19 @@
-"""Rolling-origin backtests, scores, model choice and calibrated error quantiles.
+"""One rolling-origin backtest for model choice and calibration, and the error model.
 
-Two backtests, for two different questions:
+The backtest (:func:`plan_backtest`; run over a whole panel by
+:func:`forecasting.panel.backtest`, one statsforecast call): up to :data:`N_CALIBRATION`
+origins from :data:`CALIBRATION_MIN_TRAIN` of the history to one day before its end,
+spaced by whole days but never a multiple of the season (successive origins fall on
+different weekdays and at different distances from the last weekly step change), each
+scored on as much of the horizon as the history after it holds. The same windows:
 
-* **choice** (:func:`plan_backtest`, :func:`run_backtest`): every model is cut at three
-  origins one week apart, the last one ``h`` steps before the end, and scored on the next
-  ``h`` steps: MAE, MASE (scaled by the in-sample weekly seasonal naive error), relative
-  MASE (MAE over the seasonal naive's MAE on the same windows) and bias. The model with
-  the lowest MAE wins, or the mean of the best three when it is within 5% of it ("combo").
-* **calibration** (:func:`plan_calibration`, :func:`calibration_predictions`): only the
-  chosen model, cut at up to :data:`N_CALIBRATION` origins spread over the second part of
-  the history at irregular spacing (so a series that changes in weekly steps is seen from
-  every phase of its week, not only the day after a step), each scored on as much of the
-  horizon as the history holds. Its errors feed :func:`fit_error_model`.
+* **choose** the model (:func:`choose`): MAE (every origin weighing the same), MASE
+  (scaled by the in-sample weekly seasonal naive error), relative MASE (MAE over the
+  seasonal naive's MAE on the same windows) and bias for every model; the median and the
+  mean of the best :data:`~forecasting.models.ENSEMBLE_SIZE` candidates are candidates
+  too. The lowest MAE wins, and an ensemble is preferred when it is within 5% of the
+  best single model;
+* **calibrate** the chosen one: its errors feed :func:`fit_error_model`.
 
 The error model (docs/FORECASTING.md, "Intervals") is ``offset(h, p) = s(h) * z_p``:
 ``s(h)`` is the error's root mean square per horizon band (1, 2-3, 4-7, 8-15... days),
@@ -29,20 +31,19 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtrit
 
-from .models import BASELINES, ModelError, make_model
+from .models import BASELINES, ENSEMBLE_BASELINES, ENSEMBLE_SIZE, ModelError
 
 __all__ = [
-    "BacktestPlan", "BacktestResult", "ErrorModel", "plan_backtest", "run_backtest", "plan_calibration",
-    "calibration_predictions", "fit_error_model", "naive_scale", "day_to_day_scale", "loo_coverage",
+    "BacktestPlan", "BacktestResult", "ErrorModel", "plan_backtest", "choose", "plan_calibration", "ensemble",
+    "fit_error_model", "naive_scale", "day_to_day_scale", "loo_coverage", "ragged",
 ]
 
-N_ORIGINS = 3
-#: Prefer the combination unless the best single model is clearly (this factor) better.
+#: Prefer an ensemble unless the best single model is clearly (this factor) better.
 COMBO_TOLERANCE = 1.05
-#: Origins of the calibration backtest (the three choice origins included). More origins
-#: give steadier quantiles; each costs one fit per member model (bench/forecast.py).
+#: Origins of the backtest. More origins give steadier quantiles and choices; with
+#: ``refit=False`` each costs one cheap ``forward`` per model (bench/forecast.py).
 N_CALIBRATION = 10
-#: The earliest calibration origin keeps this share of the history for training.
+#: The earliest origin keeps this share of the history for training.
 CALIBRATION_MIN_TRAIN = 0.4
 #: A horizon band is measured only when this many origins reach into it.
 MIN_BAND_ORIGINS = 3
@@ -60,15 +61,19 @@ TAIL_DOF = 5
 
 @dataclass(frozen=True)
 class BacktestPlan:
-    """Where to cut: ``origins`` are positions (training length) and ``horizon`` steps."""
+    """Where to cut: ``origins`` are positions (training length), each scored on the next
+    ``horizon`` steps; ``step`` is their spacing (statsforecast's ``step_size``)."""
 
     origins: tuple[int, ...]
     horizon: int
+    step: int = 1  # fixed windows only
 
 
 @dataclass
 class BacktestResult:
-    """Predictions and actuals per model, and the scores and choice derived from them."""
+    """Actuals and predictions per model at the plan's origins, and the scores and choice
+    derived from them. ``members``: the models whose ``how`` ("single", "median" or
+    "mean") is the chosen forecast."""
 
     plan: BacktestPlan
     actuals: np.ndarray  # (origins, horizon)
@@ -76,6 +81,7 @@ class BacktestResult:
     scale: float
     chosen: str = "snaive"
     members: tuple[str, ...] = ()
+    how: str = "single"
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -83,42 +89,34 @@ class BacktestResult:
         return self.actuals - self.predictions[model]
 
 
-def plan_backtest(n: int, horizon: int, season: int, n_origins: int = N_ORIGINS) -> BacktestPlan | None:
-    """Origins one season apart, training on at least half the history (and 2 seasons).
-
-    Returns None when the history is too short to hold out anything useful.
-    """
-    min_train = max(2 * season + 2, n // 2)
-    h = min(horizon, n - min_train - (n_origins - 1) * season)
-    if h < max(2, season // 7):
+def plan_backtest(n: int, horizon: int, season: int, n_origins: int = N_CALIBRATION) -> BacktestPlan | None:
+    """The one backtest: :func:`plan_calibration`'s ragged origins (from
+    :data:`CALIBRATION_MIN_TRAIN` of the history to one day before its end, spaced by
+    whole days but never a multiple of the season), each scored on the next
+    ``min(horizon, n - origin)`` steps. None when fewer than 3 origins fit."""
+    origins = tuple(o for o in plan_calibration(n, horizon, season, BacktestPlan((), horizon), n_origins) if o < n)
+    if len(origins) < 3:
         return None
+    return BacktestPlan(origins=origins, horizon=min(horizon, n - origins[0]))
+
+
+def fixed_windows(n: int, horizon: int, season: int, n_origins: int = N_CALIBRATION) -> BacktestPlan | None:
+    """Evenly spaced origins whose windows all have the same length and the last ends
+    with the history: statsforecast ``cross_validation``'s layout (measured against
+    :func:`plan_backtest`; docs/FORECASTING.md). The window is the plan horizon or half of
+    the history after the first origin, whichever is shorter."""
+    min_train = max(2 * season + 2, int(n * CALIBRATION_MIN_TRAIN))
+    avail = n - min_train
+    if avail < 4:
+        return None
+    h = min(horizon, (avail + 1) // 2)
+    span = avail - h
+    w = min(n_origins, span + 1)
+    step = max(span // (w - 1), 1) if w > 1 else 1
+    if step > 1 and step % season == 0:
+        step -= 1
     last = n - h
-    return BacktestPlan(origins=tuple(last - k * season for k in range(n_origins - 1, -1, -1)), horizon=h)
-
-
-def run_backtest(
-    y: np.ndarray,
-    index: pd.DatetimeIndex,
-    models: tuple[str, ...],
-    plan: BacktestPlan,
-    season: int,
-) -> BacktestResult:
-    """Fit every model at every origin; a model that fails at any origin is dropped."""
-    actuals = np.stack([y[o: o + plan.horizon] for o in plan.origins])
-    predictions: dict[str, np.ndarray] = {}
-    failed: dict[str, str] = {}
-    for name in dict.fromkeys((*models, *BASELINES)):
-        try:
-            predictions[name] = np.stack(
-                [make_model(name, season).fit(y[:o], index[:o]).predict(plan.horizon) for o in plan.origins]
-            )
-        except (ModelError, ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
-            failed[name] = str(exc)
-    first = plan.origins[0]
-    scale = naive_scale(y[:first], season)
-    result = BacktestResult(plan=plan, actuals=actuals, predictions=predictions, scale=scale, failed=failed)
-    _choose(result, models)
-    return result
+    return BacktestPlan(origins=tuple(last - k * step for k in range(w - 1, -1, -1)), horizon=h, step=step)
 
 
 def naive_scale(train: np.ndarray, season: int) -> float:
@@ -129,30 +127,64 @@ def naive_scale(train: np.ndarray, season: int) -> float:
     return scale if scale > 0 else max(float(np.mean(np.abs(train))), 1e-9) * 1e-3
 
 
-def _choose(result: BacktestResult, candidates: tuple[str, ...]) -> None:
-    mae = {m: float(np.mean(np.abs(result.actuals - p))) for m, p in result.predictions.items()}
+def ensemble(predictions: list[np.ndarray], how: str) -> np.ndarray:
+    """Combine member forecasts: ``single`` (the one member), ``median`` or ``mean``."""
+    if how == "median":
+        return np.median(predictions, axis=0)
+    return np.mean(predictions, axis=0)
+
+
+def _name(how: str, members: tuple[str, ...]) -> str:
+    return members[0] if how == "single" else f"{how}({','.join(members)})"
+
+
+def choose(y: np.ndarray, plan: BacktestPlan, predictions: dict[str, np.ndarray], candidates: tuple[str, ...],
+           season: int) -> BacktestResult:
+    """Score every model on the backtest windows and choose (see the module docstring).
+
+    ``predictions``: model -> (origins, horizon); a model with any non-finite prediction
+    failed on this series and is left out."""
+    actuals = ragged([y[o: o + plan.horizon] for o in plan.origins])
+    actuals = np.pad(actuals, ((0, 0), (0, plan.horizon - actuals.shape[1])), constant_values=np.nan)
+    scored = np.isfinite(actuals)  # each origin as far as the history goes on
+    ok = {m: p for m, p in predictions.items() if np.isfinite(p[scored]).all()}
+    failed = {m: "no finite forecast at every origin" for m in predictions if m not in ok}
+    result = BacktestResult(plan=plan, actuals=actuals, predictions=ok, scale=naive_scale(y[: plan.origins[0]], season),
+                            failed=failed)
+    mae = {m: _mae(actuals, p) for m, p in ok.items()}
     ranked = sorted((m for m in mae if m in candidates), key=mae.get) or sorted(mae, key=mae.get)
     if not ranked:
-        raise ModelError("no model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+        raise ModelError("no model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
     best = ranked[0]
     result.chosen, result.members = best, (best,)
-    singles = [m for m in ranked if m in candidates and m not in BASELINES]
+    singles = [m for m in ranked if m in candidates and (m not in BASELINES or m in ENSEMBLE_BASELINES)]
     if len(singles) >= 3:
-        # The mean of the three best is the default: with a handful of origins the single
-        # best is partly luck, and combinations hold up better on unseen series.
-        members = tuple(singles[:3])
-        combo = np.mean([result.predictions[m] for m in members], axis=0)
-        combo_mae = float(np.mean(np.abs(result.actuals - combo)))
-        if combo_mae <= mae[best] * COMBO_TOLERANCE:
-            result.predictions["combo"] = combo
-            result.chosen, result.members = "combo", members
-            mae["combo"] = combo_mae
+        # Combinations hold up better on unseen series than the single best of a
+        # handful of windows (which is partly luck); the median also resists one member
+        # that goes astray.
+        members = tuple(sorted(singles[:ENSEMBLE_SIZE]))
+        combos = {}
+        for how in ("median", "mean"):
+            name = _name(how, members)
+            ok[name] = ensemble([ok[m] for m in members], how)
+            mae[name] = _mae(actuals, ok[name])
+            combos[name] = how
+        top = min(combos, key=mae.get)
+        if mae[top] <= mae[best] * COMBO_TOLERANCE:
+            result.chosen, result.members, result.how = top, members, combos[top]
     result.scores = _scores(result, mae)
+    return result
+
+
+def _mae(actuals: np.ndarray, pred: np.ndarray) -> float:
+    """Mean absolute error, each origin weighing the same however long its window (the
+    early origins' long windows would otherwise outvote the recent ones)."""
+    return float(np.mean(np.nanmean(np.abs(actuals - pred), axis=1)))
 
 
 def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
     """One row per model. ``coverage_80``/``coverage_95`` are filled by the engine for the
-    chosen model from the calibration backtest (leave-one-origin-out); NaN for the rest."""
+    chosen model (leave-one-origin-out over the same windows); NaN for the rest."""
     naive_mae = mae.get("snaive", np.nan)
     rows = []
     for model, pred in result.predictions.items():
@@ -162,7 +194,7 @@ def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
             "mae": mae[model],
             "mase": mae[model] / result.scale,
             "rel_mase": mae[model] / naive_mae if naive_mae and naive_mae > 0 else np.nan,
-            "bias_pct": 100 * float(np.mean(-resid)) / max(float(np.mean(np.abs(result.actuals))), 1e-9),
+            "bias_pct": 100 * float(np.nanmean(-resid)) / max(float(np.nanmean(np.abs(result.actuals))), 1e-9),
             "coverage_80": np.nan,
             "coverage_95": np.nan,
             "chosen": model == result.chosen,
@@ -172,20 +204,12 @@ def _scores(result: BacktestResult, mae: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --- calibration backtest -------------------------------------------------------------
-
-
 def plan_calibration(n: int, horizon: int, season: int, choice: BacktestPlan, n_origins: int = N_CALIBRATION) -> tuple[int, ...]:
-    """Calibration origins: the choice origins plus more, from
-    :data:`CALIBRATION_MIN_TRAIN` of the history onwards, and one step before its end.
-
-    The early origins have the long windows (long horizons are measured there); the
-    last one measures the next day on the most recent data. The spacing is the even one
-    rounded to whole days, but never a multiple of the season: then successive origins
+    """Ragged origins (each scored to the end of the history): ``choice``'s origins plus
+    more, from :data:`CALIBRATION_MIN_TRAIN` of the history onwards, and one step before
+    its end, spaced by whole days but never a multiple of the season (successive origins
     fall on different weekdays and at different distances from the last weekly step
-    change (the choice origins are all on one weekday). ``horizon`` is unused: windows
-    end where the data ends.
-    """
+    change). :func:`plan_backtest` is this with no choice origins."""
     first = max(2 * season + 2, int(n * CALIBRATION_MIN_TRAIN))
     extra = max(n_origins - len(choice.origins), 0)
     if first >= n - 1 or extra == 0:
@@ -195,33 +219,6 @@ def plan_calibration(n: int, horizon: int, season: int, choice: BacktestPlan, n_
         spacing -= 1
     spread = {first + k * spacing for k in range(extra - 1)} | {n - 1}
     return tuple(sorted(set(choice.origins) | {o for o in spread if o >= first}))
-
-
-def calibration_predictions(
-    y: np.ndarray,
-    index: pd.DatetimeIndex,
-    members: tuple[str, ...],
-    origins: tuple[int, ...],
-    horizon: int,
-    season: int,
-    known: dict[int, np.ndarray] | None = None,
-) -> dict[int, np.ndarray]:
-    """Point forecasts of the mean of ``members`` from each origin, ``min(horizon, n - o)``
-    steps long. ``known`` holds forecasts already made (the choice backtest's); an origin
-    where a member cannot be fitted is left out."""
-    out: dict[int, np.ndarray] = {}
-    for o in origins:
-        h = min(horizon, len(y) - o)
-        if h < 1:
-            continue
-        if known and o in known and len(known[o]) >= h:
-            out[o] = known[o][:h]
-            continue
-        try:
-            out[o] = np.mean([make_model(m, season).fit(y[:o], index[:o]).predict(h) for m in members], axis=0)
-        except (ModelError, ValueError, np.linalg.LinAlgError, RuntimeError):
-            continue
-    return out
 
 
 def ragged(rows: list[np.ndarray]) -> np.ndarray:
@@ -336,12 +333,12 @@ def _dependence(z: np.ndarray) -> float:
     """Average correlation between two standardized errors of the same origin, as in a
     one-factor model ``z = sqrt(r) W + sqrt(1 - r) e``: E[(sum z)^2 - sum z^2] is
     D (D - 1) r for an origin with D errors. 1 when it cannot be measured."""
-    pairs, squares = 0.0, 0.0
-    for row in z:
-        row = row[np.isfinite(row)]
-        if len(row) >= 2:
-            pairs += float(row.sum() ** 2 - np.sum(row**2))
-            squares += float((len(row) - 1) * np.sum(row**2))
+    finite = np.isfinite(z)
+    zz = np.where(finite, z, 0.0)
+    count, total, sq = finite.sum(axis=1), zz.sum(axis=1), (zz**2).sum(axis=1)
+    use = count >= 2
+    pairs = float(np.sum(total[use] ** 2 - sq[use]))
+    squares = float(np.sum((count[use] - 1) * sq[use]))
     return float(np.clip(pairs / squares, 0.0, 1.0)) if squares > 0 else 1.0
 
 
@@ -351,8 +348,8 @@ def _growth(ends: np.ndarray, scale: np.ndarray) -> float:
     wrong trend)."""
     if len(ends) < 2 or scale[0] <= 0:
         return MIN_GROWTH
-    mid = np.log(ends)
-    slope = float(np.polyfit(mid, np.log(scale), 1)[0])
+    x, y = np.log(ends), np.log(scale)
+    slope = float(np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2))  # least squares
     return float(np.clip(slope, MIN_GROWTH, 1.0))
 
 

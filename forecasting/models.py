@@ -1,115 +1,146 @@
-"""Point-forecast models behind one small protocol, registered by name.
+"""Point-forecast models, registered by name, all in statsforecast's model protocol.
 
-Each model sees one regular numpy series (no timestamps except where a library needs
-them) and returns ``horizon`` point forecasts. Intervals are not the models' business:
-:mod:`forecasting.backtest` calibrates them from rolling-origin residuals, the same way
-for every model, so a model's interval is exactly as honest as its backtest.
+Every model is an object statsforecast can fit over a whole panel at once
+(:mod:`forecasting.panel`): ``forecast(y, h) -> {"mean": array}``, ``fit(y)`` /
+``predict(h)``, ``forward(y, h)`` (apply what was fitted to a longer history: the cheap
+step of a rolling-origin backtest, ``cross_validation(refit=False)``), ``new()`` and an
+``alias`` (the name in the registry, and the column statsforecast writes). Intervals are
+not the models' business: :mod:`forecasting.backtest` calibrates them from the same
+rolling-origin errors that choose the model.
 
-``season`` is the number of steps in a week (7 for daily data, 168 for hourly), the
-seasonality that matters most for capacity.
+Two kinds:
+
+* statsforecast's numba-compiled models (AutoETS, the Theta family, MSTL, CES,
+  AutoARIMA; PyPI ``statsforecast``), configured once here;
+* :class:`LocalModel`: small numpy models statsforecast does not have (or has without
+  ``forward``), and by-name adapters for statsmodels and Prophet. Their ``forward`` is a
+  refit: for the numpy ones that is what fitting means (they read the last weeks), for
+  the slow adapters it keeps the backtest honest.
+
+``season`` is the number of steps in a week: models see the daily level (7).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from typing import Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Model", "MODELS", "BASELINES", "CANDIDATES", "make_model", "ModelError"]
+__all__ = ["MODELS", "BASELINES", "CANDIDATES", "ENSEMBLE_BASELINES", "ENSEMBLE_SIZE", "make_model", "ModelError", "LocalModel"]
 
 
 class ModelError(ValueError):
     """A model cannot be fitted to this series (too short, unknown name...)."""
 
 
-class Model(Protocol):
-    """``fit(y) -> self``, then ``predict(horizon) -> array`` of point forecasts."""
+class LocalModel:
+    """Base of the numpy/adapter models: statsforecast's protocol on ``_fit``/``_predict``.
 
-    name: str
+    Follows the shape of statsforecast's own ``_TS`` models (statsforecast/models.py):
+    fitted state ends in an underscore, ``new()`` is a shallow copy.
+    """
 
-    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "Model": ...
+    uses_exog = False
+    alias = "local"
 
-    def predict(self, horizon: int) -> np.ndarray: ...
+    def __init__(self, season: int):
+        self.season = season
+
+    def new(self) -> "LocalModel":
+        b = type(self).__new__(type(self))
+        b.__dict__.update(self.__dict__)
+        return b
+
+    def __repr__(self) -> str:
+        return self.alias
+
+    def _fit(self, y: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _predict(self, h: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, y: np.ndarray, X: Any = None) -> "LocalModel":
+        self._fit(np.asarray(y, dtype=float))
+        return self
+
+    def predict(self, h: int, X: Any = None, level: Any = None) -> dict[str, np.ndarray]:
+        return {"mean": np.asarray(self._predict(h), dtype=float)}
+
+    def forecast(self, y: np.ndarray, h: int, X: Any = None, X_future: Any = None, level: Any = None,
+                 fitted: bool = False) -> dict[str, np.ndarray]:
+        return self.new().fit(y).predict(h)
+
+    def forward(self, y: np.ndarray, h: int, X: Any = None, X_future: Any = None, level: Any = None,
+                fitted: bool = False) -> dict[str, np.ndarray]:
+        return self.forecast(y, h)
 
 
-class SeasonalNaive:
+class SeasonalNaive(LocalModel):
     """Repeat the last full season (last week). The baseline every score is scaled by."""
 
-    name = "snaive"
+    alias = "snaive"
 
-    def __init__(self, season: int):
-        self.season = season
-
-    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "SeasonalNaive":
+    def _fit(self, y: np.ndarray) -> None:
         if len(y) < self.season:
             raise ModelError(f"snaive needs one season ({self.season} points), got {len(y)}")
-        self.last_season_ = np.asarray(y[-self.season:], dtype=float)
-        return self
+        self.last_season_ = y[-self.season:]
 
-    def predict(self, horizon: int) -> np.ndarray:
-        reps = int(np.ceil(horizon / self.season))
-        return np.tile(self.last_season_, reps)[:horizon]
+    def _predict(self, h: int) -> np.ndarray:
+        return np.tile(self.last_season_, int(np.ceil(h / self.season)))[:h]
 
 
-class Drift:
+class Drift(LocalModel):
     """Last value plus the average change per step (a random walk with drift)."""
 
-    name = "drift"
+    alias = "drift"
 
-    def __init__(self, season: int):
-        self.season = season
-
-    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "Drift":
+    def _fit(self, y: np.ndarray) -> None:
         if len(y) < 2:
             raise ModelError("drift needs two points")
-        self.last_ = float(y[-1])
-        self.slope_ = float((y[-1] - y[0]) / (len(y) - 1))
-        return self
+        self.last_, self.slope_ = float(y[-1]), float((y[-1] - y[0]) / (len(y) - 1))
 
-    def predict(self, horizon: int) -> np.ndarray:
-        return self.last_ + self.slope_ * np.arange(1, horizon + 1)
+    def _predict(self, h: int) -> np.ndarray:
+        return self.last_ + self.slope_ * np.arange(1, h + 1)
 
 
-class WindowMean:
+class WindowMean(LocalModel):
     """Flat at the mean of the last season (the last week): the robust choice for a level
     that wanders without trend, where copying last week copies its noise too."""
 
-    name = "window_mean"
+    alias = "window_mean"
 
-    def __init__(self, season: int):
-        self.season = season
-
-    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "WindowMean":
+    def _fit(self, y: np.ndarray) -> None:
         if len(y) < 1:
             raise ModelError("window_mean needs one point")
         self.level_ = float(np.mean(y[-self.season:]))
-        return self
 
-    def predict(self, horizon: int) -> np.ndarray:
-        return np.full(horizon, self.level_)
+    def _predict(self, h: int) -> np.ndarray:
+        return np.full(h, self.level_)
 
 
-class SeasonalTrend:
+class SeasonalTrend(LocalModel):
     """Mean weekly profile of the last few weeks plus a robust, damped linear trend.
 
     The profile averages out one week's noise (which seasonal naive copies); the trend
     is the Theil-Sen slope of weekly means, so one spike or level shift cannot tilt it.
     """
 
-    name = "seasonal_trend"
+    alias = "seasonal_trend"
 
     def __init__(self, season: int, weeks: int = 4, trend_weeks: int = 8, damping: float = 0.998):
-        self.season, self.weeks, self.trend_weeks, self.damping = season, weeks, trend_weeks, damping
+        super().__init__(season)
+        self.weeks, self.trend_weeks, self.damping = weeks, trend_weeks, damping
 
-    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "SeasonalTrend":
+    def _fit(self, y: np.ndarray) -> None:
         s = self.season
         n_weeks = len(y) // s
         if n_weeks < 2:
             raise ModelError(f"seasonal_trend needs two seasons ({2 * s} points), got {len(y)}")
-        full = np.asarray(y[len(y) - n_weeks * s:], dtype=float).reshape(n_weeks, s)
+        full = y[len(y) - n_weeks * s:].reshape(n_weeks, s)
         means = full.mean(axis=1)
         k = min(self.trend_weeks, n_weeks)
         slope_per_week = _theil_sen(np.arange(k), means[-k:])
@@ -117,14 +148,11 @@ class SeasonalTrend:
         recent = full[-min(self.weeks, n_weeks):]
         # Re-centre each week on its own mean plus trend, so the profile is shape only.
         ages = np.arange(len(recent))[::-1]
-        aligned = recent + (ages * slope_per_week)[:, None]
-        self.profile_ = aligned.mean(axis=0)
-        return self
+        self.profile_ = (recent + (ages * slope_per_week)[:, None]).mean(axis=0)
 
-    def predict(self, horizon: int) -> np.ndarray:
-        reps = int(np.ceil(horizon / self.season))
-        seasonal = np.tile(self.profile_, reps)[:horizon]
-        steps = np.arange(1, horizon + 1)
+    def _predict(self, h: int) -> np.ndarray:
+        seasonal = np.tile(self.profile_, int(np.ceil(h / self.season)))[:h]
+        steps = np.arange(1, h + 1)
         d = self.damping ** (1.0 / max(self.season / 7, 1))  # damping per day, whatever the step
         damped = (d * (1 - d**steps) / (1 - d)) if d < 1 else steps
         # The profile's level is the last week's mean, centred half a week before the end.
@@ -138,133 +166,163 @@ def _theil_sen(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.median((y[j] - y[i]) / (x[j] - x[i])))
 
 
-class _StatsmodelsModel:
-    name = "base"
+class HoltWinters(LocalModel):
+    """statsmodels Holt-Winters: additive damped trend, additive weekly season (by name)."""
 
-    def __init__(self, season: int):
-        self.season = season
+    alias = "holt_winters"
 
-    def _check(self, y: np.ndarray, seasons: int) -> None:
-        if len(y) < seasons * self.season + 2:
-            raise ModelError(
-                f"{self.name} needs {seasons} seasons ({seasons * self.season} points), got {len(y)}"
-            )
-
-    def predict(self, horizon: int) -> np.ndarray:
-        return np.asarray(self.result_.forecast(horizon), dtype=float)
-
-
-class HoltWinters(_StatsmodelsModel):
-    """statsmodels Holt-Winters: additive damped trend, additive weekly season."""
-
-    name = "holt_winters"
-
-    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "HoltWinters":
+    def _fit(self, y: np.ndarray) -> None:
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
-        self._check(y, 2)
+        _need_seasons(self, y, 2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.result_ = ExponentialSmoothing(
-                np.asarray(y, dtype=float), trend="add", damped_trend=True, seasonal="add",
-                seasonal_periods=self.season, initialization_method="heuristic",
-            ).fit()
-        return self
+            self.result_ = ExponentialSmoothing(y, trend="add", damped_trend=True, seasonal="add",
+                                                seasonal_periods=self.season, initialization_method="heuristic").fit()
+
+    def _predict(self, h: int) -> np.ndarray:
+        return np.asarray(self.result_.forecast(h), dtype=float)
 
 
-class Theta(_StatsmodelsModel):
-    """statsmodels Theta method with weekly deseasonalisation."""
+class StlArima(LocalModel):
+    """statsmodels STL (weekly, robust) with an ARIMA(1,1,0)-with-drift on the rest (by name)."""
 
-    name = "theta"
+    alias = "stl_arima"
 
-    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "Theta":
-        from statsmodels.tsa.forecasting.theta import ThetaModel
-
-        self._check(y, 2)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.result_ = ThetaModel(np.asarray(y, dtype=float), period=self.season).fit()
-        return self
-
-
-class StlArima(_StatsmodelsModel):
-    """statsmodels STL (weekly, robust) with an ARIMA(1,1,0)-with-drift on the rest."""
-
-    name = "stl_arima"
-
-    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "StlArima":
+    def _fit(self, y: np.ndarray) -> None:
         from statsmodels.tsa.arima.model import ARIMA
         from statsmodels.tsa.forecasting.stl import STLForecast
 
-        self._check(y, 2)
+        _need_seasons(self, y, 2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.result_ = STLForecast(
-                np.asarray(y, dtype=float), ARIMA, period=self.season, robust=True,
-                model_kwargs={"order": (1, 1, 0), "trend": "t"},
-            ).fit(fit_kwargs={"cov_type": "none"})  # same forecast, no numerical Hessian (20% faster)
-        return self
+            self.result_ = STLForecast(y, ARIMA, period=self.season, robust=True,
+                                       model_kwargs={"order": (1, 1, 0), "trend": "t"}).fit(fit_kwargs={"cov_type": "none"})
+
+    def _predict(self, h: int) -> np.ndarray:
+        return np.asarray(self.result_.forecast(h), dtype=float)
 
 
-class ProphetModel:
-    """Prophet with weekly (and, on sub-daily data, daily) seasonality; MAP fit.
+class ProphetModel(LocalModel):
+    """Prophet on the daily level with weekly seasonality (yearly only with two years of
+    history), MAP fit, no uncertainty sampling (intervals come from the backtest).
 
-    Yearly seasonality only with at least two years of history. Prophet's own
-    uncertainty sampling is switched off: intervals come from the backtest.
+    The panel passes values, not dates: Prophet sees consecutive days from a fixed start,
+    which moves the phase of its weekly terms and nothing else.
     """
 
-    name = "prophet"
+    alias = "prophet"
 
-    def __init__(self, season: int):
-        self.season = season
-
-    def fit(self, y: np.ndarray, index: pd.DatetimeIndex | None = None) -> "ProphetModel":
+    def _fit(self, y: np.ndarray) -> None:
         from prophet import Prophet
 
-        if index is None:
-            raise ModelError("prophet needs timestamps")
         if len(y) < 2 * self.season:
             raise ModelError(f"prophet needs two seasons ({2 * self.season} points), got {len(y)}")
         for name in ("prophet", "cmdstanpy"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        span = index[-1] - index[0]
-        sub_daily = (index[1] - index[0]) < pd.Timedelta(days=1)
-        self.model_ = Prophet(
-            yearly_seasonality=span >= pd.Timedelta(days=730),
-            weekly_seasonality=True,
-            daily_seasonality=bool(sub_daily),
-            uncertainty_samples=0,
-        )
-        ds = index.tz_convert("UTC").tz_localize(None)
-        self.model_.fit(pd.DataFrame({"ds": ds, "y": np.asarray(y, dtype=float)}))
-        self.last_, self.step_ = ds[-1], ds[1] - ds[0]
-        return self
+        ds = pd.date_range("2000-01-03", periods=len(y), freq="D")
+        self.model_ = Prophet(yearly_seasonality=len(y) >= 730, weekly_seasonality=True, daily_seasonality=False,
+                              uncertainty_samples=0)
+        self.model_.fit(pd.DataFrame({"ds": ds, "y": y}))
+        self.last_ = ds[-1]
 
-    def predict(self, horizon: int) -> np.ndarray:
-        future = pd.DataFrame({"ds": self.last_ + self.step_ * np.arange(1, horizon + 1)})
+    def _predict(self, h: int) -> np.ndarray:
+        future = pd.DataFrame({"ds": pd.date_range(self.last_ + pd.Timedelta(days=1), periods=h, freq="D")})
         return self.model_.predict(future)["yhat"].to_numpy(dtype=float)
 
 
-MODELS: dict[str, Callable[[int], Model]] = {
+def _need_seasons(model: LocalModel, y: np.ndarray, seasons: int) -> None:
+    if len(y) < seasons * model.season + 2:
+        raise ModelError(f"{model.alias} needs {seasons} seasons ({seasons * model.season} points), got {len(y)}")
+
+
+def _sf(name: str, factory: Callable[[int], Any]) -> Callable[[int], Any]:
+    """A statsforecast model factory whose alias is the registry name."""
+
+    def make(season: int) -> Any:
+        m = factory(season)
+        m.alias = name
+        return m
+
+    make.__doc__ = f"statsforecast model registered as {name!r}"
+    return make
+
+
+def _ets(season: int) -> Any:
+    from statsforecast.models import AutoETS
+
+    # Additive season, trend chosen (none, additive, damped) by AICc: 3 fits instead of
+    # AutoETS's 30; the multiplicative variants were not better on the benchmark.
+    return AutoETS(season_length=season, model="AZA")
+
+
+def _theta(season: int) -> Any:
+    from statsforecast.models import Theta
+
+    return Theta(season_length=season)
+
+
+def _dotm(season: int) -> Any:
+    from statsforecast.models import DynamicOptimizedTheta
+
+    return DynamicOptimizedTheta(season_length=season)
+
+
+def _ets_damped(season: int) -> Any:
+    from statsforecast.models import AutoETS
+
+    return AutoETS(season_length=season, model="AAA", damped=True)
+
+
+def _mstl(season: int) -> Any:
+    from statsforecast.models import MSTL, AutoETS
+
+    return MSTL(season_length=[season], trend_forecaster=AutoETS(model="ZZN"))
+
+
+def _ces(season: int) -> Any:
+    from statsforecast.models import AutoCES
+
+    return AutoCES(season_length=season)
+
+
+def _arima(season: int) -> Any:
+    from statsforecast.models import AutoARIMA
+
+    return AutoARIMA(season_length=season)
+
+
+MODELS: dict[str, Callable[[int], Any]] = {
     "snaive": SeasonalNaive,
     "drift": Drift,
     "window_mean": WindowMean,
     "seasonal_trend": SeasonalTrend,
+    "ets": _sf("ets", _ets),
+    "theta": _sf("theta", _theta),
+    "dotm": _sf("dotm", _dotm),
+    "ets_damped": _sf("ets_damped", _ets_damped),
+    "mstl": _sf("mstl", _mstl),
+    "ces": _sf("ces", _ces),
+    "auto_arima": _sf("auto_arima", _arima),
     "holt_winters": HoltWinters,
-    "theta": Theta,
     "stl_arima": StlArima,
     "prophet": ProphetModel,
 }
 #: Scored in every backtest; chosen only if nothing beats them.
 BASELINES = ("snaive", "drift")
-#: What ``model="auto"`` tries besides the baselines. Chosen by bench/forecast.py on the
-#: real series (docs/FORECASTING.md): adding Prophet and Holt-Winters made auto slower
-#: (0.47 s instead of 0.08 s per series) and no more accurate (geo. rel. MASE 0.91 vs 0.89).
-#: Both stay available by name (``model="prophet"``).
-CANDIDATES = ("window_mean", "seasonal_trend", "theta", "stl_arima")
+#: What ``model="auto"`` tries besides the baselines (docs/FORECASTING.md, "Choices").
+#: Chosen on bench/forecast.py (docs/FORECASTING.md, "Choices"): adding AutoETS or MSTL
+#: (or the optimised theta, CES, the statsmodels models) was no more accurate on the real
+#: series and two to five times slower; they stay available by name.
+CANDIDATES = ("window_mean", "seasonal_trend", "theta")
+#: Baselines that may be ensemble members (seasonal naive: the reference ensemble
+#: median(seasonal naive, MSTL, Prophet) has it; drift's straight line does not blend).
+ENSEMBLE_BASELINES = ("snaive",)
+#: The median and mean of the best this many candidates are candidates too.
+ENSEMBLE_SIZE = 3
 
 
-def make_model(name: str, season: int) -> Model:
+def make_model(name: str, season: int) -> Any:
     """Instantiate a registered model for a series whose week is ``season`` steps."""
     try:
         factory = MODELS[name]

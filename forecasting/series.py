@@ -93,7 +93,8 @@ def regularize(
     snapped = start + ((s.index - start) / step).round().astype("int64") * step
     s = pd.Series(s.to_numpy(dtype=float), index=pd.DatetimeIndex(snapped))
     duplicates = int(s.index.duplicated().sum())
-    s = s.groupby(level=0).mean().sort_index()
+    if duplicates or not s.index.is_monotonic_increasing:
+        s = s.groupby(level=0).mean().sort_index()
     full = pd.date_range(start, s.index[-1], freq=step)
     s = s.reindex(full)
     missing = s.isna()

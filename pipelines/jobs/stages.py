@@ -91,7 +91,8 @@ def forecast_pools(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, 
 
     In: pool history (``cluster, pool, resource, kind, ts, value``) and each pool's tier
     (for event scopes). ``fan_out`` maps the panel forecast over the series (a local
-    process pool, or Dask). Out: :class:`ForecastOutputs`; ``forecasts`` has ``series_id,
+    process pool, or Dask); a requests series is sent with the id of its usage series, whose
+    trend it may follow (:func:`forecasting.engine.forecast_panel`). Out: :class:`ForecastOutputs`; ``forecasts`` has ``series_id,
     cluster, pool, resource, kind, resolution, ts, yhat, yhat_lower, yhat_upper,
     yhat_baseline, model``.
     """
@@ -103,7 +104,10 @@ def forecast_pools(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKey, 
         sid = make_series_id(cluster=cluster, pool=pool, resource=resource, kind=kind)
         d = {"cluster": cluster, "pool": pool, "tier": tiers.get(PoolKey(cluster, pool), pool), "resource": resource, "kind": kind}
         dims[sid] = d
-        jobs.append((sid, g[["ts", "value"]].reset_index(drop=True), events_for(ctx.events, d) + (masks or {}).get(key, [])))
+        # requests may follow their pool's usage trend (the engine's backtest decides)
+        follows = make_series_id(cluster=cluster, pool=pool, resource=resource, kind="usage") if kind == "requests" else None
+        jobs.append((sid, g[["ts", "value"]].reset_index(drop=True), events_for(ctx.events, d) + (masks or {}).get(key, []),
+                     follows))
     results = fan_out(jobs, fcfg.horizon_days, fcfg.model, fcfg.level_pct, fcfg.workers)
     frames, overlays, scores, notes = [], [], [], []
     for sid, res in results.items():
