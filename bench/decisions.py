@@ -32,6 +32,9 @@ horizon + 1 day. The cases are reported apart by kind of crossing: ``trend`` (de
 at or above the threshold on at least half of the 14 days from the crossing) and
 ``spike`` (one or a few days above it, then back). The last line is one JSON object.
 
+The same cases also give the limit-runway backtest of autoscaled pools and the commitment
+replay (bench/runway.py): the last line adds ``runway_*`` and ``commitment_replay_*`` keys.
+
     python bench/decisions.py [--quick] [--dependence X]
 """
 
@@ -242,6 +245,10 @@ def main() -> None:
     out["conservative_median_abs_error_days"] = out[f"{default}_median_abs_error_days"]
     out["conservative_mean_error_days"] = out[f"{default}_mean_error_days"]
     out["ratio_late_default_vs_upper80"] = round(out[f"{default}_late"] / out["upper80_late"], 3) if out["upper80_late"] else None
+    # autoscaled pools' limits and commitments on the same series (bench/runway.py)
+    import runway
+
+    out.update(runway.report(runway.runway(cases), runway.commitment_replay(args.data, args.quick), DEFAULT_RISK))
     print(json.dumps(out))
 
 

@@ -30,7 +30,7 @@ from .policy import Catalog, PoolPolicy
 
 __all__ = ["LIMIT_COLUMNS", "LIMIT_RESOURCES", "NodeShape", "pool_shape", "autoscaled_pools", "limits_in_force",
            "ceilings", "CEILING_COLUMNS", "new_limits", "limit_patch", "limit_summary", "needed_nodes",
-           "provisioned_nodes", "hour_of_week_profile", "week_shapes", "fmt_limit"]
+           "provisioned_nodes", "hour_of_week_profile", "fmt_limit"]
 
 GIB = 2**30
 #: ``pool_limits`` rows: one limit of one pool from ``ts`` on (a history: limits are raised).
@@ -319,16 +319,6 @@ def hour_of_week_profile(hourly: pd.DataFrame, as_of: dt.date, weeks: int = 4) -
         prof = g.groupby(["hour_of_week", "week"])["ratio"].mean().reindex(full).fillna(1.0)
         out.append(prof.reset_index().assign(cluster=cluster, pool=pool)[cols])
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
-
-
-def week_shapes(profile: pd.DataFrame, days: pd.DatetimeIndex) -> np.ndarray:
-    """One pool's :func:`hour_of_week_profile` laid over ``days``: (days, 24, weeks)."""
-    weeks = int(profile["week"].max()) + 1 if len(profile) else 1
-    grid = np.ones((168, weeks))
-    if len(profile):
-        grid[profile["hour_of_week"].to_numpy(dtype=int), profile["week"].to_numpy(dtype=int)] = profile["ratio"].to_numpy()
-    how = pd.DatetimeIndex(days).dayofweek.to_numpy()[:, None] * 24 + np.arange(24)[None, :]
-    return grid[how]
 
 
 @dataclass(frozen=True)

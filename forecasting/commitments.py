@@ -1,8 +1,9 @@
 """Commitments (Savings Plans, reserved instances, committed-use discounts) sized from the
 forecast. Pure (docs/AUTOSCALING.md, "Commitments").
 
-In: the forecast **on-demand-equivalent spend per hour** not yet covered, as samples per
-hour (:func:`uncovered_spend`), and the offers' discounts. A commitment covering ``x`` of
+In: the **on-demand-equivalent spend per hour** not yet covered over the horizon, as
+samples per hour (:func:`spend_hours`: the last four weeks' real hours, raised where the
+forecast says the level grows; :func:`uncovered_spend`), and the offers' discounts. A commitment covering ``x`` of
 that spend at discount ``d`` costs ``(1 - d) x`` every hour whether used or not; the rest is
 paid on demand, so the expected cost of an hour is ``(1 - d) x + E[(S - x)+]``, lowest where
 ``P(S > x) = 1 - d``: it pays off where it is used at least ``1 - d`` of the time.
@@ -19,10 +20,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .frames import QUANTILE_COLUMNS, QUANTILES
 from .policy import HOURS_PER_MONTH
 
-__all__ = ["Commitment", "Offer", "CommitmentCatalog", "coverage", "uncovered_spend", "SpendSamples", "recommend",
+__all__ = ["Commitment", "Offer", "CommitmentCatalog", "coverage", "spend_hours", "uncovered_spend", "SpendSamples", "recommend",
            "Recommendation", "Purchase", "trailing_rule", "realised_cost"]
 
 HOURS_PER_DAY = 24
@@ -103,7 +103,7 @@ def coverage(commitments: list[Commitment], on_demand_hourly: dict[str, float], 
 class SpendSamples:
     """Uncovered on-demand-equivalent spend per hour: ``values`` (days, 24, samples) with
     each sample's probability ``weights`` (samples,), summing to 1; ``days`` the calendar
-    days. A sample is one quantile of the day's forecast times one past week's shape."""
+    days."""
 
     days: pd.DatetimeIndex
     values: np.ndarray
@@ -120,32 +120,27 @@ class SpendSamples:
         return np.concatenate([self.values, np.tile(tail, (reps, 1, 1))[: n_days - have]])
 
 
-def uncovered_spend(pool_spend: list[tuple[np.ndarray, np.ndarray]], covered: np.ndarray, days: pd.DatetimeIndex) -> SpendSamples:
-    """Sum the pools' on-demand-equivalent spend per hour and take off what existing
-    commitments cover.
+def spend_hours(recent: np.ndarray, growth: np.ndarray) -> np.ndarray:
+    """A pool's on-demand-equivalent spend per hour over the horizon: the last four weeks'
+    real hours (``recent``: (28, 24), oldest day first, ending the day before the plan
+    date), day ``d`` taking the same weekday's day of those weeks, times the forecast's
+    growth of the pool's level (``growth``: (days,), 1 = today's level), never below 1.
 
-    ``pool_spend``: per pool, ``(daily, shape)``: ``daily`` (days, quantiles) the spend
-    per hour at the day's peak, ``shape`` (days, 24, weeks) each hour's share of that peak
-    as each of the last weeks had it (all ones for a fixed pool; a (days, 24) shape is one
-    week). Every (quantile, week) pair is a sample: the hours' real spread (quiet nights,
-    spiky days) is kept, not only their median. Samples are summed across pools (the pools
-    move together: the low side, where a commitment goes unused, is kept). Out: samples."""
-    shapes = [p if p.ndim == 3 else p[:, :, None] for _, p in pool_spend]
-    weeks = max((p.shape[2] for p in shapes), default=1)
-    n, q = len(days), len(QUANTILES)
-    total = np.zeros((n, HOURS_PER_DAY, q, weeks))
-    for (daily, _), shape in zip(pool_spend, shapes):
-        shape = shape if shape.shape[2] == weeks else np.repeat(shape[:, :, :1], weeks, axis=2)
-        total += daily[:, None, :, None] * shape[:, :, None, :]
-    weights = np.repeat(_weights(np.asarray(QUANTILES)), weeks) / weeks
-    values = np.maximum(total.reshape(n, HOURS_PER_DAY, q * weeks) - covered[:, None, None], 0.0)
-    return SpendSamples(pd.DatetimeIndex(days), values, weights)
+    Why never below: a commitment is sized on the baseline that will surely run, and the
+    backtest (bench/runway.py) showed forecast declines that did not come costing more
+    than they saved (docs/AUTOSCALING.md). Out: (days, 24)."""
+    days = len(growth)
+    return recent[np.arange(days) % len(recent)] * np.maximum(np.asarray(growth, dtype=float), 1.0)[:, None]
 
 
-def _weights(probs: np.ndarray) -> np.ndarray:
-    """Probability mass of each quantile level (midpoints), summing to 1."""
-    edges = np.concatenate([[0.0], (probs[1:] + probs[:-1]) / 2, [1.0]])
-    return np.diff(edges)
+def uncovered_spend(pool_hours: list[np.ndarray], covered: np.ndarray, days: pd.DatetimeIndex) -> SpendSamples:
+    """Sum the pools' on-demand-equivalent spend per hour (each (days, 24), from
+    :func:`spend_hours`) and take off what existing commitments cover. Out: samples."""
+    total = np.zeros((len(days), HOURS_PER_DAY))
+    for hours in pool_hours:
+        total += hours
+    values = np.maximum(total - covered[:, None], 0.0)[:, :, None]
+    return SpendSamples(pd.DatetimeIndex(days), values, np.ones(1))
 
 
 class _Shortfall:
@@ -299,8 +294,3 @@ def realised_cost(hourly_spend: np.ndarray, cover: float, discount: float) -> fl
     s = np.asarray(hourly_spend, dtype=float)
     s = s[np.isfinite(s)]
     return float(np.sum((1 - discount) * cover + np.maximum(s - cover, 0.0)))
-
-
-def quantile_grid(frame: pd.DataFrame) -> np.ndarray:
-    """The quantile columns of a daily frame as (days, quantiles), sorted per row."""
-    return np.sort(frame[list(QUANTILE_COLUMNS)].to_numpy(dtype=float), axis=1)

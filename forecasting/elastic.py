@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .actions import ACTION_COLUMNS, pool_first
-from .autoscaling import AutoscaledInputs, hour_of_week_profile, needed_nodes, provisioned_nodes, week_shapes
-from .commitments import CommitmentCatalog, Recommendation, coverage, quantile_grid, recommend, uncovered_spend
+from .autoscaling import AutoscaledInputs, hour_of_week_profile, needed_nodes, provisioned_nodes
+from .commitments import CommitmentCatalog, Recommendation, coverage, recommend, spend_hours, uncovered_spend
 from .frames import QUANTILE_COLUMNS
 from .headroom import PolicyLookup, quantile_at
 from .policy import HOURS_PER_MONTH, Catalog
@@ -175,24 +175,50 @@ def _month_costs(prov: pd.DataFrame, profile: pd.DataFrame, inventory: pd.DataFr
     return pd.DataFrame(rows, columns=POOL_COST_COLUMNS)
 
 
-def _pool_spend(inventory: pd.DataFrame, actions: pd.DataFrame, prov: pd.DataFrame, profile: pd.DataFrame,
+def _recent_hours(hourly: pd.DataFrame | None, cluster: str, pool: str, as_of: dt.date) -> np.ndarray | None:
+    """The pool's last 28 days of hourly cpu requests (else usage) over the highest daily
+    peak of the last 7 days (what :func:`provisioned_nodes` scales nodes by): (28, 24),
+    oldest first; None without history. Missing hours take the median."""
+    if hourly is None or hourly.empty:
+        return None
+    end = pd.Timestamp(as_of, tz="UTC")
+    h = hourly[(hourly["cluster"] == cluster) & (hourly["pool"] == pool) & (hourly["resource"] == "cpu")
+               & (hourly["ts"] >= end - pd.Timedelta(days=28)) & (hourly["ts"] < end)]
+    if h.empty:
+        return None
+    kind = "requests" if (h["kind"] == "requests").any() else "usage"
+    series = h[h["kind"] == kind].groupby("ts")["value"].max()
+    grid = series.reindex(pd.date_range(end - pd.Timedelta(days=28), end, freq="h", inclusive="left"))
+    base = float(grid[grid.index >= end - pd.Timedelta(days=7)].groupby(grid[grid.index >= end - pd.Timedelta(days=7)].index.floor("D")).max().max())
+    if not np.isfinite(base) or base <= 0:
+        return None
+    values = (grid / base).to_numpy()
+    values = np.where(np.isfinite(values), values, np.nanmedian(values))
+    return values.reshape(28, 24)
+
+
+def _pool_spend(inventory: pd.DataFrame, actions: pd.DataFrame, prov: pd.DataFrame, hourly: pd.DataFrame | None,
                 policy_of: PolicyLookup, catalog: Catalog, auto: AutoscaledInputs, days: pd.DatetimeIndex,
-                as_of: dt.date) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per pool, (daily on-demand-equivalent spend per hour at the peak, hourly profile):
-    the part of its nodes neither spot nor reserved by its policy, at on-demand price."""
+                as_of: dt.date) -> list[np.ndarray]:
+    """Per pool, its on-demand-equivalent spend per hour over the horizon (days, 24): the
+    part of its nodes neither spot nor reserved by its policy, at on-demand price. Fixed
+    pools: today's nodes, plus each planned add-nodes from the day it is there; autoscaled
+    pools: :func:`forecasting.commitments.spend_hours` of their last four weeks, scaled to
+    today's nodes, raised by the growth of their forecast provisioned nodes (P50)."""
     n, out = len(days), []
     day = pd.DatetimeIndex(days).date
-    nq = len(QUANTILE_COLUMNS)
     for (cluster, pool, tier), g in inventory.groupby(["cluster", "pool", "tier"], sort=True):
         p = policy_of(cluster, pool, tier)
         uncovered = max(1 - (p.spot_ratio_pct + p.reserved_ratio_pct) / 100, 0.0)
         if (cluster, pool) in auto.shapes:
+            recent = _recent_hours(hourly, cluster, pool, as_of)
             f = prov[(prov["cluster"] == cluster) & (prov["pool"] == pool)].set_index("ts").reindex(days).ffill().bfill()
-            if f.empty or f[list(QUANTILE_COLUMNS)].isna().all().all():
+            if recent is None or f.empty or f["q500"].isna().all():
                 continue
+            median = f["q500"].to_numpy(dtype=float)
+            growth = median / max(float(np.mean(median[:7])), 1e-9)
             price = catalog.instance(auto.shapes[(cluster, pool)].instance_type).on_demand_hourly_usd
-            shape = week_shapes(profile[(profile["cluster"] == cluster) & (profile["pool"] == pool)], days)
-            out.append((quantile_grid(f.reset_index()) * price * uncovered, shape))
+            out.append(spend_hours(recent, growth) * len(g) * price * uncovered)
             continue
         on_demand = g if "capacity_type" not in g else g[g["capacity_type"] != "spot"]
         reserved_nodes = len(g) * p.reserved_ratio_pct / 100
@@ -205,7 +231,7 @@ def _pool_spend(inventory: pd.DataFrame, actions: pd.DataFrame, prov: pd.DataFra
             start = as_of if a.late else a.needed_by_date
             daily = daily + np.where(day >= start, int(a.quantity) * catalog.instance(a.instance_type).on_demand_hourly_usd
                                      * uncovered, 0.0)
-        out.append((np.repeat(daily[:, None], nq, axis=1), np.ones((n, 24))))
+        out.append(np.repeat(daily[:, None], 24, axis=1))
     return out
 
 
@@ -302,7 +328,7 @@ def elastic_plan(auto: AutoscaledInputs, dec: pd.DataFrame, actions: pd.DataFram
     ladder, summary = pd.DataFrame(columns=LADDER_COLUMNS), {}
     if commitments is not None:
         on_demand = {t.name: t.on_demand_hourly_usd for t in catalog.instance_types}
-        spend = _pool_spend(inventory, actions, prov, profile, policy_of, catalog, auto, days, as_of)
+        spend = _pool_spend(inventory, actions, prov, hourly, policy_of, catalog, auto, days, as_of)
         ladder, summary, commit = _ladder(commitments, spend, on_demand, days, as_of)
         extra += commit
     return ElasticOutputs(limits, quota_frame, usage, pool_costs, ladder, summary, pd.DataFrame(extra, columns=ACTION_COLUMNS),

@@ -141,10 +141,11 @@ def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[boo
          wait: float, verbose: bool, debug: bool, show_all: bool = False, months: int = 1) -> None:
     _quiet_prefect(verbose)
     with _errors(debug):
-        from .config import load_config
+        from .config import load_catalogs, load_config
         from .jobs import RunRequest
 
         cfg = load_config(config, overrides)  # fail fast, before Prefect starts
+        load_catalogs(cfg)
         day = _date(as_of) or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
         console.print(f"[dim]running the monthly job as a Prefect flow ({_prefect_where()})...[/]")
         from .orchestration.flows import monthly_run

@@ -22,7 +22,7 @@ from forecasting.policy import Catalog, Policies
 from forecasting.quotas import Quota, QuotaCatalog
 
 __all__ = ["ConfigError", "Config", "load_config", "load_events", "load_catalog", "load_yaml", "format_validation_error",
-           "load_quotas", "load_commitments"]
+           "load_quotas", "load_commitments", "load_catalogs"]
 
 
 class ConfigError(ValueError):
@@ -320,3 +320,12 @@ def load_commitments(path: Path | None) -> CommitmentCatalog | None:
         return CommitmentCatalog.model_validate(data)
     except ValidationError as exc:
         raise _entry_error(path, data, "commitments", exc, "name") from None
+
+
+def load_catalogs(cfg: Config) -> tuple[Catalog, list[Event], list[Quota], CommitmentCatalog | None]:
+    """Every catalog the config names, checked: instances, events, quotas and commitments
+    (the last two when configured). A mistake is a :class:`ConfigError` naming the file,
+    the entry and the field."""
+    optional = {f: cfg.path(getattr(cfg.catalogs, f)) if getattr(cfg.catalogs, f) else None for f in ("quotas", "commitments")}
+    return (load_catalog(cfg.path(cfg.catalogs.instances)), load_events(cfg.path(cfg.catalogs.events)),
+            load_quotas(optional["quotas"]), load_commitments(optional["commitments"]))

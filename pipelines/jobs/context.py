@@ -21,7 +21,7 @@ from forecasting.planning import PlanBaseline
 from forecasting.policy import Catalog
 from forecasting.quotas import Quota
 
-from ..config import Config, load_catalog, load_commitments, load_config, load_events, load_quotas
+from ..config import Config, load_catalogs, load_config
 from ..domain import HistoryWindow, PoolKey, RunKind
 from ..io.store import Store
 
@@ -76,11 +76,9 @@ class RunContext:
         the as-of date is ``as_of``, else the config's, else today (UTC)."""
         cfg = load_config(config_path, overrides)
         day = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
-        optional = {f: cfg.path(getattr(cfg.catalogs, f)) if getattr(cfg.catalogs, f) else None for f in ("quotas", "commitments")}
-        return cls(cfg=cfg, catalog=load_catalog(cfg.path(cfg.catalogs.instances)),
-                   events=load_events(cfg.path(cfg.catalogs.events)), as_of=day,
-                   run_id=new_run_id(day, kind, flow_run_id), kind=kind, flow_run_id=flow_run_id,
-                   quotas=load_quotas(optional["quotas"]), commitments=load_commitments(optional["commitments"]))
+        catalog, events, quotas, commitments = load_catalogs(cfg)
+        return cls(cfg=cfg, catalog=catalog, events=events, as_of=day, run_id=new_run_id(day, kind, flow_run_id), kind=kind,
+                   flow_run_id=flow_run_id, quotas=quotas, commitments=commitments)
 
     @property
     def window(self) -> HistoryWindow:

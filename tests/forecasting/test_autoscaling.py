@@ -10,7 +10,8 @@ from forecasting.autoscaling import (
     AutoscaledInputs, ceilings, limit_patch, limit_summary, limits_in_force, needed_nodes, new_limits, pool_shape,
 )
 from forecasting.commitments import (
-    Commitment, CommitmentCatalog, SpendSamples, coverage, realised_cost, recommend, trailing_rule, uncovered_spend,
+    Commitment, CommitmentCatalog, SpendSamples, coverage, realised_cost, recommend, spend_hours, trailing_rule,
+    uncovered_spend,
 )
 from forecasting.frames import QUANTILES
 from forecasting.policy import Catalog, InstanceType, PoolPolicy
@@ -170,12 +171,19 @@ def test_existing_commitments_cover_until_they_expire_and_bad_ones_are_rejected(
 def test_a_commitment_that_covers_everything_until_it_expires_is_replaced_when_it_expires():
     # spend 10 every hour; an existing commitment covers it all for the first 100 days
     days = pd.date_range(pd.Timestamp(AS_OF, tz="UTC"), periods=180, freq="D")
-    spend = np.full((180, len(QUANTILES)), 10.0)
+    spend = spend_hours(np.full((28, 24), 10.0), np.ones(180))
     sp = Commitment(name="sp", type="savings-plan", hourly_usd=7.0, discount_pct=30, term_years=1,
                     start=AS_OF - dt.timedelta(days=265), expiry=AS_OF + dt.timedelta(days=100))
-    samples = uncovered_spend([(spend, np.ones((180, 24)))], coverage([sp], {}, days), days)
+    samples = uncovered_spend([spend], coverage([sp], {}, days), days)
     rec = recommend(samples, d1=0.2, d3=0.4, stages=[0, 100], grid=40)
     now, later = rec.purchases
     assert now.cover_1y == 0 and now.cover_3y == 0  # buying today would pay for 100 idle days
     assert later.day == AS_OF + dt.timedelta(days=100) and later.cover_3y == pytest.approx(10.0, abs=0.3)
     assert rec.saving_per_month > 0
+
+
+def test_spend_hours_repeat_the_last_weeks_and_rise_only_with_growth():
+    recent = np.arange(28)[:, None] * np.ones((1, 24))  # day k of the last four weeks spends k an hour
+    hours = spend_hours(recent, np.array([1.0, 0.5, 2.0] + [1.0] * 27))
+    assert hours[:, 0].tolist()[:3] == [0.0, 1.0, 4.0]  # day 1 is not lowered by a forecast decline
+    assert hours[28, 0] == 0.0 and hours[29, 0] == 1.0  # day 28 takes the same weekday again

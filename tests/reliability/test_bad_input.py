@@ -207,3 +207,30 @@ def test_nodes_without_an_instance_type_stop_the_plan_with_the_label_to_add():
     with pytest.raises(CatalogError, match=r"1 node\(s\) have no instance type \(e.g. n1 in c/p\).*node.kubernetes.io/instance-type"):
         require_prices(ctx, inv)
     assert Catalog(prices_as_of="2026-11-01", instance_types=[]).missing_instance_types(inv) is None
+
+
+@bad_input
+@pytest.mark.parametrize("file, edit, message", [
+    ("quotas.yaml", ("region: cn-north-1", "region: cn-middle-7"), r"quotas\.yaml: quota 'L-1216C47A': quotas\.0: .*unknown aws region 'cn-middle-7'"),
+    ("quotas.yaml", ("value: 1220 ", "value: -5 "), r"quotas\.yaml: quota 'L-1216C47A': quotas\.0\.value: Input should be greater than 0, got -5"),
+    ("quotas.yaml", ("code: L-34B43A08", "code: L-1216C47A"), r"quotas\.yaml: .*quota code\(s\) listed twice for one account and region: L-1216C47A"),
+    ("commitments.yaml", ("expiry: 2027-03-01", "expiry: 2026-01-01"),
+     r"commitments\.yaml: commitment 'compute-sp-2026-03': commitments\.0: .*expiry 2026-01-01 is not after start 2026-03-01"),
+    ("commitments.yaml", ("hourly_usd: 60", "hourly_usd: -60"), r"commitments\.yaml: commitment 'compute-sp-2026-03': commitments\.0\.hourly_usd"),
+])
+def test_bad_quota_and_commitment_catalogs_stop_before_anything_is_written(tmp_path, file, edit, message):
+    """One line naming the file, the entry and the field; exit code 2; no database, no report."""
+    import subprocess
+    import sys
+
+    cfg = write_config(tmp_path)
+    target = tmp_path / "catalogs" / file
+    assert edit[0] in target.read_text()
+    target.write_text(target.read_text().replace(*edit, 1))
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    err = r.stderr.strip()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "data" / "capplan.duckdb").exists() and not (tmp_path / "reports").exists()
