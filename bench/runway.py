@@ -137,7 +137,7 @@ def _spend_samples(hist: pd.DataFrame, days: int) -> SpendSamples:
     where the forecast of the daily peak (P50) grows."""
     peak = forecast_daily_peak(hist, days).frame.iloc[:days]
     median = peak["q500"].to_numpy(dtype=float)
-    recent = hist["value"].to_numpy()[-28 * 24:].reshape(28, 24)
+    recent = hist["value"].to_numpy()[-28 * 24:].reshape(28, 24)  # no declared events in these series
     hours = spend_hours(recent, median / max(float(np.mean(median[:7])), 1e-9))
     return uncovered_spend([hours], np.zeros(days), pd.DatetimeIndex(peak["ts"]))
 

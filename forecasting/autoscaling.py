@@ -30,7 +30,7 @@ from .policy import Catalog, PoolPolicy
 
 __all__ = ["LIMIT_COLUMNS", "LIMIT_RESOURCES", "NodeShape", "pool_shape", "autoscaled_pools", "limits_in_force",
            "ceilings", "CEILING_COLUMNS", "new_limits", "limit_patch", "limit_summary", "needed_nodes",
-           "provisioned_nodes", "hour_of_week_profile", "fmt_limit"]
+           "provisioned_nodes", "hour_of_week_profile", "clean_weeks", "recent_weeks", "fmt_limit"]
 
 GIB = 2**30
 #: ``pool_limits`` rows: one limit of one pool from ``ts`` on (a history: limits are raised).
@@ -292,32 +292,72 @@ def provisioned_nodes(forecasts: pd.DataFrame, daily: pd.DataFrame, inventory: p
     return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
 
 
-def hour_of_week_profile(hourly: pd.DataFrame, as_of: dt.date, weeks: int = 4) -> pd.DataFrame:
-    """Each pool's hour-of-week shape, as each of the last ``weeks`` weeks had it: every
-    hour's value over the window's median daily peak (about 1 at a usual day's peak hour,
-    less at night, more on a spike). One common reference, not each day's own peak, keeps
-    the hours' real spread: a forecast daily peak times these shapes gives hours spread as
-    the past weeks' were, at the forecast's level.
+def clean_weeks(as_of: dt.date, skip: set[dt.date], weeks: int = 4, look_back: int = 12) -> list[dt.date]:
+    """First days of the latest ``weeks`` whole weeks before ``as_of`` (each ending on a
+    multiple of 7 days before it, so they keep its weekdays) that hold none of the ``skip``
+    days (a declared event's window: a sales festival is not the baseline), oldest first.
+    Fewer when the last ``look_back`` weeks have not that many."""
+    out = []
+    for j in range(look_back):
+        start = as_of - dt.timedelta(days=7 * (j + 1))
+        if not any(start + dt.timedelta(days=k) in skip for k in range(7)):
+            out.append(start)
+        if len(out) == weeks:
+            break
+    return sorted(out)
 
-    In: hourly ``cluster, pool, resource, kind, ts, value`` (cpu requests are used, else
-    cpu usage). Out: ``cluster, pool, hour_of_week, week, ratio`` (hour 0 = Monday 00:00
-    UTC; week 0 the latest; a missing hour is 1: the day's peak, the costly side)."""
+
+def recent_weeks(hourly: pd.DataFrame, cluster: str, pool: str, as_of: dt.date, skip: set[dt.date],
+                 weeks: int = 4) -> tuple[np.ndarray, float] | None:
+    """A pool's hourly cpu requests (else usage) in its last ``weeks`` clean weeks
+    (:func:`clean_weeks`): ``(values (weeks x 7, 24), reference)``, oldest first, with the
+    reference the median of those days' peaks; missing hours take the median hour. None
+    without history."""
+    if hourly is None or hourly.empty:
+        return None
+    h = hourly[(hourly["cluster"] == cluster) & (hourly["pool"] == pool) & (hourly["resource"] == "cpu")]
+    if h.empty:
+        return None
+    kind = "requests" if (h["kind"] == "requests").any() else "usage"
+    series = h[h["kind"] == kind].groupby("ts")["value"].max()
+    starts = clean_weeks(as_of, skip, weeks)
+    if not starts:
+        return None
+    blocks = []
+    for start in starts:
+        t0 = pd.Timestamp(start, tz="UTC")
+        blocks.append(series.reindex(pd.date_range(t0, t0 + pd.Timedelta(days=7), freq="h", inclusive="left")).to_numpy())
+    values = np.concatenate(blocks).reshape(len(starts) * 7, 24)
+    if not np.isfinite(values).any():
+        return None
+    values = np.where(np.isfinite(values), values, np.nanmedian(values))
+    ref = float(np.median(values.max(axis=1)))
+    return values, ref
+
+
+def hour_of_week_profile(hourly: pd.DataFrame, as_of: dt.date, skip: dict[tuple[str, str], set[dt.date]] | None = None,
+                         weeks: int = 4) -> pd.DataFrame:
+    """Each pool's hour-of-week shape in its last ``weeks`` clean weeks (no declared event:
+    ``skip`` per pool): every hour's value over those days' median peak (about 1 at a usual
+    day's peak hour, less at night, more on a spike).
+
+    In: hourly ``cluster, pool, resource, kind, ts, value``. Out: ``cluster, pool,
+    hour_of_week, week, ratio`` (hour 0 = Monday 00:00 UTC; week 0 the oldest)."""
     cols = ["cluster", "pool", "hour_of_week", "week", "ratio"]
     if hourly is None or hourly.empty:
         return pd.DataFrame(columns=cols)
-    end = pd.Timestamp(as_of, tz="UTC")
-    h = hourly[(hourly["resource"] == "cpu") & (hourly["ts"] >= end - pd.Timedelta(weeks=weeks)) & (hourly["ts"] < end)]
     out = []
-    full = pd.MultiIndex.from_product([range(168), range(weeks)], names=["hour_of_week", "week"])
-    for (cluster, pool), g in h.groupby(["cluster", "pool"], sort=True):
-        kind = "requests" if (g["kind"] == "requests").any() else "usage"
-        g = g[g["kind"] == kind].copy()
-        ref = float(g.groupby(g["ts"].dt.floor("D"))["value"].max().median())
-        g["ratio"] = g["value"] / ref if ref > 0 else 1.0
-        g["hour_of_week"] = g["ts"].dt.dayofweek * 24 + g["ts"].dt.hour
-        g["week"] = ((end - g["ts"]) // pd.Timedelta(weeks=1)).astype(int)
-        prof = g.groupby(["hour_of_week", "week"])["ratio"].mean().reindex(full).fillna(1.0)
-        out.append(prof.reset_index().assign(cluster=cluster, pool=pool)[cols])
+    for (cluster, pool), _g in hourly[hourly["resource"] == "cpu"].groupby(["cluster", "pool"], sort=True):
+        got = recent_weeks(hourly, cluster, pool, as_of, (skip or {}).get((cluster, pool), set()), weeks)
+        if got is None:
+            continue
+        values, ref = got
+        starts = clean_weeks(as_of, (skip or {}).get((cluster, pool), set()), weeks)
+        days = [start + dt.timedelta(days=k) for start in starts for k in range(7)]
+        how = np.array([d.weekday() * 24 for d in days])[:, None] + np.arange(24)[None, :]
+        week = np.repeat(np.arange(len(starts)), 7)[:, None] * np.ones((1, 24), dtype=int)
+        out.append(pd.DataFrame({"cluster": cluster, "pool": pool, "hour_of_week": how.ravel(), "week": week.ravel(),
+                                 "ratio": (values / ref if ref > 0 else np.ones_like(values)).ravel()}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
 
 

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .actions import ACTION_COLUMNS, pool_first
-from .autoscaling import AutoscaledInputs, hour_of_week_profile, needed_nodes, provisioned_nodes
+from .autoscaling import AutoscaledInputs, hour_of_week_profile, needed_nodes, provisioned_nodes, recent_weeks
 from .commitments import CommitmentCatalog, Recommendation, coverage, recommend, spend_hours, uncovered_spend
+from .events import Event, events_for, occurrences
 from .frames import QUANTILE_COLUMNS
 from .headroom import PolicyLookup, quantile_at
 from .policy import HOURS_PER_MONTH, Catalog
@@ -175,46 +176,46 @@ def _month_costs(prov: pd.DataFrame, profile: pd.DataFrame, inventory: pd.DataFr
     return pd.DataFrame(rows, columns=POOL_COST_COLUMNS)
 
 
-def _recent_hours(hourly: pd.DataFrame | None, cluster: str, pool: str, as_of: dt.date) -> np.ndarray | None:
-    """The pool's last 28 days of hourly cpu requests (else usage) over the highest daily
-    peak of the last 7 days (what :func:`provisioned_nodes` scales nodes by): (28, 24),
-    oldest first; None without history. Missing hours take the median."""
-    if hourly is None or hourly.empty:
-        return None
-    end = pd.Timestamp(as_of, tz="UTC")
-    h = hourly[(hourly["cluster"] == cluster) & (hourly["pool"] == pool) & (hourly["resource"] == "cpu")
-               & (hourly["ts"] >= end - pd.Timedelta(days=28)) & (hourly["ts"] < end)]
-    if h.empty:
-        return None
-    kind = "requests" if (h["kind"] == "requests").any() else "usage"
-    series = h[h["kind"] == kind].groupby("ts")["value"].max()
-    grid = series.reindex(pd.date_range(end - pd.Timedelta(days=28), end, freq="h", inclusive="left"))
-    base = float(grid[grid.index >= end - pd.Timedelta(days=7)].groupby(grid[grid.index >= end - pd.Timedelta(days=7)].index.floor("D")).max().max())
-    if not np.isfinite(base) or base <= 0:
-        return None
-    values = (grid / base).to_numpy()
-    values = np.where(np.isfinite(values), values, np.nanmedian(values))
-    return values.reshape(28, 24)
+def _event_days(events: list[Event], inventory: pd.DataFrame, pools: set[tuple[str, str]], as_of: dt.date,
+                days: int = 120) -> dict[tuple[str, str], set[dt.date]]:
+    """Per pool, the days of the last ``days`` that a declared event with a window (with its
+    ramps) moved: the recent weeks a commitment or a bill is based on leave them out (a
+    step that persists is the new level, not left out)."""
+    out = {}
+    tiers = inventory.drop_duplicates(["cluster", "pool"]).set_index(["cluster", "pool"])["tier"].to_dict()
+    first = as_of - dt.timedelta(days=days)
+    for cluster, pool in pools:
+        dims = {"cluster": cluster, "pool": pool, "tier": tiers.get((cluster, pool), pool), "resource": "cpu"}
+        skip: set[dt.date] = set()
+        for o in occurrences(events_for(events, dims), first, as_of):
+            a, b = o.window_with_ramps()
+            if b is None:
+                continue
+            skip |= {a + dt.timedelta(days=k) for k in range((b - a).days + 1)}
+        out[(cluster, pool)] = skip
+    return out
 
 
 def _pool_spend(inventory: pd.DataFrame, actions: pd.DataFrame, prov: pd.DataFrame, hourly: pd.DataFrame | None,
                 policy_of: PolicyLookup, catalog: Catalog, auto: AutoscaledInputs, days: pd.DatetimeIndex,
-                as_of: dt.date) -> list[np.ndarray]:
+                as_of: dt.date, skip: dict[tuple[str, str], set[dt.date]]) -> list[np.ndarray]:
     """Per pool, its on-demand-equivalent spend per hour over the horizon (days, 24): the
     part of its nodes neither spot nor reserved by its policy, at on-demand price. Fixed
     pools: today's nodes, plus each planned add-nodes from the day it is there; autoscaled
-    pools: :func:`forecasting.commitments.spend_hours` of their last four weeks, scaled to
-    today's nodes, raised by the growth of their forecast provisioned nodes (P50)."""
+    pools: :func:`forecasting.commitments.spend_hours` of their last four clean weeks (no
+    declared event), scaled to today's nodes, raised by the growth of their forecast
+    provisioned nodes (P50)."""
     n, out = len(days), []
     day = pd.DatetimeIndex(days).date
     for (cluster, pool, tier), g in inventory.groupby(["cluster", "pool", "tier"], sort=True):
         p = policy_of(cluster, pool, tier)
         uncovered = max(1 - (p.spot_ratio_pct + p.reserved_ratio_pct) / 100, 0.0)
         if (cluster, pool) in auto.shapes:
-            recent = _recent_hours(hourly, cluster, pool, as_of)
+            got = recent_weeks(hourly, cluster, pool, as_of, skip.get((cluster, pool), set()))
             f = prov[(prov["cluster"] == cluster) & (prov["pool"] == pool)].set_index("ts").reindex(days).ffill().bfill()
-            if recent is None or f.empty or f["q500"].isna().all():
+            if got is None or f.empty or f["q500"].isna().all():
                 continue
+            recent = got[0] / got[1]  # relative to a usual day's peak: today's nodes at the peak
             median = f["q500"].to_numpy(dtype=float)
             growth = median / max(float(np.mean(median[:7])), 1e-9)
             price = catalog.instance(auto.shapes[(cluster, pool)].instance_type).on_demand_hourly_usd
@@ -296,13 +297,15 @@ def _commit_action(name: str, ctype: str, years: int, when: dt.date, hourly: flo
 def elastic_plan(auto: AutoscaledInputs, dec: pd.DataFrame, actions: pd.DataFrame, forecasts: pd.DataFrame,
                  usable: pd.DataFrame, daily: pd.DataFrame, hourly: pd.DataFrame | None, inventory: pd.DataFrame,
                  policy_of: PolicyLookup, catalog: Catalog, quotas: list[Quota], commitments: CommitmentCatalog | None,
-                 as_of: dt.date, horizon_days: int, max_late_risk_pct: float) -> ElasticOutputs:
+                 as_of: dt.date, horizon_days: int, max_late_risk_pct: float, events: list[Event] | None = None) -> ElasticOutputs:
     """Limits' runway, quotas, autoscaled pools' bill and the commitment ladder.
 
     In: the autoscaled pools (:class:`forecasting.autoscaling.AutoscaledInputs`), the
     plan's decisions and actions, the daily-peak forecasts, the planning ``usable`` (with
     the ceilings), daily and hourly pool history, inventory, policies, catalog, quotas and
-    commitments. Out: :class:`ElasticOutputs`."""
+    commitments, and the business calendar (its past windows are left out of the recent
+    weeks). Out: :class:`ElasticOutputs`."""
+    events = events or []
     if not auto.shapes and not quotas and commitments is None:
         return ElasticOutputs.empty()
     days = pd.date_range(pd.Timestamp(as_of, tz="UTC"), periods=horizon_days, freq="D")
@@ -320,7 +323,8 @@ def elastic_plan(auto: AutoscaledInputs, dec: pd.DataFrame, actions: pd.DataFram
     usage = pd.concat(usage_frames, ignore_index=True)[["code", "ts", *QUANTILE_COLUMNS]] if usage_frames else \
         pd.DataFrame(columns=["code", "ts", *QUANTILE_COLUMNS])
     prov = provisioned_nodes(forecasts, daily, inventory, set(auto.shapes), as_of)
-    profile = hour_of_week_profile(hourly, as_of) if hourly is not None else \
+    skip = _event_days(events, inventory, set(auto.shapes), as_of)
+    profile = hour_of_week_profile(hourly, as_of, skip) if hourly is not None else \
         pd.DataFrame(columns=["cluster", "pool", "hour_of_week", "week", "ratio"])
     profile = profile[[k in auto.shapes for k in zip(profile["cluster"], profile["pool"])]] if len(profile) else profile
     pool_costs = _month_costs(prov, profile, inventory, policy_of, catalog, auto)
@@ -328,7 +332,7 @@ def elastic_plan(auto: AutoscaledInputs, dec: pd.DataFrame, actions: pd.DataFram
     ladder, summary = pd.DataFrame(columns=LADDER_COLUMNS), {}
     if commitments is not None:
         on_demand = {t.name: t.on_demand_hourly_usd for t in catalog.instance_types}
-        spend = _pool_spend(inventory, actions, prov, hourly, policy_of, catalog, auto, days, as_of)
+        spend = _pool_spend(inventory, actions, prov, hourly, policy_of, catalog, auto, days, as_of, skip)
         ladder, summary, commit = _ladder(commitments, spend, on_demand, days, as_of)
         extra += commit
     return ElasticOutputs(limits, quota_frame, usage, pool_costs, ladder, summary, pd.DataFrame(extra, columns=ACTION_COLUMNS),

@@ -173,7 +173,7 @@ def make_plan(inp: PlanInputs) -> PlanOutputs:
     dec, actions = apply_rentals(dec, actions, util, policy_of, as_of, horizon, measured)
     elastic = elastic_plan(auto, dec, actions, inp.forecasts, usable, inp.daily, inp.hourly, inp.inventory, policy_of,
                            inp.catalog, inp.quotas, inp.commitments, as_of, horizon,
-                           inp.max_late_risk_pct)
+                           inp.max_late_risk_pct, inp.events)
     if len(elastic.actions):
         actions = pd.concat([actions, elastic.actions], ignore_index=True)
     check_frame(dec, "decisions", "plan output")

@@ -187,3 +187,12 @@ def test_spend_hours_repeat_the_last_weeks_and_rise_only_with_growth():
     hours = spend_hours(recent, np.array([1.0, 0.5, 2.0] + [1.0] * 27))
     assert hours[:, 0].tolist()[:3] == [0.0, 1.0, 4.0]  # day 1 is not lowered by a forecast decline
     assert hours[28, 0] == 0.0 and hours[29, 0] == 1.0  # day 28 takes the same weekday again
+
+
+def test_recent_weeks_leave_out_weeks_with_a_declared_event():
+    from forecasting.autoscaling import clean_weeks
+
+    festival = {AS_OF - dt.timedelta(days=d) for d in range(9, 12)}  # inside the second week back
+    weeks = clean_weeks(AS_OF, festival, weeks=2)
+    assert weeks == [AS_OF - dt.timedelta(days=21), AS_OF - dt.timedelta(days=7)]
+    assert all((AS_OF - w).days % 7 == 0 for w in weeks)  # whole weeks: the weekdays line up with the plan date's
