@@ -40,8 +40,13 @@ system-deps:  ## install the Debian packages the integration tests use (when roo
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "not root: integration tests needing$$missing will be skipped"; fi
 
-test: $(VENV)/.installed-test system-deps  ## install what the tests need and run the whole suite
-	$(BIN)/python -m pytest
+# Tests run in TEST_WORKERS processes (pytest-xdist): most of the suite waits on servers and
+# subprocesses, so three workers keep two cores busy. Each test file stays on one worker; the
+# files sharing the Prometheus fixture servers run together (tests/conftest.py).
+TEST_WORKERS ?= 3
+
+test: $(VENV)/.installed-test system-deps  ## install what the tests need and run the whole suite (15 slowest listed)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test-fast: $(VENV)/.installed-test  ## unit tests only (no servers, no browser)
 	$(BIN)/python -m pytest -m "not integration"

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# pytest-xdist workers: one Prefect home each (a temporary server's SQLite database is not
+# shared between processes), inside the one CI gives (a fresh, empty home: a cold machine).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _home = Path(os.environ.get("PREFECT_HOME") or tempfile.mkdtemp()) / f"xdist-{os.environ['PYTEST_XDIST_WORKER']}"
+    _home.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(_home)
 
 from pipelines.orchestration import prefect_defaults
 from pipelines.testing.site import demo_site
@@ -41,3 +50,17 @@ def demo_run(tmp_path_factory):
     cfg = write_config(folder)
     result = run(RunRequest(config_path=str(cfg))).as_dict()
     return {"folder": folder, "config": cfg, "result": result, "db": folder / "data" / "capplan.duckdb"}
+
+
+#: Test files that share the Prometheus fixture servers (pipelines.testing.promfixtures
+#: builds each once per process): they run on one worker, so each server is backfilled once.
+PROMETHEUS_FILES = {"test_prometheus.py", "test_prometheus_doctor.py", "test_faults.py", "test_security.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``--dist loadgroup``, every test of a file runs on the same worker (module and
+    session fixtures are built once per worker that needs them), and the Prometheus files
+    share one worker."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("prometheus" if name in PROMETHEUS_FILES else name))
