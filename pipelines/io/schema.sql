@@ -219,3 +219,14 @@ CREATE TABLE IF NOT EXISTS unexplained_peaks (
     run_id VARCHAR, cluster VARCHAR, pool VARCHAR, resource VARCHAR, kind VARCHAR, start_date DATE, end_date DATE,
     excess_pct DOUBLE, trigger_date DATE, trigger_without DATE
 );
+
+-- What each committed window of a Prometheus pull cost the server, from the answers' stats=all
+-- (totalQueryableSamples, peakSamples, timings.evalTotalTime): written with the window's
+-- samples in one transaction. variant: raw | recorded (the mixins' recorded series);
+-- resolution: what Thanos was asked for (max_source_resolution), '' elsewhere.
+CREATE TABLE IF NOT EXISTS query_costs (
+    source VARCHAR, query_name VARCHAR, query_group VARCHAR, variant VARCHAR, cluster VARCHAR,
+    window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, step_s INTEGER, resolution VARCHAR,
+    requests INTEGER, samples BIGINT, peak_samples BIGINT, server_s DOUBLE, wall_s DOUBLE, points BIGINT,
+    recorded_at TIMESTAMPTZ
+);

@@ -88,7 +88,7 @@ class ClusterSpec:
     pvcs: bool = False
     ceph: bool = False
     #: kube-prometheus-stack's recording rules evaluated from this day (index) on; None: none
-    #: (:mod:`.mixin_rules`; the day a team enabled the chart's default rules, or upgraded)
+    #: (:mod:`pipelines.io.sources.mixin_rules`; the day a team enabled the chart's default rules, or upgraded)
     rules_since_day: int | None = None
 
 

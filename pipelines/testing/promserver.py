@@ -5,7 +5,7 @@ and one promtool per cluster and HA replica, in parallel processes), served by D
 ``--query.max-samples``.
 
 Clusters with ``rules_since_day`` also get the history of kube-prometheus-stack's recording
-rules (:mod:`.mixin_rules`), the way months of a running stack leave it: each (cluster, HA
+rules (:mod:`pipelines.io.sources.mixin_rules`), the way months of a running stack leave it: each (cluster, HA
 replica) is backfilled into its own folder, a Prometheus is started on it alone (each
 replica evaluates its own rules), ``promtool tsdb create-blocks-from rules`` evaluates the
 rules over it in two passes (2.42 cannot backfill a rule that reads another rule in the same
@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .kubefleet import Fleet, FleetSpec, build_fleet, groups, write_group
-from .mixin_rules import PASSES, rules_yaml
+from ..io.sources.mixin_rules import PASSES, rules_yaml
 from .node_exporter import NodeExporterTemplate, node_exporter_template, parse_template
 
 __all__ = ["PROMETHEUS", "PROMTOOL", "free_port", "PrometheusServer", "backfill", "serve_fleet"]

@@ -20,6 +20,7 @@ import pandas as pd
 from ...config import ConfigError, PrometheusSource
 from ...domain import HistoryWindow
 from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name
+from .mixin_rules import CHART_GROUPS, rule_expr
 from .common import INVENTORY_COLUMNS
 from .presets import (CONTROL_PLANE_ROLES, PRESETS, PROVIDER_PRESETS, UNLABELLED, NodeLabelPlan, allowlist_snippet,
                       inventory_from_labels, ksm_label, plan_node_labels, provider_of)
@@ -521,6 +522,81 @@ def _history(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
                           "1h downsampled blocks (peaks at 1h resolution)", "", cs.name, report=True)
 
 
+#: Recorded series a variant can only use per node when they carry a non-empty ``node``
+#: label: the kubernetes-mixin aggregates node-exporter series ``by (cluster, node)``, and
+#: kube-prometheus(-stack) node-exporter series have no ``node`` (docs/research 5.4).
+_NEEDS_NODE = ("node:node_cpu_utilization:ratio_rate5m",)
+def _mixin(name: str) -> str:
+    return "node-mixin" if name.startswith("instance:") else "kubernetes-mixin"
+
+
+def _recorded(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], rules: list[str]) -> None:
+    """Which of the mixins' recorded series each cluster has, and since when (to the hour).
+
+    Instant ``count by (cluster, __name__)`` probes (one per probe time, all rules at once):
+    at the window's end, at its start, then a joint bisection for every (cluster, rule)
+    present at the end but not at the start. Each probe reads each recorded series once, so
+    about 15 probes cost what one step of the pull does. A rule that stopped and started
+    again inside the window is taken from its last start only if the bisection lands there;
+    the data-coverage checks after the pull name any hole left."""
+    if not rules:
+        return
+    c, w = ctx.c, ctx.window
+    names = "|".join(re.escape(r) for r in rules)
+    sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
+    expr = f'count by ({c}, __name__) ({{__name__=~"{escape_label_value(names)}",{sel}}})'
+
+    def at(t: float) -> set[tuple[str | None, str]]:
+        return {(r["metric"].get(c), r["metric"]["__name__"]) for r in ctx.client.instant("doctor:recorded", expr, t)}
+
+    end, start = w.end.timestamp(), w.start.timestamp()
+    now = at(end)
+    since: dict[tuple, float] = {}
+    first = at(start) if now else set()
+    open_: dict[tuple, tuple[float, float]] = {}
+    for key in now:
+        if key in first:
+            since[key] = start
+        else:
+            open_[key] = (start, end)
+    while open_:
+        mids = {k: math.floor((lo + hi) / 2 / 60) * 60 for k, (lo, hi) in open_.items()}
+        seen = {t: at(t) for t in set(mids.values())}
+        for k, m in mids.items():
+            lo, hi = open_[k]
+            open_[k] = (lo, m) if k in seen[m] else (m, hi)
+        for k in [k for k, (lo, hi) in open_.items() if hi - lo <= 3600]:
+            since[k] = open_.pop(k)[1]
+    for cs in clusters:
+        have = {name: t for (cl, name), t in since.items() if cl == cs.label_value}
+        nodes = int((setup.inventory["cluster"] == cs.name).sum()) if len(setup.inventory) else 0
+        unusable = []
+        for name in [n for n in _NEEDS_NODE if n in have]:
+            rows = ctx.instant("doctor:recorded-node", f'count by ({c}) (count by ({c}, node) '
+                               f'({name}{{{cs.selector(None)}node!=""}}))')
+            per_node = int(float(rows[0]["value"][1])) if rows else 0
+            if per_node < max(1, nodes // 2):
+                unusable.append(f"{name} has no node label ({per_node} of {nodes} nodes): node-exporter series carry none, "
+                                "so the kubernetes-mixin rule is one series per cluster (the node-mixin's instance:* "
+                                "rules are read instead)")
+                del have[name]
+        cs.recorded = have
+        if have:
+            by_day: dict[str, list[str]] = defaultdict(list)
+            for name, t in sorted(have.items(), key=lambda kv: (kv[1], kv[0])):
+                by_day[fmt_ts(t) if t > start else "the window's start"].append(f"{name} ({_mixin(name)})")
+            detail = "; ".join(f"since {d}: {', '.join(v)}" for d, v in by_day.items())
+            setup.add("recorded series", "OK", f"{detail}; pulls read them where they exist and the raw series before"
+                      + (f". Not used: {'; '.join(unusable)}" if unusable else ""), cluster=cs.name)
+        else:
+            groups = sorted({CHART_GROUPS.get(g, g) for r in rules if (x := rule_expr(r)) for g in [x[0]]})
+            setup.add("recorded series", "OK", "no kubernetes-mixin or node-mixin recorded series: every pull reads the raw "
+                      "series (the cost lines estimate what the rules would save)"
+                      + (f". Not used: {'; '.join(unusable)}" if unusable else ""),
+                      "kube-prometheus-stack evaluates them by default (values " + ", ".join(groups) + ": true); "
+                      "`promtool tsdb create-blocks-from rules` backfills their history", cs.name)
+
+
 def _storage(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
     c, lb = ctx.c, ctx.lookback
     for cs in clusters:
@@ -559,9 +635,11 @@ def _intervals(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
               f"peaks at {setup.peak_s}s resolution within each {ctx.step_s}s step")
 
 
-def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, step_s: int) -> Setup:
+def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, step_s: int,
+            rules: list[str] | None = None) -> Setup:
     """Every cheap check, in order; later checks are skipped when the server has no
-    kube-state-metrics at all. See the module docstring."""
+    kube-state-metrics at all. ``rules``: the recorded series the catalog's variants read
+    (looked for when ``src.recorded`` is ``auto``). See the module docstring."""
     ctx = _Ctx(client, src, window, step_s)
     setup = Setup(ServerInfo(), [], pd.DataFrame(columns=INVENTORY_COLUMNS), 60, 300, 300)
     _server(ctx, setup)
@@ -574,6 +652,8 @@ def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, st
     _join(ctx, setup, clusters, keys, setup.inventory)
     _intervals(ctx, setup, clusters)
     _history(ctx, setup, clusters)
+    if src.recorded == "auto":
+        _recorded(ctx, setup, clusters, rules or [])
     _storage(ctx, setup, clusters)
     setup.clusters = [cs for cs in clusters if "kube_state_metrics" in cs.jobs]
     return setup

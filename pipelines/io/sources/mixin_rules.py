@@ -1,5 +1,7 @@
-"""The recording rules a cluster running kube-prometheus-stack has evaluated for months, as
-the chart renders them, for the Prometheus fixture's rule history.
+"""The recording rules of the kubernetes-mixin and the node-mixin that capplan's recorded
+variants read, as kube-prometheus-stack renders them: the doctor evaluates them once to
+estimate what enabling them would save, and the Prometheus fixture
+(:mod:`pipelines.testing.promserver`) backfills their history.
 
 The rule text is copied from prometheus-community/helm-charts@cf408a290aec489277a94450bb3511432477a53a
 ``charts/kube-prometheus-stack/templates/prometheus/rules-1.14/`` (kube-prometheus-stack
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import yaml
 
-__all__ = ["GROUPS", "PASSES", "RULES_SOURCE", "rules_yaml", "rule_names"]
+__all__ = ["GROUPS", "PASSES", "RULES_SOURCE", "rules_yaml", "rule_names", "rule_expr", "CHART_GROUPS"]
 
 RULES_SOURCE = ("prometheus-community/helm-charts@cf408a290aec489277a94450bb3511432477a53a "
                 "charts/kube-prometheus-stack/templates/prometheus/rules-1.14")
@@ -111,8 +113,25 @@ PASSES: tuple[frozenset[str], frozenset[str]] = (
     frozenset(r for rules in GROUPS.values() for r, _ in rules if r not in _DEPENDENT), frozenset(_DEPENDENT))
 
 
+#: kube-prometheus-stack values that turn each group on (all true by default).
+CHART_GROUPS = {"node-exporter.rules": "defaultRules.rules.nodeExporterRecording",
+                "node.rules": "defaultRules.rules.node",
+                "k8s.rules.container_cpu_usage_seconds_total": "defaultRules.rules.k8sContainerCpuUsageSecondsTotal",
+                "k8s.rules.container_memory_working_set_bytes": "defaultRules.rules.k8sContainerMemoryWorkingSetBytes",
+                "k8s.rules.container_resource": "defaultRules.rules.k8sContainerResource"}
+
+
 def rule_names() -> list[str]:
     return [r for rules in GROUPS.values() for r, _ in rules]
+
+
+def rule_expr(record: str) -> tuple[str, str] | None:
+    """(group, expression) of the rule recording ``record``, if capplan knows it."""
+    for group, rules in GROUPS.items():
+        for r, e in rules:
+            if r == record:
+                return group, e
+    return None
 
 
 def rules_yaml(records: frozenset[str] | set[str], labels: dict[str, str] | None = None, interval_s: int = 30) -> str:
