@@ -8,6 +8,7 @@ the server's label values can change the shape of a query.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -122,6 +123,10 @@ class ClusterSetup:
     ne_join: str = "kube_pod_info"
     #: Recorded series (rule name) -> unix time from which this cluster has them (the doctor).
     recorded: dict[str, float] = field(default_factory=dict)
+    #: The join the recorded variants use: one reaching the same nodes as ``ne_join``, the cheapest.
+    ne_join_recorded: str | None = None
+    #: Some nodes are control-plane nodes by role (kube_node_role): the pool map needs the role.
+    control_plane: bool = True
 
     def selector(self, family: str | None) -> str:
         m = dict(self.jobs.get(family, {})) if family else {}
@@ -146,6 +151,21 @@ def node_pool_expr(setup: ClusterSetup) -> str:
     parts.append(f'label_replace(kube_node_role{{{k}role=~"{roles}"}}, "pool", "{CONTROL_PLANE_POOL}", "node", ".*")')
     parts.append(f'label_replace(kube_node_labels{{{k}}}, "pool", "{UNLABELLED}", "node", ".*")')
     return f"topk by ({c}, node) (1, max by ({c}, node, pool) ({f' or on ({c}, node) '.join(parts)}))"
+
+
+def node_pool_map_expr(setup: ClusterSetup) -> str:
+    """:func:`node_pool_expr` reading ``kube_node_labels`` once per step instead of once per
+    pool label and again for the fallback: ``label_replace`` from the last pool label to the
+    first (the first non-empty one is left), on top of ``unlabelled``. The same map when no
+    node is a control-plane node by role (``setup.control_plane`` False, from the doctor);
+    otherwise :func:`node_pool_expr` itself."""
+    if setup.control_plane:
+        return node_pool_expr(setup)
+    c, k = setup.cluster_label, setup.selector("kube_state_metrics")
+    expr = f'label_replace(kube_node_labels{{{k}}}, "pool", "{UNLABELLED}", "", "")'
+    for lab in reversed(setup.pool_labels):
+        expr = f'label_replace({expr}, "pool", "$1", "{check_label_name(lab, "pool_label")}", "(.+)")'
+    return f"topk by ({c}, node) (1, max by ({c}, node, pool) ({expr}))"
 
 
 def pod_node_expr(setup: ClusterSetup) -> str:
@@ -181,11 +201,15 @@ def ne_join(setup: ClusterSetup) -> tuple[str, str, str]:
                       "internal_ip or label:<name>")
 
 
-def render(expr: str, setup: ClusterSetup, rate_window: str) -> str:
-    """Fill the catalog placeholders for one cluster (see metrics.yaml)."""
+def render(expr: str, setup: ClusterSetup, rate_window: str, recorded: bool = False) -> str:
+    """Fill the catalog placeholders for one cluster (see metrics.yaml). A ``recorded``
+    variant joins node-exporter series the cheapest way that reaches the same nodes."""
+    if recorded and setup.ne_join_recorded:
+        setup = dataclasses.replace(setup, ne_join=setup.ne_join_recorded)
     key, begin, end = ne_join(setup) if "<<ne_" in expr else ("", "", "")
     out = expr
-    for name, value in (("<<node_pool>>", node_pool_expr(setup)), ("<<pod_node>>", pod_node_expr(setup)),
+    for name, value in (("<<node_pool_map>>", node_pool_map_expr(setup) if "<<node_pool_map>>" in expr else ""),
+                        ("<<node_pool>>", node_pool_expr(setup)), ("<<pod_node>>", pod_node_expr(setup)),
                         ("<<active>>", _active_expr(setup)), ("<<ne_node_begin>>", begin), ("<<ne_node_end>>", end),
                         ("<<ne_key>>", key), ("<<ksm>>", setup.selector("kube_state_metrics")),
                         ("<<ne>>", setup.selector("node_exporter")), ("<<cadvisor>>", setup.selector("cadvisor")),
@@ -230,7 +254,7 @@ class Query:
 
 def _query(e: MetricEntry, setup: ClusterSetup, step_s: int, peak_s: int, rate_window_s: int,
            since: float | None = None) -> Query:
-    expr = inner = render(e.expr, setup, f"{rate_window_s}s")
+    expr = inner = render(e.expr, setup, f"{rate_window_s}s", e.recorded)
     shift = 0
     if e.level in ("pool", "storage") and step_s > peak_s:
         # Inner points (ts, ts + step] at peak_s resolution; each reads the newest scrape

@@ -367,6 +367,7 @@ def _inventory(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> pd.Data
         roles = ctx.instant("inventory:roles", f'max by ({c}, node) (last_over_time(kube_node_role{{{k}role=~"'
                             + "|".join(CONTROL_PLANE_ROLES) + f'"}}[{lb}]))')
         control_plane = {r["metric"]["node"] for r in roles if r["metric"].get("node")}
+        cs.control_plane = bool(control_plane)
         labels, sources = _merge_labels(raw, c)
         nodes = {r["metric"]["node"] for r in info if r["metric"].get("node")} | set(labels)
         node_labels = {n: labels.get(n, {}) for n in nodes}
@@ -483,6 +484,10 @@ def _join(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], keys: dict[str,
                       "instance or node)", "keep the ServiceMonitor's target labels", cs.name)
             continue
         cs.ne_join = best
+        # recorded variants join the same nodes the cheapest way: a label of the series itself
+        # reads nothing more, kube_node_info one series per node, kube_pod_info one per pod
+        cost = {"internal_ip": 1, "kube_pod_info": 2}
+        cs.ne_join_recorded = min((n for n in order if results[n] == results[best]), key=lambda n: (cost.get(n, 0), order.index(n)))
         matched = results[best]
         tried = ", ".join(f"{n} {len(results[n])}" for n in order)
         pct = 100.0 * len(matched) / len(known) if known else 100.0
