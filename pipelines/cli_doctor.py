@@ -35,14 +35,27 @@ def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True)
     day = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
     window = HistoryWindow.ending(day, cfg.forecasting.history_days)
     step = parse_duration(src.step)
-    client = PromClient(src, cfg.base_dir)
     catalog = load_metric_catalog(cfg.path(src.catalog) if src.catalog else None)
-    setup = inspect(client, src, window, step, rule_names(catalog))
-    _catalog_check(setup, cfg)
-    if cost and setup.clusters and not any(c.check in ("clusters", "scrape jobs") for c in setup.failed):
-        probe_costs(client, src, setup, catalog, window, step)
-    out = setup.as_dict()
-    out.update({"ok": not setup.failed, "url": src.url, "as_of": str(day), "history_days": window.days})
+    out: dict = {}
+    failed = False
+    for one in src.per_server():  # several servers (source.prometheus.servers): one after the other, checks together
+        client = PromClient(one, cfg.base_dir)
+        setup = inspect(client, one, window, step, rule_names(catalog))
+        _catalog_check(setup, cfg)
+        if cost and setup.clusters and not any(c.check in ("clusters", "scrape jobs") for c in setup.failed):
+            probe_costs(client, one, setup, catalog, window, step)
+        failed = failed or bool(setup.failed)
+        part = setup.as_dict()
+        if len(src.servers) > 1:
+            for c in part["checks"]:
+                c["detail"] = f"[{one.url}] {c['detail']}"
+        if not out:
+            out = part
+        else:
+            for key in ("checks", "clusters", "estimates", "pulls"):
+                out[key] += part[key]
+    out.update({"ok": not failed, "url": ", ".join(s.url for s in src.per_server()), "as_of": str(day),
+                "history_days": window.days})
     return out
 
 

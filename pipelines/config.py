@@ -72,6 +72,16 @@ class PrometheusBudget(_Strict):
     total_samples: int | None = Field(None, ge=1, description="stop the pull (committed windows kept) past this many samples")
 
 
+class PrometheusServerEntry(_Strict):
+    """One more Prometheus (each cluster with its own): its URL, the clusters it serves
+    (default: every value of the cluster label it has) and its own headers; everything else
+    is the source's."""
+
+    url: str
+    clusters: list[str] = Field(default_factory=list)
+    headers: dict[str, str] | None = None
+
+
 class PrometheusSource(_Strict):
     """Where and how to read Prometheus, Thanos Query or Mimir (see the README section)."""
 
@@ -118,6 +128,18 @@ class PrometheusSource(_Strict):
         "auto", description="auto: read the kubernetes-mixin / node-mixin recorded series where a cluster has them "
                             "(raw series before they exist); never: raw series only")
     budget: PrometheusBudget = Field(default_factory=PrometheusBudget)
+    servers: list[PrometheusServerEntry] = Field(
+        default_factory=list, description="several servers (a Prometheus per cluster): pulled at once, each within its "
+                                          "own budget; default: url alone")
+
+    def per_server(self) -> list["PrometheusSource"]:
+        """One source per server: ``url`` alone, or each of ``servers`` (URL, clusters and
+        headers replaced, everything else shared)."""
+        if not self.servers:
+            return [self]
+        return [self.model_copy(update={"url": s.url, "clusters": s.clusters or self.clusters, "servers": [],
+                                        "headers": self.headers if s.headers is None else s.headers})
+                for s in self.servers]
 
 
 class FileSource(_Strict):

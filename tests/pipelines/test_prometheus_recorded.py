@@ -184,3 +184,22 @@ def test_the_low_impact_preset_and_the_budget():
     with pytest.raises(BudgetExceeded, match="would pass source.prometheus.budget.total_samples"):
         b.take(400, "q")
     b.take(300, "q")  # exactly at the limit is allowed
+
+
+@needs_prometheus
+def test_clusters_on_their_own_servers_are_pulled_together(rec, pulls, tmp_path):
+    """One server per cluster (here the same Prometheus behind two entries, each serving
+    one cluster): both pulled in one pool, each server within its own query slots."""
+    extra = (f"    servers:\n      - {{url: {rec.url}, clusters: [east]}}\n      - {{url: {rec.url}, clusters: [west]}}\n"
+             "    budget: {max_concurrency: 1}\n")
+    cfg = load_config(prom_site(tmp_path, rec.url, 14, extra))
+    assert [(s.url, s.clusters) for s in cfg.source.prometheus.per_server()] == [(rec.url, ["east"]), (rec.url, ["west"])]
+    store = Store(cfg.path(cfg.store.path))
+    res = ingest_prometheus(store, cfg, WINDOW)
+    assert set(res.inventory["cluster"]) == {"east", "west"} and res.cost["budget"].count("1 query at once") == 2
+    pd.testing.assert_frame_equal(store.pool_samples(*WINDOW).reset_index(drop=True),
+                                  pulls.recorded.store.pool_samples(*WINDOW).reset_index(drop=True), check_dtype=False)
+    twice = load_config(prom_site(tmp_path / "twice", rec.url, 14, f"    servers:\n      - {{url: {rec.url}}}\n"
+                                                                   f"      - {{url: {rec.url}}}\n"))
+    with pytest.raises(Exception, match="a cluster is served by two servers"):
+        ingest_prometheus(Store(twice.path(twice.store.path)), twice, WINDOW)

@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -216,28 +216,37 @@ def _plan_tasks(queries: list[Query], have: dict, window: HistoryWindow, step_s:
     return sorted(tasks, key=lambda t: (t.start, t.q.cluster))
 
 
-def _cost_summary(costs: dict[str, Cost], wall_s: float, budget: Budget) -> dict:
+def _cost_summary(costs: dict[str, Cost], wall_s: float, budgets: list[Budget]) -> dict:
     total = Cost()
     for c in costs.values():
         total.merge(c)
     return {**total.as_dict(), "wall_s": round(wall_s, 2), "by_variant": {k: v.as_dict() for k, v in sorted(costs.items())},
-            "budget": budget.describe(),
+            "budget": "; ".join(b.describe() for b in budgets),
             "line": (f"Prometheus pull: {total.requests} requests, {total.samples:,} samples read, "
                      f"{total.server_s:.1f} s of server time, {wall_s:.1f} s wall ("
                      + ", ".join(f"{k} {v.requests} requests / {v.samples:,} samples" for k, v in sorted(costs.items()))
-                     + f"); budget {budget.describe()}")}
+                     + f"); budget {'; '.join(b.describe() for b in budgets)}")}
 
 
-def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress: Callable | None = None,
-                      client: PromClient | None = None) -> IngestResult:
-    """Pull the missing parts of the history window for every catalog query and cluster,
-    and snapshot the inventory (see the module docstring). ``client`` (default: one for
-    the configured server) keeps a record of every request."""
-    started = time.perf_counter()
-    src = cfg.source.prometheus
-    catalog = load_metric_catalog(cfg.path(src.catalog) if src.catalog else None)
-    step_s = parse_duration(src.step)
-    client = client or connect(cfg)
+@dataclass
+class _Server:
+    """One server's side of a pull: its client, what the doctor found, its requests."""
+
+    src: PrometheusSource
+    client: PromClient
+    setup: Setup
+    queries: list[Query]
+    planner: WindowPlanner
+    budget: Budget
+    extra: Callable[[float, float], dict] | None
+    warnings: list[str]
+    tasks: list[_Task]
+
+
+def _prepare(src: PrometheusSource, client: PromClient, catalog: MetricCatalog, window: HistoryWindow, step_s: int,
+             have: dict) -> _Server:
+    """The doctor's checks for one server (stopping on a failed one), its queries and the
+    requests still missing."""
     setup = inspect(client, src, window, step_s, rule_names(catalog))
     warnings = _gate(setup, src)
     if setup.inventory.empty:
@@ -249,24 +258,47 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
     samples_budget = int(setup.server.max_samples * budget.samples_budget_pct / 100)
     planner = WindowPlanner(step_s, samples_budget, min(src.timeout_s, setup.server.timeout_s or src.timeout_s),
                             src.max_points_per_request, parse_duration(src.max_query_length) if src.max_query_length else None)
+    # Thanos: windows are cut where raw blocks begin, so raw data is never read at 1h resolution
+    cut = pd.Timestamp(math.ceil(setup.raw_earliest / step_s) * step_s, unit="s", tz="UTC") if setup.raw_earliest else None
+    tasks = _plan_tasks(queries, have, window, step_s, cut)
+    return _Server(src, client, setup, queries, planner, budget, _max_source_resolution(src, setup), warnings, tasks)
+
+
+def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress: Callable | None = None,
+                      client: PromClient | None = None) -> IngestResult:
+    """Pull the missing parts of the history window for every catalog query and cluster,
+    and snapshot the inventory (see the module docstring). ``client`` (default: one for
+    the configured server) keeps a record of every request."""
+    started = time.perf_counter()
+    base = cfg.source.prometheus
+    catalog = load_metric_catalog(cfg.path(base.catalog) if base.catalog else None)
+    step_s = parse_duration(base.step)
     stored = store.stored_windows("prometheus")
     have: dict[tuple, list] = defaultdict(list)
     for r in stored.itertuples():
         have[(r.query_name, r.cluster, r.step_s)].append((pd.Timestamp(r.window_start), pd.Timestamp(r.window_end)))
     seen_clusters = set(stored["cluster"].dropna())
-    # Thanos: windows are cut where raw blocks begin, so raw data is never read at 1h resolution
-    cut = pd.Timestamp(math.ceil(setup.raw_earliest / step_s) * step_s, unit="s", tz="UTC") if setup.raw_earliest else None
-    tasks = _plan_tasks(queries, have, window, step_s, cut)
-    extra = _max_source_resolution(src, setup)
-    pools_with_nodes = set(zip(setup.inventory["cluster"], setup.inventory["pool"]))
+    servers = []
+    for src in base.per_server():
+        own = client if client is not None and client.url == src.url.rstrip("/") else PromClient(src, cfg.base_dir)
+        servers.append(_prepare(src, own, catalog, window, step_s, have))
+    names = [cs.name for s in servers for cs in s.setup.clusters]
+    if len(names) != len(set(names)):
+        raise PrometheusError("source.prometheus.servers: a cluster is served by two servers ("
+                              + ", ".join(sorted({n for n in names if names.count(n) > 1}))
+                              + "); give each server its clusters")
+    warnings = [w for s in servers for w in s.warnings]
+    inventory = pd.concat([s.setup.inventory for s in servers], ignore_index=True)
+    pools_with_nodes = set(zip(inventory["cluster"], inventory["pool"]))
+    tasks = sorted(((s, t) for s in servers for t in s.tasks), key=lambda st: (st[1].start, st[1].q.cluster))
     rows, new, series_ids = 0, 0, []
     costs: dict[str, Cost] = defaultdict(Cost)
 
-    def commit(task: _Task, ans: RangeAnswer, wall: float) -> None:
+    def commit(server: _Server, task: _Task, ans: RangeAnswer, wall: float) -> None:
         """Write one answer (one request) in one transaction: an interrupted pull resumes
         from the last request written."""
         nonlocal rows, new, warnings
-        q = task.q
+        q, extra = task.q, server.extra
         samples, dims = answers_to_frame(q, [ans])
         if q.entry.level in ("pool", "node") and (q.cluster, UNLABELLED) not in pools_with_nodes and len(dims):
             # only virtual nodes (left out of the inventory) are in no pool: nothing to plan
@@ -292,29 +324,36 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
     done: queue.Queue = queue.Queue()
     stop = threading.Event()
 
-    def pull(task: _Task) -> None:
+    def pull(server: _Server, task: _Task) -> None:
         q = task.q
         t = [time.perf_counter()]
 
         def answered(ans: RangeAnswer) -> None:
             now = time.perf_counter()
-            done.put((task, ans, now - t[0]))
+            done.put((server, task, ans, now - t[0]))
             t[0] = now
             if stop.is_set():
                 raise _Stopped()
 
         try:
-            planner.pull(client, q.name, q.label, q.expr, task.first, task.last, q.cluster, extra, budget, answered)
-            done.put((task, None, None))
+            server.planner.pull(server.client, q.name, q.label, q.expr, task.first, task.last, q.cluster, server.extra,
+                                server.budget, answered)
+            done.put((server, task, None, None))
         except BaseException as exc:  # noqa: BLE001  (handed to the writing thread)
-            done.put((task, exc, None))
+            done.put((server, task, exc, None))
 
+    # One pool for every server's requests, as large as their query slots together: each
+    # request waits for a slot of its own server (Budget.slots), so each server sees at most
+    # its budget's max_concurrency queries while the others keep going. Threads, not Prefect
+    # tasks: the work is waiting on HTTP, the limit is per server, and the samples must be
+    # written by one thread in order (Prefect's concurrency limits are global tags that need
+    # a server-side setup, and a task per request would cost more than the request).
     finished = 0
-    with ThreadPoolExecutor(max_workers=budget.max_concurrency) as pool:
-        futures = [pool.submit(pull, t) for t in tasks]
+    with ThreadPoolExecutor(max_workers=max(1, sum(s.budget.max_concurrency for s in servers))) as pool:
+        futures = [pool.submit(pull, s, t) for s, t in tasks]
         try:
             while finished < len(tasks):
-                task, item, wall = done.get()
+                server, task, item, wall = done.get()
                 if isinstance(item, _Stopped):
                     finished += 1
                 elif isinstance(item, BaseException):
@@ -324,20 +363,21 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
                     if progress:
                         progress(finished, len(tasks), task.q.label)
                 else:
-                    commit(task, item, wall)
+                    commit(server, task, item, wall)
         except BaseException:
             stop.set()
             for f in futures:
                 f.cancel()
             raise
-    queried = {(q.cluster, q.entry.resource, q.entry.kind) for q in queries if q.entry.level == "pool"}
-    warnings += _check_pools(store, window, setup, src, queried)
-    clusters = {cs.name for cs in setup.clusters}
+    for s in servers:
+        queried = {(q.cluster, q.entry.resource, q.entry.kind) for q in s.queries if q.entry.level == "pool"}
+        warnings += _check_pools(store, window, s.setup, s.src, queried)
+    clusters = set(names)
     storage = store.storage_pools(window)
     storage = storage[storage["cluster"].isin(clusters) & storage["pool"].str.contains(":", regex=False)].reset_index(drop=True)
     quality = data_quality(store, window, step_s)
     quality = quality[quality["cluster"].isin(clusters)].reset_index(drop=True)
-    cost = _cost_summary(costs, time.perf_counter() - started, budget)
+    cost = _cost_summary(costs, time.perf_counter() - started, [s.budget for s in servers])
     log.info(cost["line"])
-    return IngestResult(inventory=setup.inventory, storage_pools=storage, quality=quality, rows=rows,
+    return IngestResult(inventory=inventory, storage_pools=storage, quality=quality, rows=rows,
                         series=len(set(series_ids)), new_series=new, warnings=list(dict.fromkeys(warnings)), cost=cost)
