@@ -140,7 +140,7 @@ class PromClient:
         self.src = src
         self.url = src.url.rstrip("/")
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=src.max_concurrency + 4)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(src.max_concurrency, src.budget.max_concurrency or 0) + 4)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update(src.headers)
