@@ -26,7 +26,7 @@ def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True)
     ``estimates``...) plus ``ok`` (no check failed)."""
     from .config import load_config
     from .domain import HistoryWindow
-    from .io.sources.catalog import load_metric_catalog
+    from .io.sources.catalog import load_metric_catalog, rule_names
     from .io.sources.doctor import inspect, probe_costs
     from .io.sources.promapi import PromClient, parse_duration
 
@@ -35,13 +35,27 @@ def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True)
     day = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
     window = HistoryWindow.ending(day, cfg.forecasting.history_days)
     step = parse_duration(src.step)
-    client = PromClient(src, cfg.base_dir)
-    setup = inspect(client, src, window, step)
-    _catalog_check(setup, cfg)
-    if cost and setup.clusters and not any(c.check in ("clusters", "scrape jobs") for c in setup.failed):
-        probe_costs(client, src, setup, load_metric_catalog(cfg.path(src.catalog) if src.catalog else None), window, step)
-    out = setup.as_dict()
-    out.update({"ok": not setup.failed, "url": src.url, "as_of": str(day), "history_days": window.days})
+    catalog = load_metric_catalog(cfg.path(src.catalog) if src.catalog else None)
+    out: dict = {}
+    failed = False
+    for one in src.per_server():  # several servers (source.prometheus.servers): one after the other, checks together
+        client = PromClient(one, cfg.base_dir)
+        setup = inspect(client, one, window, step, rule_names(catalog))
+        _catalog_check(setup, cfg)
+        if cost and setup.clusters and not any(c.check in ("clusters", "scrape jobs") for c in setup.failed):
+            probe_costs(client, one, setup, catalog, window, step)
+        failed = failed or bool(setup.failed)
+        part = setup.as_dict()
+        if len(src.servers) > 1:
+            for c in part["checks"]:
+                c["detail"] = f"[{one.url}] {c['detail']}"
+        if not out:
+            out = part
+        else:
+            for key in ("checks", "clusters", "estimates", "pulls"):
+                out[key] += part[key]
+    out.update({"ok": not failed, "url": ", ".join(s.url for s in src.per_server()), "as_of": str(day),
+                "history_days": window.days})
     return out
 
 
@@ -82,7 +96,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check the Prometheus / Thanos / Mimir source: server kind and limits, metrics and
         their labels, node-pool labels per cluster, the node-exporter join, duplicates,
-        history length, storage sources and what each pool query costs. Every line says
+        history length, the mixins' recorded series, storage sources, what each pool query
+        costs and what the full and the monthly pull would cost. Every line says
         OK, WARN or FAIL and what to change. Exit code 0 when nothing failed, else 1."""
         from rich import box
         from rich.console import Console

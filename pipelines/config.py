@@ -62,6 +62,29 @@ class PrometheusJobs(_Strict):
     cadvisor_path: str = "auto"
 
 
+class PrometheusBudget(_Strict):
+    """How much load a pull may put on the server. ``preset`` sets the defaults; each field
+    given overrides it (``capplan doctor`` shows what the full and the monthly pull would
+    cost before anything runs)."""
+
+    preset: Literal["normal", "low_impact"] = Field(
+        "normal", description="normal: max_concurrency queries at once, no rate limit; low_impact: one query at a time, "
+                              "at most 2M samples/s, requests a tenth of query.max-samples")
+    max_concurrency: int | None = Field(None, ge=1, le=64, description="queries at once per server (default: the preset's)")
+    samples_per_s: float | None = Field(None, gt=0, description="samples the server may read per second, averaged")
+    total_samples: int | None = Field(None, ge=1, description="stop the pull (committed windows kept) past this many samples")
+
+
+class PrometheusServerEntry(_Strict):
+    """One more Prometheus (each cluster with its own): its URL, the clusters it serves
+    (default: every value of the cluster label it has) and its own headers; everything else
+    is the source's."""
+
+    url: str
+    clusters: list[str] = Field(default_factory=list)
+    headers: dict[str, str] | None = None
+
+
 class PrometheusSource(_Strict):
     """Where and how to read Prometheus, Thanos Query or Mimir (see the README section)."""
 
@@ -104,6 +127,22 @@ class PrometheusSource(_Strict):
     drill_down: bool = Field(True, description="also pull node and namespace series")
     on_missing_data: Literal["error", "warn"] = Field(
         "error", description="short history or a pool without data: stop (error) or go on with a red warning (warn)")
+    recorded: Literal["auto", "never"] = Field(
+        "auto", description="auto: read the kubernetes-mixin / node-mixin recorded series where a cluster has them "
+                            "(raw series before they exist); never: raw series only")
+    budget: PrometheusBudget = Field(default_factory=PrometheusBudget)
+    servers: list[PrometheusServerEntry] = Field(
+        default_factory=list, description="several servers (a Prometheus per cluster): pulled at once, each within its "
+                                          "own budget; default: url alone")
+
+    def per_server(self) -> list["PrometheusSource"]:
+        """One source per server: ``url`` alone, or each of ``servers`` (URL, clusters and
+        headers replaced, everything else shared)."""
+        if not self.servers:
+            return [self]
+        return [self.model_copy(update={"url": s.url, "clusters": s.clusters or self.clusters, "servers": [],
+                                        "headers": self.headers if s.headers is None else s.headers})
+                for s in self.servers]
 
 
 class FileSource(_Strict):

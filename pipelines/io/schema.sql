@@ -260,4 +260,13 @@ CREATE TABLE IF NOT EXISTS commitments (
     run_id VARCHAR, kind VARCHAR, name VARCHAR, type VARCHAR, term_years INTEGER, start_date DATE, expiry_date DATE,
     hourly_usd DOUBLE, covers_usd_per_hour DOUBLE, discount_pct DOUBLE, expected_saving_per_month_usd DOUBLE,
     unused_chance_pct DOUBLE, reason VARCHAR
+-- What each committed window of a Prometheus pull cost the server, from the answers' stats=all
+-- (totalQueryableSamples, peakSamples, timings.evalTotalTime): written with the window's
+-- samples in one transaction. variant: raw | recorded (the mixins' recorded series);
+-- resolution: what Thanos was asked for (max_source_resolution), '' elsewhere.
+CREATE TABLE IF NOT EXISTS query_costs (
+    source VARCHAR, query_name VARCHAR, query_group VARCHAR, variant VARCHAR, cluster VARCHAR,
+    window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, step_s INTEGER, resolution VARCHAR,
+    requests INTEGER, samples BIGINT, peak_samples BIGINT, server_s DOUBLE, wall_s DOUBLE, points BIGINT,
+    recorded_at TIMESTAMPTZ
 );

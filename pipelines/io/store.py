@@ -254,7 +254,8 @@ class Store:
     ) -> int:
         """Replace ``[start, end)`` of the given series with ``samples`` in one transaction
         (no duplicates; an interruption leaves the old window intact). ``window`` records
-        the pulled window in ``ingest_windows`` in the same transaction. ``fresh`` (nothing of
+        the pulled window in ``ingest_windows`` in the same transaction, and its ``cost``
+        (a :class:`pipelines.io.sources.budget.Cost` dict) in ``query_costs``. ``fresh`` (nothing of
         these series stored yet, per ``ingest_windows``) skips the delete, which would scan
         the whole table for nothing."""
         with self.connect() as con:
@@ -268,11 +269,20 @@ class Store:
                     )
                 con.execute("INSERT INTO samples SELECT series_id::VARCHAR, ts, value FROM _samples")
                 if window:
+                    now = dt.datetime.now(dt.timezone.utc)
                     con.execute(
                         "INSERT INTO ingest_windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [window["source"], window["query_name"], window.get("cluster"), start, end, window.get("step_s"),
-                         len(samples), window.get("run_id"), dt.datetime.now(dt.timezone.utc)],
+                         len(samples), window.get("run_id"), now],
                     )
+                    if (cost := window.get("cost")) is not None:
+                        con.execute(
+                            "INSERT INTO query_costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [window["source"], window["query_name"], window.get("query_group"), window.get("variant"),
+                             window.get("cluster"), start, end, window.get("step_s"), window.get("resolution", ""),
+                             cost["requests"], cost["samples"], cost["peak_samples"], cost["server_s"],
+                             cost.get("wall_s"), cost["points"], now],
+                        )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -280,6 +290,12 @@ class Store:
             finally:
                 con.unregister("_samples")
         return len(samples)
+
+    def query_costs(self, since: dt.datetime | None = None) -> pd.DataFrame:
+        """The ``query_costs`` rows recorded at or after ``since`` (all when None), oldest first."""
+        with self.connect() as con:
+            return con.execute("SELECT * FROM query_costs WHERE ? IS NULL OR recorded_at >= ? ORDER BY recorded_at",
+                               [since, since]).df()
 
     def stored_windows(self, source: str) -> pd.DataFrame:
         with self.connect() as con:

@@ -87,6 +87,9 @@ class ClusterSpec:
     completed_pods: bool = True
     pvcs: bool = False
     ceph: bool = False
+    #: kube-prometheus-stack's recording rules evaluated from this day (index) on; None: none
+    #: (:mod:`pipelines.io.sources.mixin_rules`; the day a team enabled the chart's default rules, or upgraded)
+    rules_since_day: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class FleetSpec:
     after_s: int = 3600
     #: seconds between scrapes (and between the truth's grid points)
     scrape_s: int = 300
+    #: how often the Prometheus evaluates its recording rules (prometheus-operator: 30s)
+    rules_eval_s: int = 30
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), default=str)
@@ -108,7 +113,8 @@ class FleetSpec:
         d = json.loads(text)
         clusters = tuple(ClusterSpec(**{**c, "pools": tuple(PoolSpec(**{**p, "instance_types": tuple(p["instance_types"])})
                                                               for p in c["pools"])}) for c in d["clusters"])
-        return cls(dt.date.fromisoformat(d["as_of"]), d["days"], clusters, d["seed"], d["after_s"], d.get("scrape_s", 300))
+        return cls(dt.date.fromisoformat(d["as_of"]), d["days"], clusters, d["seed"], d["after_s"], d.get("scrape_s", 300),
+                   d.get("rules_eval_s", 30))
 
 
 def default_spec(as_of: dt.date, days: int = 23) -> FleetSpec:
@@ -183,6 +189,20 @@ class Fleet:
     @property
     def window_end(self) -> int:
         return int(pd.Timestamp(self.spec.as_of, tz="UTC").timestamp())
+
+    def rules_start(self, ci: int) -> int | None:
+        """Unix time from which cluster ``ci``'s recording rules have been evaluated (None: never)."""
+        day = self.spec.clusters[ci].rules_since_day
+        return None if day is None else self.window_end - self.spec.days * 86400 + day * 86400
+
+    def replica_labels(self, ci: int, replica: int) -> dict[str, str]:
+        """The external labels of replica ``replica`` of cluster ``ci``'s Prometheus."""
+        cs = self.spec.clusters[ci]
+        ext = {"cluster": cs.name}
+        if cs.replicas > 1:
+            ext |= {"prometheus": "monitoring/kube-prometheus-stack-prometheus",
+                    "prometheus_replica": f"prometheus-kube-prometheus-stack-prometheus-{replica}"}
+        return ext
 
     # -- truth -----------------------------------------------------------------------
     def _pool_grid(self) -> dict[tuple, np.ndarray]:
@@ -493,11 +513,7 @@ def write_group(fleet: Fleet, ci: int, replica: int, path: Path, part: int | Non
     """Write what replica ``replica`` of cluster ``ci``'s Prometheus stored (``part`` 0 or
     1 of it, default both); returns the number of samples."""
     cd = fleet.clusters[ci]
-    cs = cd.spec
-    ext = {"cluster": cs.name}
-    if cs.replicas > 1:
-        ext |= {"prometheus": "monitoring/kube-prometheus-stack-prometheus",
-                "prometheus_replica": f"prometheus-kube-prometheus-stack-prometheus-{replica}"}
+    ext = fleet.replica_labels(ci, replica)
     rshift = 37 * replica  # each replica scrapes on its own schedule
     with open(path, "w") as fh:
         w = _Writer(fh, fleet.grid)

@@ -4,6 +4,7 @@ for the same fleet share one server)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import threading
@@ -14,7 +15,8 @@ from .kubefleet import TEST_CATALOG_TYPES, ClusterSpec, Fleet, FleetSpec, PoolSp
 from .promserver import PrometheusServer, serve_fleet
 from .site import demo_site
 
-__all__ = ["AS_OF", "prom_site", "Served", "served", "stop_served", "main_spec", "doctor_specs", "MAIN_MAX_SAMPLES"]
+__all__ = ["AS_OF", "prom_site", "Served", "served", "stop_served", "main_spec", "doctor_specs", "MAIN_MAX_SAMPLES",
+           "recorded_spec", "RECORDED_WEST_SINCE_DAY"]
 
 AS_OF = dt.date(2026, 11, 27)
 #: The main fixture's --query.max-samples: low enough that 14 days of a pool query do not
@@ -81,6 +83,22 @@ def main_spec(as_of: dt.date = AS_OF) -> FleetSpec:
     """18 days: an EKS cluster on kube-prometheus-stack with two HA replicas and a Karpenter
     cluster on kube-prometheus with Rook/Ceph (:func:`.kubefleet.default_spec`)."""
     return default_spec(as_of, 18)
+
+
+#: The day (index) from which the recorded fixture's west cluster has its recording rules.
+RECORDED_WEST_SINCE_DAY = 3
+
+
+def recorded_spec(as_of: dt.date = AS_OF, days: int = 8) -> FleetSpec:
+    """The main fleet's two clusters scraped every minute (the rules' rate(...[5m]) needs
+    several scrapes in five minutes), with kube-prometheus-stack's recording rules evaluated
+    every 30 s: east for the whole history (a stack running for months), west only from day
+    :data:`RECORDED_WEST_SINCE_DAY` (the rules were enabled later), so a pull reads west's raw
+    series before that day and its recorded series after."""
+    base = default_spec(as_of, days)
+    east, west = base.clusters
+    return dataclasses.replace(base, scrape_s=60, clusters=(dataclasses.replace(east, rules_since_day=0),
+                                                            dataclasses.replace(west, rules_since_day=RECORDED_WEST_SINCE_DAY)))
 
 
 def doctor_specs(as_of: dt.date = AS_OF) -> dict[str, tuple[FleetSpec, dict]]:

@@ -2,7 +2,15 @@
 OpenMetrics, backfilled with ``promtool tsdb create-blocks-from openmetrics`` (one file
 and one promtool per cluster and HA replica, in parallel processes), served by Debian's
 ``prometheus`` on 127.0.0.1 with a long retention and, optionally, a lowered
-``--query.max-samples``."""
+``--query.max-samples``.
+
+Clusters with ``rules_since_day`` also get the history of kube-prometheus-stack's recording
+rules (:mod:`pipelines.io.sources.mixin_rules`), the way months of a running stack leave it: each (cluster, HA
+replica) is backfilled into its own folder, a Prometheus is started on it alone (each
+replica evaluates its own rules), ``promtool tsdb create-blocks-from rules`` evaluates the
+rules over it in two passes (2.42 cannot backfill a rule that reads another rule in the same
+run: the second pass runs after the first pass's blocks are loaded), and every block is then
+moved into the one TSDB the test server reads."""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .kubefleet import Fleet, FleetSpec, build_fleet, groups, write_group
+from ..io.sources.mixin_rules import PASSES, rules_yaml
 from .node_exporter import NodeExporterTemplate, node_exporter_template, parse_template
 
 __all__ = ["PROMETHEUS", "PROMTOOL", "free_port", "PrometheusServer", "backfill", "serve_fleet"]
@@ -31,18 +40,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _group_tsdb(folder: Path, spec: FleetSpec, ci: int, replica: int) -> Path:
+    """Where a group's raw blocks go: the shared TSDB, or the replica's own folder when its
+    rules are evaluated over it first."""
+    if spec.clusters[ci].rules_since_day is None:
+        return folder / "tsdb"
+    return folder / "replicas" / f"{ci}-{replica}"
+
+
 def _backfill_group(job: Path, ci: int, replica: int, part: int) -> int:
     """In a worker process: rebuild the (seeded) fleet, write one group, run promtool."""
     d = json.loads(job.read_text())
     folder = job.parent
-    fleet = build_fleet(FleetSpec.from_json(d["spec"]), parse_template(d["template"], d["source"]))
+    spec = FleetSpec.from_json(d["spec"])
+    fleet = build_fleet(spec, parse_template(d["template"], d["source"]))
     om = Path(folder) / f"group-{ci}-{replica}-{part}.om"
     samples = write_group(fleet, ci, replica, om, part)
+    target = _group_tsdb(Path(folder), spec, ci, replica)
+    target.mkdir(parents=True, exist_ok=True)
     # promtool parses the whole file once per block it writes; its block ranges are 2h x 3^k,
     # aligned to multiples of the range. 13122h (2h x 3^8, about 18 months) puts a fixture in
     # one block (two passes over the file) instead of one per 20 days at the default 720h.
     r = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=13122h", str(om),
-                        str(Path(folder) / "tsdb")], capture_output=True, text=True, timeout=1800)
+                        str(target)], capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
         raise RuntimeError(f"promtool failed on {om.name}: {r.stderr[-2000:]}")
     om.unlink()
@@ -71,19 +91,69 @@ def backfill(spec: FleetSpec, folder: Path, template: NodeExporterTemplate | Non
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         samples = sum(pool.map(run, groups(spec)))
-    return build_fleet(spec, template), folder / "tsdb", samples
+    fleet = build_fleet(spec, template)
+    replicas = [(ci, r) for ci, cs in enumerate(spec.clusters) if cs.rules_since_day is not None for r in range(cs.replicas)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        samples += sum(pool.map(lambda g: backfill_rules(fleet, folder, *g), replicas))
+    return fleet, folder / "tsdb", samples
+
+
+def _move_blocks(src: Path, dst: Path) -> None:
+    """Move every TSDB block (a folder with a meta.json) of ``src`` into ``dst``."""
+    for block in src.iterdir():
+        if (block / "meta.json").exists():
+            block.rename(dst / block.name)
+
+
+def backfill_rules(fleet: Fleet, folder: Path, ci: int, replica: int) -> int:
+    """Evaluate the recording rules over replica ``replica`` of cluster ``ci`` (its own
+    folder, see :func:`_group_tsdb`) from the cluster's ``rules_since_day`` to the end of the
+    data, then move its raw and rule blocks into ``folder/tsdb``. Returns the samples written."""
+    own = _group_tsdb(folder, fleet.spec, ci, replica)
+    start, end = fleet.rules_start(ci), fleet.window_end + fleet.spec.after_s
+    labels = {k: v for k, v in fleet.replica_labels(ci, replica).items() if k != "cluster"}
+    # query_range refuses more than 11,000 points: each promtool query covers one block
+    # (2h x 3^k), so the block must hold fewer evaluations than that
+    hours = max(h for h in (2, 6, 18, 54, 162, 486) if h * 3600 / fleet.spec.rules_eval_s <= 11000)
+    samples = 0
+    for i, records in enumerate(PASSES):
+        out = folder / f"rules-{ci}-{replica}-{i}"
+        rules = folder / f"rules-{ci}-{replica}-{i}.yaml"
+        rules.write_text(rules_yaml(records, labels, fleet.spec.rules_eval_s))
+        server = PrometheusServer(own, own, tag=f"rules-{ci}-{replica}")
+        try:
+            r = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "rules", f"--url={server.url}", f"--start={start}",
+                                f"--end={end}", f"--output-dir={out}", f"--eval-interval={fleet.spec.rules_eval_s}s",
+                                f"--max-block-duration={hours}h", "--quiet", str(rules)],
+                               capture_output=True, text=True, timeout=3600)
+        finally:
+            server.stop()
+        if r.returncode != 0:
+            raise RuntimeError(f"promtool rules backfill failed for cluster {ci} replica {replica}: {r.stderr[-3000:]}")
+        samples += _block_samples(out)
+        _move_blocks(out, own)
+        shutil.rmtree(out, ignore_errors=True)
+    dst = folder / "tsdb"
+    dst.mkdir(exist_ok=True)
+    _move_blocks(own, dst)
+    return samples
+
+
+def _block_samples(folder: Path) -> int:
+    return sum(json.loads((b / "meta.json").read_text()).get("stats", {}).get("numSamples", 0)
+               for b in folder.iterdir() if (b / "meta.json").exists())
 
 
 class PrometheusServer:
     """Debian's prometheus on 127.0.0.1 serving ``tsdb``; :meth:`stop` ends it."""
 
     def __init__(self, folder: Path, tsdb: Path, retention: str = "3650d", max_samples: int | None = None,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), tag: str = "prometheus"):
         self.folder = folder
         self.port = free_port()
-        cfg = folder / "prometheus.yml"
+        cfg = folder / f"{tag}.yml"
         cfg.write_text("global:\n  scrape_interval: 1m\n")
-        self.log = open(folder / "prometheus.log", "w")
+        self.log = open(folder / f"{tag}.log", "w")
         args = [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tsdb}",
                 f"--storage.tsdb.retention.time={retention}", f"--web.listen-address=127.0.0.1:{self.port}", *extra_args]
         if max_samples:
@@ -100,7 +170,7 @@ class PrometheusServer:
                 pass
             if time.time() > deadline or self.proc.poll() is not None:
                 self.stop()
-                raise RuntimeError("prometheus did not start: " + (folder / "prometheus.log").read_text()[-2000:])
+                raise RuntimeError("prometheus did not start: " + (folder / f"{tag}.log").read_text()[-2000:])
             time.sleep(0.3)
 
     def stop(self) -> None:

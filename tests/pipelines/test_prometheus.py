@@ -548,3 +548,20 @@ def test_mimir_tenant_header_and_limits_from_the_config(main, tmp_path):
     assert seen and all(h.get("X-Scope-OrgID") == "tenant-1" for h in seen)
     assert res.rows > 0
     assert max(r.peak_samples or 0 for r in rep_client.records) <= 150_000 * 1.2  # 50% of the configured 300k
+
+
+@needs_prometheus
+def test_without_recorded_series_the_doctor_says_what_the_rules_would_save(ingested):
+    from pipelines.cli_doctor import doctor_report
+
+    rep = doctor_report(ingested.cfg_path, AS_OF)
+    rec = [c for c in rep["checks"] if c["check"] == "recorded series"]
+    assert {c["cluster"] for c in rec} == {"east", "west"} and all(c["status"] == "OK" for c in rec)
+    assert any("no kubernetes-mixin or node-mixin recorded series" in c["detail"] and "defaultRules.rules" in c["fix"]
+               for c in rec)
+    saving = [c for c in rec if c["detail"].startswith("enabling the rules would cut")]
+    assert {c["cluster"] for c in saving} == {"east", "west"}
+    pulls = {p["name"]: p for p in rep["pulls"]}
+    assert pulls["full"]["days"] == 14 and pulls["full"]["samples"] == pytest.approx(pulls["full"]["raw_samples"])
+    assert 0 < pulls["full"]["server_s"] and pulls["full"]["requests"] >= 1
+    assert all(e["variant"] == "raw" for e in rep["estimates"])

@@ -8,6 +8,7 @@ the server's label values can change the shape of a query.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from .presets import CONTROL_PLANE_POOL, CONTROL_PLANE_ROLES, UNLABELLED
 from .promapi import escape_label_value
 
 __all__ = ["MetricEntry", "MetricCatalog", "load_metric_catalog", "ClusterSetup", "Query", "render", "build_queries",
-           "check_label_name", "FAMILIES", "node_pool_expr", "pod_node_expr", "ne_join"]
+           "check_label_name", "FAMILIES", "node_pool_expr", "pod_node_expr", "ne_join", "rule_names"]
 
 #: Scrape jobs a catalog entry may need.
 FAMILIES = ("kube_state_metrics", "node_exporter", "cadvisor", "kubelet", "ceph")
@@ -39,6 +40,12 @@ class MetricEntry(BaseModel):
     requires: list[str] = Field(default_factory=lambda: ["kube_state_metrics"])
     source: str | None = Field(None, description="storage entries: ceph | pvc")
     pool: str | None = Field(None, description="storage entries: pool name, a format string over the result's labels")
+    variant_of: str | None = Field(None, description="a recorded variant: the entry whose series it computes")
+    rules: list[str] = Field(default_factory=list, description="recorded series (rule names) a recorded variant reads")
+
+    @property
+    def recorded(self) -> bool:
+        return bool(self.variant_of)
 
 
 class MetricCatalog(BaseModel):
@@ -70,9 +77,23 @@ def load_metric_catalog(user_path: Path | None = None) -> MetricCatalog:
                                   f"expected some of {', '.join(FAMILIES)}")
             defaults.pop(entry.name, None)
             mine.append(entry.model_dump())
+        # a default recorded variant computes the default entry's formula: it goes with it
+        replaced = {m["name"] for m in mine}
+        defaults = {k: v for k, v in defaults.items() if v.get("variant_of") not in replaced}
         # the user's entries first: for each (level, resource, kind) the first usable entry wins
         base["metrics"] = mine + list(defaults.values())
-    return MetricCatalog.model_validate(base)
+    cat = MetricCatalog.model_validate(base)
+    names = {m.name for m in cat.metrics}
+    for m in cat.metrics:
+        if bool(m.variant_of) != bool(m.rules) or (m.variant_of and m.variant_of not in names):
+            raise ConfigError(f"{user_path or 'metrics.yaml'}: metric {m.name!r}: a recorded variant needs both variant_of "
+                              f"(an entry of the catalog) and rules (the recorded series it reads)")
+    return cat
+
+
+def rule_names(catalog: MetricCatalog) -> list[str]:
+    """Every recorded series the catalog's variants read (the doctor looks for these)."""
+    return sorted({r for m in catalog.metrics for r in m.rules})
 
 
 def check_label_name(name: str, field: str) -> str:
@@ -100,6 +121,12 @@ class ClusterSetup:
     pool_labels: list[str] = field(default_factory=list)
     #: kube_pod_info | internal_ip | label:<name>
     ne_join: str = "kube_pod_info"
+    #: Recorded series (rule name) -> unix time from which this cluster has them (the doctor).
+    recorded: dict[str, float] = field(default_factory=dict)
+    #: The join the recorded variants use: one reaching the same nodes as ``ne_join``, the cheapest.
+    ne_join_recorded: str | None = None
+    #: Some nodes are control-plane nodes by role (kube_node_role): the pool map needs the role.
+    control_plane: bool = True
 
     def selector(self, family: str | None) -> str:
         m = dict(self.jobs.get(family, {})) if family else {}
@@ -124,6 +151,21 @@ def node_pool_expr(setup: ClusterSetup) -> str:
     parts.append(f'label_replace(kube_node_role{{{k}role=~"{roles}"}}, "pool", "{CONTROL_PLANE_POOL}", "node", ".*")')
     parts.append(f'label_replace(kube_node_labels{{{k}}}, "pool", "{UNLABELLED}", "node", ".*")')
     return f"topk by ({c}, node) (1, max by ({c}, node, pool) ({f' or on ({c}, node) '.join(parts)}))"
+
+
+def node_pool_map_expr(setup: ClusterSetup) -> str:
+    """:func:`node_pool_expr` reading ``kube_node_labels`` once per step instead of once per
+    pool label and again for the fallback: ``label_replace`` from the last pool label to the
+    first (the first non-empty one is left), on top of ``unlabelled``. The same map when no
+    node is a control-plane node by role (``setup.control_plane`` False, from the doctor);
+    otherwise :func:`node_pool_expr` itself."""
+    if setup.control_plane:
+        return node_pool_expr(setup)
+    c, k = setup.cluster_label, setup.selector("kube_state_metrics")
+    expr = f'label_replace(kube_node_labels{{{k}}}, "pool", "{UNLABELLED}", "", "")'
+    for lab in reversed(setup.pool_labels):
+        expr = f'label_replace({expr}, "pool", "$1", "{check_label_name(lab, "pool_label")}", "(.+)")'
+    return f"topk by ({c}, node) (1, max by ({c}, node, pool) ({expr}))"
 
 
 def pod_node_expr(setup: ClusterSetup) -> str:
@@ -159,11 +201,15 @@ def ne_join(setup: ClusterSetup) -> tuple[str, str, str]:
                       "internal_ip or label:<name>")
 
 
-def render(expr: str, setup: ClusterSetup, rate_window: str) -> str:
-    """Fill the catalog placeholders for one cluster (see metrics.yaml)."""
+def render(expr: str, setup: ClusterSetup, rate_window: str, recorded: bool = False) -> str:
+    """Fill the catalog placeholders for one cluster (see metrics.yaml). A ``recorded``
+    variant joins node-exporter series the cheapest way that reaches the same nodes."""
+    if recorded and setup.ne_join_recorded:
+        setup = dataclasses.replace(setup, ne_join=setup.ne_join_recorded)
     key, begin, end = ne_join(setup) if "<<ne_" in expr else ("", "", "")
     out = expr
-    for name, value in (("<<node_pool>>", node_pool_expr(setup)), ("<<pod_node>>", pod_node_expr(setup)),
+    for name, value in (("<<node_pool_map>>", node_pool_map_expr(setup) if "<<node_pool_map>>" in expr else ""),
+                        ("<<node_pool>>", node_pool_expr(setup)), ("<<pod_node>>", pod_node_expr(setup)),
                         ("<<active>>", _active_expr(setup)), ("<<ne_node_begin>>", begin), ("<<ne_node_end>>", end),
                         ("<<ne_key>>", key), ("<<ksm>>", setup.selector("kube_state_metrics")),
                         ("<<ne>>", setup.selector("node_exporter")), ("<<cadvisor>>", setup.selector("cadvisor")),
@@ -189,19 +235,47 @@ class Query:
     #: The expression inside the peak wrapper (the doctor probes it at peak resolution:
     #: Prometheus 2.42's totalQueryableSamples does not count a subquery's inner samples).
     inner: str = ""
+    #: A recorded variant: the time from which its rules exist in this cluster.
+    since: float | None = None
 
     @property
     def label(self) -> str:
         return self.entry.name
 
+    @property
+    def group(self) -> str:
+        """The logical series: the raw entry's name (a recorded variant computes the same)."""
+        return self.entry.variant_of or self.entry.name
+
+    @property
+    def variant(self) -> str:
+        return "recorded" if self.entry.recorded else "raw"
+
+
+def _query(e: MetricEntry, setup: ClusterSetup, step_s: int, peak_s: int, rate_window_s: int,
+           since: float | None = None) -> Query:
+    expr = inner = render(e.expr, setup, f"{rate_window_s}s", e.recorded)
+    shift = 0
+    if e.level in ("pool", "storage") and step_s > peak_s:
+        # Inner points (ts, ts + step] at peak_s resolution; each reads the newest scrape
+        # before it, so together they see the samples of [ts, ts + step).
+        expr = f"max_over_time(({expr})[{step_s - 1}s:{peak_s}s])"
+        shift = step_s
+    digest = hashlib.sha1(expr.encode()).hexdigest()[:8]
+    return Query(f"{e.name}#{digest}", e, setup.name, expr, shift, inner, since)
+
 
 def build_queries(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSource, step_s: int, peak_s: int,
-                  rate_window_s: int) -> list[Query]:
+                  rate_window_s: int, recorded: bool = False) -> list[Query]:
     """The cluster's queries: for each (level, resource, kind[, storage source]) the first
     entry whose scrape jobs exist there. Pool and storage entries keep the highest value
-    seen at ``peak_s`` resolution within each step."""
+    seen at ``peak_s`` resolution within each step. With ``recorded``, each is followed by
+    its first recorded variant whose rules the cluster has (``setup.recorded``), with the
+    time from which they all exist (``since``)."""
     chosen: dict[tuple, MetricEntry] = {}
     for e in catalog.metrics:
+        if e.recorded:
+            continue
         if e.level in ("node", "namespace") and not src.drill_down:
             continue
         if e.level == "storage" and e.source and e.source not in src.storage:
@@ -211,13 +285,10 @@ def build_queries(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSo
         chosen.setdefault((e.level, e.resource, e.kind, e.source or ""), e)
     out = []
     for e in chosen.values():
-        expr = inner = render(e.expr, setup, f"{rate_window_s}s")
-        shift = 0
-        if e.level in ("pool", "storage") and step_s > peak_s:
-            # Inner points (ts, ts + step] at peak_s resolution; each reads the newest scrape
-            # before it, so together they see the samples of [ts, ts + step).
-            expr = f"max_over_time(({expr})[{step_s - 1}s:{peak_s}s])"
-            shift = step_s
-        digest = hashlib.sha1(expr.encode()).hexdigest()[:8]
-        out.append(Query(f"{e.name}#{digest}", e, setup.name, expr, shift, inner))
+        out.append(_query(e, setup, step_s, peak_s, rate_window_s))
+        if not recorded:
+            continue
+        variant = next((v for v in catalog.metrics if v.variant_of == e.name and set(v.rules) <= set(setup.recorded)), None)
+        if variant:
+            out.append(_query(variant, setup, step_s, peak_s, rate_window_s, max(setup.recorded[r] for r in variant.rules)))
     return out

@@ -45,6 +45,9 @@ class IngestResult:
     #: Problems the run goes on with but a reader must see (short history, a pool query
     #: that returned nothing...): one sentence each; the report shows them in red.
     warnings: list[str] = field(default_factory=list)
+    #: What the pull cost the server (Prometheus: requests, samples, server_s, wall_s,
+    #: by_variant, budget and a one-line ``line``); empty for other sources.
+    cost: dict = field(default_factory=dict)
 
 
 def data_quality(store: Store, window: HistoryWindow, step_s: int, series_ids: pd.Series | None = None) -> pd.DataFrame:

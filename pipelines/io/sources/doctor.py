@@ -20,12 +20,17 @@ import pandas as pd
 from ...config import ConfigError, PrometheusSource
 from ...domain import HistoryWindow
 from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name
+from .mixin_rules import CHART_GROUPS, rule_expr
 from .common import INVENTORY_COLUMNS
 from .presets import (CONTROL_PLANE_ROLES, PRESETS, PROVIDER_PRESETS, UNLABELLED, NodeLabelPlan, allowlist_snippet,
                       inventory_from_labels, ksm_label, plan_node_labels, provider_of)
 from .promapi import PromClient, TooHeavy, WindowPlanner, escape_label_value, fmt_ts, parse_duration
 
-__all__ = ["Check", "ServerInfo", "Setup", "CostEstimate", "inspect", "probe_costs", "REPLICA_LABELS"]
+__all__ = ["Check", "ServerInfo", "Setup", "CostEstimate", "PullEstimate", "inspect", "probe_costs", "REPLICA_LABELS",
+           "MONTH_DAYS"]
+
+#: The monthly pull: the days between two monthly runs.
+MONTH_DAYS = 30
 
 #: Labels that tell HA Prometheus replicas apart (prometheus-operator's default, Thanos'
 #: and Mimir's usual names); never part of a series' identity.
@@ -82,7 +87,9 @@ class ServerInfo:
 
 @dataclass
 class CostEstimate:
-    """A one-day probe of one query: what it costs the server per day."""
+    """A one-day probe of one query: what it costs the server per day. ``variant``: raw or
+    recorded; ``group``: the logical series (raw entry) it computes; ``days_used``: the days
+    of the window the pull reads with it."""
 
     query: str
     cluster: str
@@ -91,6 +98,23 @@ class CostEstimate:
     eval_s_per_day: float | None
     steps_per_request: int
     requests_for_window: int
+    variant: str = "raw"
+    group: str = ""
+    days_used: float = 0.0
+
+
+@dataclass
+class PullEstimate:
+    """What a pull of ``days`` days would cost, from the probes (summed over clusters)."""
+
+    name: str  # full | monthly
+    days: float
+    samples: float
+    server_s: float
+    requests: int
+    #: the same pull from raw series only (what the recorded series save)
+    raw_samples: float
+    raw_server_s: float
 
 
 @dataclass
@@ -105,6 +129,7 @@ class Setup:
     earliest: dict[str, float | None] = field(default_factory=dict)
     raw_earliest: float | None = None
     estimates: list[CostEstimate] = field(default_factory=list)
+    pulls: list[PullEstimate] = field(default_factory=list)
 
     def add(self, check: str, status: str, detail: str, fix: str = "", cluster: str = "", report: bool = False) -> None:
         self.checks.append(Check(check, status, detail, fix, cluster, report))
@@ -118,7 +143,7 @@ class Setup:
                 "clusters": [{"name": c.name, "jobs": c.jobs, "pool_labels": c.pool_labels, "node_exporter_join": c.ne_join}
                              for c in self.clusters],
                 "scrape_interval_s": self.scrape_s, "rate_window_s": self.rate_window_s, "peak_resolution_s": self.peak_s,
-                "estimates": [asdict(e) for e in self.estimates]}
+                "estimates": [asdict(e) for e in self.estimates], "pulls": [asdict(p) for p in self.pulls]}
 
 
 class _Ctx:
@@ -342,6 +367,7 @@ def _inventory(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> pd.Data
         roles = ctx.instant("inventory:roles", f'max by ({c}, node) (last_over_time(kube_node_role{{{k}role=~"'
                             + "|".join(CONTROL_PLANE_ROLES) + f'"}}[{lb}]))')
         control_plane = {r["metric"]["node"] for r in roles if r["metric"].get("node")}
+        cs.control_plane = bool(control_plane)
         labels, sources = _merge_labels(raw, c)
         nodes = {r["metric"]["node"] for r in info if r["metric"].get("node")} | set(labels)
         node_labels = {n: labels.get(n, {}) for n in nodes}
@@ -458,6 +484,10 @@ def _join(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], keys: dict[str,
                       "instance or node)", "keep the ServiceMonitor's target labels", cs.name)
             continue
         cs.ne_join = best
+        # recorded variants join the same nodes the cheapest way: a label of the series itself
+        # reads nothing more, kube_node_info one series per node, kube_pod_info one per pod
+        cost = {"internal_ip": 1, "kube_pod_info": 2}
+        cs.ne_join_recorded = min((n for n in order if results[n] == results[best]), key=lambda n: (cost.get(n, 0), order.index(n)))
         matched = results[best]
         tried = ", ".join(f"{n} {len(results[n])}" for n in order)
         pct = 100.0 * len(matched) / len(known) if known else 100.0
@@ -521,6 +551,81 @@ def _history(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
                           "1h downsampled blocks (peaks at 1h resolution)", "", cs.name, report=True)
 
 
+#: Recorded series a variant can only use per node when they carry a non-empty ``node``
+#: label: the kubernetes-mixin aggregates node-exporter series ``by (cluster, node)``, and
+#: kube-prometheus(-stack) node-exporter series have no ``node`` (docs/research 5.4).
+_NEEDS_NODE = ("node:node_cpu_utilization:ratio_rate5m",)
+def _mixin(name: str) -> str:
+    return "node-mixin" if name.startswith("instance:") else "kubernetes-mixin"
+
+
+def _recorded(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], rules: list[str]) -> None:
+    """Which of the mixins' recorded series each cluster has, and since when (to the hour).
+
+    Instant ``count by (cluster, __name__)`` probes (one per probe time, all rules at once):
+    at the window's end, at its start, then a joint bisection for every (cluster, rule)
+    present at the end but not at the start. Each probe reads each recorded series once, so
+    about 15 probes cost what one step of the pull does. A rule that stopped and started
+    again inside the window is taken from its last start only if the bisection lands there;
+    the data-coverage checks after the pull name any hole left."""
+    if not rules:
+        return
+    c, w = ctx.c, ctx.window
+    names = "|".join(re.escape(r) for r in rules)
+    sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
+    expr = f'count by ({c}, __name__) ({{__name__=~"{escape_label_value(names)}",{sel}}})'
+
+    def at(t: float) -> set[tuple[str | None, str]]:
+        return {(r["metric"].get(c), r["metric"]["__name__"]) for r in ctx.client.instant("doctor:recorded", expr, t)}
+
+    end, start = w.end.timestamp(), w.start.timestamp()
+    now = at(end)
+    since: dict[tuple, float] = {}
+    first = at(start) if now else set()
+    open_: dict[tuple, tuple[float, float]] = {}
+    for key in now:
+        if key in first:
+            since[key] = start
+        else:
+            open_[key] = (start, end)
+    while open_:
+        mids = {k: math.floor((lo + hi) / 2 / 60) * 60 for k, (lo, hi) in open_.items()}
+        seen = {t: at(t) for t in set(mids.values())}
+        for k, m in mids.items():
+            lo, hi = open_[k]
+            open_[k] = (lo, m) if k in seen[m] else (m, hi)
+        for k in [k for k, (lo, hi) in open_.items() if hi - lo <= 3600]:
+            since[k] = open_.pop(k)[1]
+    for cs in clusters:
+        have = {name: t for (cl, name), t in since.items() if cl == cs.label_value}
+        nodes = int((setup.inventory["cluster"] == cs.name).sum()) if len(setup.inventory) else 0
+        unusable = []
+        for name in [n for n in _NEEDS_NODE if n in have]:
+            rows = ctx.instant("doctor:recorded-node", f'count by ({c}) (count by ({c}, node) '
+                               f'({name}{{{cs.selector(None)}node!=""}}))')
+            per_node = int(float(rows[0]["value"][1])) if rows else 0
+            if per_node < max(1, nodes // 2):
+                unusable.append(f"{name} has no node label ({per_node} of {nodes} nodes): node-exporter series carry none, "
+                                "so the kubernetes-mixin rule is one series per cluster (the node-mixin's instance:* "
+                                "rules are read instead)")
+                del have[name]
+        cs.recorded = have
+        if have:
+            by_day: dict[str, list[str]] = defaultdict(list)
+            for name, t in sorted(have.items(), key=lambda kv: (kv[1], kv[0])):
+                by_day[fmt_ts(t) if t > start else "the window's start"].append(f"{name} ({_mixin(name)})")
+            detail = "; ".join(f"since {d}: {', '.join(v)}" for d, v in by_day.items())
+            setup.add("recorded series", "OK", f"{detail}; pulls read them where they exist and the raw series before"
+                      + (f". Not used: {'; '.join(unusable)}" if unusable else ""), cluster=cs.name)
+        else:
+            groups = sorted({CHART_GROUPS.get(g, g) for r in rules if (x := rule_expr(r)) for g in [x[0]]})
+            setup.add("recorded series", "OK", "no kubernetes-mixin or node-mixin recorded series: every pull reads the raw "
+                      "series (the cost lines estimate what the rules would save)"
+                      + (f". Not used: {'; '.join(unusable)}" if unusable else ""),
+                      "kube-prometheus-stack evaluates them by default (values " + ", ".join(groups) + ": true); "
+                      "`promtool tsdb create-blocks-from rules` backfills their history", cs.name)
+
+
 def _storage(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
     c, lb = ctx.c, ctx.lookback
     for cs in clusters:
@@ -559,9 +664,11 @@ def _intervals(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
               f"peaks at {setup.peak_s}s resolution within each {ctx.step_s}s step")
 
 
-def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, step_s: int) -> Setup:
+def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, step_s: int,
+            rules: list[str] | None = None) -> Setup:
     """Every cheap check, in order; later checks are skipped when the server has no
-    kube-state-metrics at all. See the module docstring."""
+    kube-state-metrics at all. ``rules``: the recorded series the catalog's variants read
+    (looked for when ``src.recorded`` is ``auto``). See the module docstring."""
     ctx = _Ctx(client, src, window, step_s)
     setup = Setup(ServerInfo(), [], pd.DataFrame(columns=INVENTORY_COLUMNS), 60, 300, 300)
     _server(ctx, setup)
@@ -574,24 +681,56 @@ def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, st
     _join(ctx, setup, clusters, keys, setup.inventory)
     _intervals(ctx, setup, clusters)
     _history(ctx, setup, clusters)
+    if src.recorded == "auto":
+        _recorded(ctx, setup, clusters, rules or [])
     _storage(ctx, setup, clusters)
     setup.clusters = [cs for cs in clusters if "kube_state_metrics" in cs.jobs]
     return setup
 
 
+def _fmt_s(x: float) -> str:
+    return f"{x / 3600:.1f} h" if x >= 3600 else f"{x:.0f} s" if x >= 10 else f"{x:.1f} s"
+
+
+def _rule_series(ctx_client: PromClient, c: str, rules: list[str], at: float) -> dict[tuple[str | None, str], int]:
+    """(cluster, rule) -> how many series the rule would record, evaluating its expression
+    once (for a cluster without the rules: what enabling them would give)."""
+    out = {}
+    for r in rules:
+        known = rule_expr(r)
+        if not known:
+            continue
+        for row in ctx_client.instant(f"doctor:rule-series:{r}", f"count by ({c}) ({known[1]})", at):
+            out[(row["metric"].get(c), r)] = int(float(row["value"][1]))
+    return out
+
+
 def probe_costs(client: PromClient, src: PrometheusSource, setup: Setup, catalog: MetricCatalog, window: HistoryWindow,
                 step_s: int, planner: WindowPlanner | None = None) -> None:
-    """One day of every pool and storage query, with ``stats=all``: samples the server
-    touches (``totalQueryableSamples``) and holds at once (``peakSamples``) per day,
-    extrapolated to the window and to the requests it will take."""
-    budget = int(setup.server.max_samples * src.samples_budget_pct / 100)
+    """One day of every pool and storage query (and of its recorded variant where the
+    cluster has the rules), with ``stats=all``: samples the server touches
+    (``totalQueryableSamples``) and holds at once (``peakSamples``) and its evaluation time
+    per day, extrapolated to the requests each will take. Then what the full pull (the
+    window) and the monthly pull (the last :data:`MONTH_DAYS` days) would cost, with the
+    recorded variants where the pull would read them and raw only, and, for a cluster
+    without the mixins' rules, what enabling them would save (estimated from the number of
+    series the rules would record)."""
+    from .budget import resolve_budget
+
+    budget_cfg = resolve_budget(src)
+    budget = int(setup.server.max_samples * budget_cfg.samples_budget_pct / 100)
     planner = planner or WindowPlanner(step_s, budget, min(src.timeout_s, setup.server.timeout_s or src.timeout_s),
                                        src.max_points_per_request,
                                        parse_duration(src.max_query_length) if src.max_query_length else None)
-    end = window.end.timestamp()
+    end, start = window.end.timestamp(), window.start.timestamp()
     day_steps = max(1, 86400 // step_s)
+    days = window.days
+    recorded = src.recorded == "auto"
+    # per (cluster, group): {variant: (samples/day, eval s/day, requests/day)}; since of the recorded variant
+    per: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = defaultdict(dict)
+    since: dict[tuple[str, str], float] = {}
     for cs in setup.clusters:
-        for q in build_queries(catalog, cs, src, step_s, setup.peak_s, setup.rate_window_s):
+        for q in build_queries(catalog, cs, src, step_s, setup.peak_s, setup.rate_window_s, recorded):
             if q.entry.level not in ("pool", "storage"):
                 continue
             # The inner expression at its own resolution over the last day: what the server
@@ -607,10 +746,76 @@ def probe_costs(client: PromClient, src: PrometheusSource, setup: Setup, catalog
             planner.seed(q.name, ans.peak_samples / day_steps if ans.peak_samples else None,
                          ans.eval_s / day_steps if ans.eval_s else None)
             steps = planner.steps(q.name)
-            n_req = math.ceil(window.days * day_steps / steps)
-            setup.estimates.append(CostEstimate(q.label, cs.name, ans.peak_samples, ans.total_samples, ans.eval_s, steps, n_req))
-            setup.add("cost", "OK", f"{q.label}: a day reads {_fmt_n(ans.total_samples)} samples "
+            n_req = math.ceil(days * day_steps / steps)
+            used = days if q.variant == "raw" else (end - max(start, q.since or start)) / 86400
+            setup.estimates.append(CostEstimate(q.label, cs.name, ans.peak_samples, ans.total_samples, ans.eval_s, steps,
+                                                n_req, q.variant, q.group, round(used, 2)))
+            per[(cs.name, q.group)][q.variant] = (float(ans.total_samples or 0), float(ans.eval_s or 0.0),
+                                                  day_steps / steps)
+            if q.variant == "recorded":
+                since[(cs.name, q.group)] = max(start, q.since or start)
+            setup.add("cost", "OK", f"{q.label}{' (recorded)' if q.variant == 'recorded' else ''}: a day reads "
+                      f"{_fmt_n(ans.total_samples)} samples "
                       f"({_fmt_n(ans.total_samples * 30 if ans.total_samples else None)} per month) and holds up to "
                       f"{_fmt_n(ans.peak_samples)} -> {steps * step_s / 86400:.1f} days per request, {n_req} request(s) for "
-                      f"{window.days} days (budget {_fmt_n(budget)} = {src.samples_budget_pct:g}% of query.max-samples)",
+                      f"{days} days (budget {_fmt_n(budget)} = {budget_cfg.samples_budget_pct:g}% of query.max-samples)",
                       cluster=cs.name)
+    _pull_estimates(setup, per, since, start, end, budget_cfg)
+    if recorded:
+        _rules_saving(client, setup, catalog, src, per, end)
+
+
+def _pull_estimates(setup: Setup, per: dict, since: dict, start: float, end: float, budget) -> None:
+    for name, a in (("full", start), ("monthly", max(start, end - MONTH_DAYS * 86400))):
+        tot = [0.0, 0.0, 0.0, 0.0, 0.0]
+        for key, variants in per.items():
+            raw = variants.get("raw")
+            if raw is None:
+                continue
+            rec = variants.get("recorded")
+            cut = min(max(since.get(key, end), a), end) if rec else end
+            d_raw, d_rec = (cut - a) / 86400, (end - cut) / 86400
+            tot[0] += d_raw * raw[0] + d_rec * (rec[0] if rec else 0)
+            tot[1] += d_raw * raw[1] + d_rec * (rec[1] if rec else 0)
+            tot[2] += math.ceil(d_raw * raw[2]) + (math.ceil(d_rec * rec[2]) if rec else 0)
+            tot[3] += (d_raw + d_rec) * raw[0]
+            tot[4] += (d_raw + d_rec) * raw[1]
+        p = PullEstimate(name, round((end - a) / 86400, 2), tot[0], tot[1], int(tot[2]), tot[3], tot[4])
+        setup.pulls.append(p)
+        floor = f"; at {budget.samples_per_s:,.0f} samples/s at least {_fmt_s(p.samples / budget.samples_per_s)}" \
+            if budget.samples_per_s else ""
+        saving = (f" (raw series only: {_fmt_n(p.raw_samples)} samples, {_fmt_s(p.raw_server_s)})"
+                  if p.raw_samples > p.samples * 1.001 else "")
+        setup.add("pull cost", "OK", f"{name} pull ({p.days:g} days, pool and storage series): about {_fmt_n(p.samples)} "
+                  f"samples and {_fmt_s(p.server_s)} of server time in {p.requests} requests{saving}; budget "
+                  f"{budget.describe()}{floor}")
+
+
+def _rules_saving(client: PromClient, setup: Setup, catalog: MetricCatalog, src: PrometheusSource, per: dict,
+                  end: float) -> None:
+    """For clusters without the rules: the samples a day the recorded variants would read,
+    from the number of series the rules would record (plus the node-pool map, read as by
+    the raw queries), against what the raw queries read."""
+    c = check_label_name(src.cluster_label, "cluster_label")
+    missing = [cs for cs in setup.clusters if not cs.recorded]
+    if not missing:
+        return
+    rules = sorted({r for m in catalog.metrics for r in m.rules})
+    counts = _rule_series(client, c, rules, end)
+    points = 86400 / setup.peak_s
+    for cs in missing:
+        nodes = int((setup.inventory["cluster"] == cs.name).sum()) if len(setup.inventory) else 0
+        raw_total, rec_total = 0.0, 0.0
+        for (cluster, group), variants in per.items():
+            v = next((m for m in catalog.metrics if m.variant_of == group and m.level == "pool"), None)
+            if cluster != cs.name or v is None or "raw" not in variants:
+                continue
+            n = [counts.get((cs.label_value, r)) for r in v.rules]
+            if any(x is None for x in n):
+                continue
+            raw_total += variants["raw"][0]
+            rec_total += points * (sum(n) + 2 * nodes)  # each rule's series, and kube_node_labels twice (the pool map)
+        if raw_total and rec_total:
+            setup.add("recorded series", "OK", f"enabling the rules would cut the pool queries that have a recorded variant "
+                      f"from {_fmt_n(raw_total)} to about {_fmt_n(rec_total)} samples a day ({raw_total / rec_total:.0f}x "
+                      "fewer; estimated from the series the rules would record)", cluster=cs.name)

@@ -105,6 +105,8 @@ class RequestRecord:
     total_samples: int | None = None
     #: the form that was sent (to replay a pull, as the benchmark does)
     params: dict = field(default_factory=dict, repr=False)
+    #: the server's evaluation time (stats timings.evalTotalTime)
+    eval_s: float | None = None
 
 
 @dataclass
@@ -138,7 +140,7 @@ class PromClient:
         self.src = src
         self.url = src.url.rstrip("/")
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=src.max_concurrency + 4)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(src.max_concurrency, src.budget.max_concurrency or 0) + 4)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update(src.headers)
@@ -267,7 +269,7 @@ class PromClient:
                           [self.clean(str(w)) for w in env.get("warnings") or []])
         self._record(RequestRecord(name, cluster, start, end, step, time.perf_counter() - t, "ok",
                                    sum(len(r.get("values") or ()) for r in ans.result), ans.peak_samples, ans.total_samples,
-                                   params))
+                                   params, ans.eval_s))
         return ans
 
     def labels(self, match: str, start: float, end: float) -> list[str]:
@@ -304,12 +306,22 @@ class WindowPlanner:
         self.fallback = max(1, min(self.max_steps, fallback_s // step))
         self._steps: dict[str, int] = {}
         self._cap: dict[str, int] = {}  # sizes that were too heavy once are never asked again
+        self._total: dict[str, float] = {}  # samples read per step, from the last answer
         self._lock = threading.Lock()
 
     def steps(self, key: str) -> int:
+        """Steps of the next request of ``key``: whole days when a request is a day or more
+        (day-aligned requests are what Mimir's query-frontend splits and caches by)."""
         with self._lock:
             n = self._steps.get(key) or max(1, min(self.max_steps, 86400 // self.step))
-            return max(1, min(n, self._cap.get(key, n)))
+            n = max(1, min(n, self._cap.get(key, n)))
+        day = 86400 // self.step if 86400 % self.step == 0 else 0
+        return n - n % day if day and n >= day else n
+
+    def expected_samples(self, key: str, steps: int) -> float:
+        """Samples a request of ``steps`` is expected to read (0 before any answer)."""
+        with self._lock:
+            return self._total.get(key, 0.0) * steps
 
     def seed(self, key: str, peak_per_step: float | None, eval_s_per_step: float | None) -> None:
         """Size ``key`` from a measured cost (the doctor's probe, or a returned request)."""
@@ -327,6 +339,9 @@ class WindowPlanner:
         steps = ans.steps
         self.seed(key, ans.peak_samples / steps if ans.peak_samples else None,
                   ans.eval_s / steps if ans.eval_s else None)
+        if ans.total_samples is not None:
+            with self._lock:
+                self._total[key] = ans.total_samples / steps
 
     def shrink(self, key: str, steps: int) -> None:
         """A request of ``steps`` was too heavy: never ask for more than half of it again."""
@@ -334,22 +349,39 @@ class WindowPlanner:
             self._cap[key] = max(1, min(self._cap.get(key, steps), steps // 2 or 1))
 
     def pull(self, client: PromClient, key: str, name: str, expr: str, first: float, last: float, cluster: str,
-             extra: Callable[[float, float], dict] | None = None) -> list[RangeAnswer]:
-        """Every evaluation point ``first .. last`` (inclusive, on the grid) of one query."""
+             extra: Callable[[float, float], dict] | None = None, budget: Any = None,
+             answered: Callable[[RangeAnswer], None] | None = None) -> list[RangeAnswer]:
+        """Every evaluation point ``first .. last`` (inclusive, on the grid) of one query.
+        ``budget`` (:class:`pipelines.io.sources.budget.Budget`): each request waits for a
+        query slot and for its expected samples under the rate limit. ``answered`` is called
+        with each answer as it comes (the ingest commits it)."""
         out: list[RangeAnswer] = []
         pos = first
         while pos <= last:
             b = min(pos + (self.steps(key) - 1) * self.step, last)
-            for ans in self._split(client, key, name, expr, pos, b, cluster, extra):
+            for ans in self._split(client, key, name, expr, pos, b, cluster, extra, budget):
                 self.learn(key, ans)
                 out.append(ans)
+                if answered:
+                    answered(ans)
             pos = b + self.step
         return out
 
+    def _request(self, client: PromClient, key: str, name: str, expr: str, a: float, b: float, cluster: str,
+                 extra: Callable[[float, float], dict] | None, budget: Any) -> RangeAnswer:
+        if budget is None:
+            return client.query_range(name, expr, a, b, self.step, cluster, extra(a, b) if extra else None)
+        expected = self.expected_samples(key, int((b - a) // self.step) + 1)
+        with budget.slots:
+            budget.take(expected, f"query {name!r} (clusters: {cluster})")
+            ans = client.query_range(name, expr, a, b, self.step, cluster, extra(a, b) if extra else None)
+        budget.settle(expected, ans.total_samples)
+        return ans
+
     def _split(self, client: PromClient, key: str, name: str, expr: str, a: float, b: float, cluster: str,
-               extra: Callable[[float, float], dict] | None) -> list[RangeAnswer]:
+               extra: Callable[[float, float], dict] | None, budget: Any = None) -> list[RangeAnswer]:
         try:
-            return [client.query_range(name, expr, a, b, self.step, cluster, extra(a, b) if extra else None)]
+            return [self._request(client, key, name, expr, a, b, cluster, extra, budget)]
         except TooHeavy as exc:
             steps = int((b - a) // self.step) + 1
             if steps == 1:
@@ -359,5 +391,5 @@ class WindowPlanner:
                     f"source.prometheus.timeout_s, or pull fewer clusters at once (source.prometheus.clusters)") from None
             self.shrink(key, steps)
             mid = a + ((steps // 2) - 1) * self.step
-            return (self._split(client, key, name, expr, a, mid, cluster, extra)
-                    + self._split(client, key, name, expr, mid + self.step, b, cluster, extra))
+            return (self._split(client, key, name, expr, a, mid, cluster, extra, budget)
+                    + self._split(client, key, name, expr, mid + self.step, b, cluster, extra, budget))

@@ -18,9 +18,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import queue
+import threading
+import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -31,7 +36,8 @@ from forecasting.frames import UNITS, make_series_id
 from ...config import Config, PrometheusSource
 from ...domain import HistoryWindow
 from ..store import Store
-from .catalog import MetricCatalog, Query, build_queries, load_metric_catalog, render
+from .budget import Budget, Cost, resolve_budget
+from .catalog import MetricCatalog, Query, build_queries, load_metric_catalog, render, rule_names
 from .common import IngestResult, data_quality
 from .doctor import Setup, inspect
 from .presets import UNLABELLED
@@ -40,6 +46,8 @@ from .promapi import (PrometheusError, PromClient, RangeAnswer, WindowPlanner, e
 
 __all__ = ["PrometheusError", "MetricCatalog", "load_metric_catalog", "escape_label_value", "plan_chunks", "Query",
            "ingest_prometheus", "parse_duration", "render", "missing_windows", "answers_to_frame", "connect"]
+
+log = logging.getLogger("capplan")
 
 #: Pool series every pool with nodes must have (resource, kind).
 REQUIRED = [("cpu", "usage"), ("memory", "usage"), ("cpu", "requests"), ("memory", "requests")]
@@ -156,78 +164,220 @@ def _check_pools(store: Store, window: HistoryWindow, setup: Setup, src: Prometh
     return problems
 
 
+def _windows(window: HistoryWindow, stored: list[tuple[pd.Timestamp, pd.Timestamp]], step_s: int,
+             cuts: list[pd.Timestamp]) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """The missing parts of ``window``, cut at ``cuts`` (where raw data starts on Thanos,
+    where a series' recorded variant starts)."""
+    out = []
+    for a, b in missing_windows(window.start, window.end, stored, step_s):
+        edges = [a] + sorted({c for c in cuts if a < c < b}) + [b]
+        out += [(x, y) for x, y in zip(edges, edges[1:]) if (y - x).total_seconds() >= step_s]
+    return out
+
+
+def _align(t: float, step_s: int) -> pd.Timestamp:
+    return pd.Timestamp(math.ceil(t / step_s) * step_s, unit="s", tz="UTC")
+
+
+class _Stopped(Exception):
+    """Another request of the pull failed: the others stop after their current request."""
+
+
+@dataclass
+class _Task:
+    q: Query
+    start: pd.Timestamp
+    end: pd.Timestamp
+    first: float
+    last: float
+
+
+def _plan_tasks(queries: list[Query], have: dict, window: HistoryWindow, step_s: int,
+                raw_cut: pd.Timestamp | None) -> list[_Task]:
+    """One task per (query, cluster, missing window): the recorded variant of a series where
+    its rules exist (from ``since``), the raw entry before, only where nothing of either is
+    stored yet."""
+    by_group: dict[tuple[str, str], list[Query]] = defaultdict(list)
+    for q in queries:
+        by_group[(q.group, q.cluster)].append(q)
+    tasks = []
+    for (_, cluster), qs in by_group.items():
+        raw = next(q for q in qs if q.variant == "raw")
+        rec = next((q for q in qs if q.variant == "recorded"), None)
+        stored = [w for q in qs for w in have[(q.name, q.cluster, step_s)]]
+        since = _align(rec.since, step_s) if rec and rec.since is not None else None
+        cuts = [c for c in (raw_cut, since) if c is not None]
+        for a, b in _windows(window, stored, step_s, cuts):
+            q = rec if since is not None and a >= since else raw
+            grid = plan_chunks(a.timestamp(), b.timestamp(), step_s, 10**9)
+            if grid:
+                tasks.append(_Task(q, a, b, grid[0][0] + q.shift_s, grid[0][1] + q.shift_s))
+    # oldest windows first (a resumed pull fills the history from its start), clusters interleaved
+    return sorted(tasks, key=lambda t: (t.start, t.q.cluster))
+
+
+def _cost_summary(costs: dict[str, Cost], wall_s: float, budgets: list[Budget]) -> dict:
+    total = Cost()
+    for c in costs.values():
+        total.merge(c)
+    return {**total.as_dict(), "wall_s": round(wall_s, 2), "by_variant": {k: v.as_dict() for k, v in sorted(costs.items())},
+            "budget": "; ".join(b.describe() for b in budgets),
+            "line": (f"Prometheus pull: {total.requests} requests, {total.samples:,} samples read, "
+                     f"{total.server_s:.1f} s of server time, {wall_s:.1f} s wall ("
+                     + ", ".join(f"{k} {v.requests} requests / {v.samples:,} samples" for k, v in sorted(costs.items()))
+                     + f"); budget {'; '.join(b.describe() for b in budgets)}")}
+
+
+@dataclass
+class _Server:
+    """One server's side of a pull: its client, what the doctor found, its requests."""
+
+    src: PrometheusSource
+    client: PromClient
+    setup: Setup
+    queries: list[Query]
+    planner: WindowPlanner
+    budget: Budget
+    extra: Callable[[float, float], dict] | None
+    warnings: list[str]
+    tasks: list[_Task]
+
+
+def _prepare(src: PrometheusSource, client: PromClient, catalog: MetricCatalog, window: HistoryWindow, step_s: int,
+             have: dict) -> _Server:
+    """The doctor's checks for one server (stopping on a failed one), its queries and the
+    requests still missing."""
+    setup = inspect(client, src, window, step_s, rule_names(catalog))
+    warnings = _gate(setup, src)
+    if setup.inventory.empty:
+        raise PrometheusError(f"no nodes from {src.url}: kube_node_info and kube_node_labels returned nothing")
+    recorded = src.recorded == "auto"
+    queries = [q for cs in setup.clusters
+               for q in build_queries(catalog, cs, src, step_s, setup.peak_s, setup.rate_window_s, recorded)]
+    budget = resolve_budget(src)
+    samples_budget = int(setup.server.max_samples * budget.samples_budget_pct / 100)
+    planner = WindowPlanner(step_s, samples_budget, min(src.timeout_s, setup.server.timeout_s or src.timeout_s),
+                            src.max_points_per_request, parse_duration(src.max_query_length) if src.max_query_length else None)
+    # Thanos: windows are cut where raw blocks begin, so raw data is never read at 1h resolution
+    cut = pd.Timestamp(math.ceil(setup.raw_earliest / step_s) * step_s, unit="s", tz="UTC") if setup.raw_earliest else None
+    tasks = _plan_tasks(queries, have, window, step_s, cut)
+    return _Server(src, client, setup, queries, planner, budget, _max_source_resolution(src, setup), warnings, tasks)
+
+
 def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress: Callable | None = None,
                       client: PromClient | None = None) -> IngestResult:
     """Pull the missing parts of the history window for every catalog query and cluster,
     and snapshot the inventory (see the module docstring). ``client`` (default: one for
     the configured server) keeps a record of every request."""
-    src = cfg.source.prometheus
-    catalog = load_metric_catalog(cfg.path(src.catalog) if src.catalog else None)
-    step_s = parse_duration(src.step)
-    client = client or connect(cfg)
-    setup = inspect(client, src, window, step_s)
-    warnings = _gate(setup, src)
-    if setup.inventory.empty:
-        raise PrometheusError(f"no nodes from {src.url}: kube_node_info and kube_node_labels returned nothing")
-    queries = [q for cs in setup.clusters for q in build_queries(catalog, cs, src, step_s, setup.peak_s, setup.rate_window_s)]
-    budget = int(setup.server.max_samples * src.samples_budget_pct / 100)
-    planner = WindowPlanner(step_s, budget, min(src.timeout_s, setup.server.timeout_s or src.timeout_s),
-                            src.max_points_per_request, parse_duration(src.max_query_length) if src.max_query_length else None)
+    started = time.perf_counter()
+    base = cfg.source.prometheus
+    catalog = load_metric_catalog(cfg.path(base.catalog) if base.catalog else None)
+    step_s = parse_duration(base.step)
     stored = store.stored_windows("prometheus")
     have: dict[tuple, list] = defaultdict(list)
     for r in stored.itertuples():
         have[(r.query_name, r.cluster, r.step_s)].append((pd.Timestamp(r.window_start), pd.Timestamp(r.window_end)))
     seen_clusters = set(stored["cluster"].dropna())
-    # Thanos: windows are cut where raw blocks begin, so raw data is never read at 1h resolution
-    cut = pd.Timestamp(math.ceil(setup.raw_earliest / step_s) * step_s, unit="s", tz="UTC") if setup.raw_earliest else None
-    tasks = []
-    for q in queries:
-        gaps = missing_windows(window.start, window.end, have[(q.name, q.cluster, step_s)], step_s)
-        if cut is not None:
-            gaps = [part for a, b in gaps for part in (((a, cut), (cut, b)) if a < cut < b else ((a, b),))]
-        for a, b in gaps:
-            grid = plan_chunks(a.timestamp(), b.timestamp(), step_s, 10**9)
-            if grid:
-                tasks.append((q, a, b, grid[0][0] + q.shift_s, grid[0][1] + q.shift_s))
-    extra = _max_source_resolution(src, setup)
-    pools_with_nodes = set(zip(setup.inventory["cluster"], setup.inventory["pool"]))
+    servers = []
+    for src in base.per_server():
+        own = client if client is not None and client.url == src.url.rstrip("/") else PromClient(src, cfg.base_dir)
+        servers.append(_prepare(src, own, catalog, window, step_s, have))
+    names = [cs.name for s in servers for cs in s.setup.clusters]
+    if len(names) != len(set(names)):
+        raise PrometheusError("source.prometheus.servers: a cluster is served by two servers ("
+                              + ", ".join(sorted({n for n in names if names.count(n) > 1}))
+                              + "); give each server its clusters")
+    warnings = [w for s in servers for w in s.warnings]
+    inventory = pd.concat([s.setup.inventory for s in servers], ignore_index=True)
+    pools_with_nodes = set(zip(inventory["cluster"], inventory["pool"]))
+    tasks = sorted(((s, t) for s in servers for t in s.tasks), key=lambda st: (st[1].start, st[1].q.cluster))
     rows, new, series_ids = 0, 0, []
+    costs: dict[str, Cost] = defaultdict(Cost)
 
-    def pull(task):
-        q, a, b, first, last = task
-        return task, planner.pull(client, q.name, q.label, q.expr, first, last, q.cluster, extra)
+    def commit(server: _Server, task: _Task, ans: RangeAnswer, wall: float) -> None:
+        """Write one answer (one request) in one transaction: an interrupted pull resumes
+        from the last request written."""
+        nonlocal rows, new, warnings
+        q, extra = task.q, server.extra
+        samples, dims = answers_to_frame(q, [ans])
+        if q.entry.level in ("pool", "node") and (q.cluster, UNLABELLED) not in pools_with_nodes and len(dims):
+            # only virtual nodes (left out of the inventory) are in no pool: nothing to plan
+            dims = dims[dims["pool"] != UNLABELLED]
+            samples = samples[samples["series_id"].isin(dims["series_id"])]
+        warnings += [f"{q.label} [{q.cluster}]: {w}" for w in ans.warnings]
+        if len(dims):
+            new += store.upsert_series(dims, source="prometheus")
+            series_ids.extend(dims["series_id"])
+        cost = Cost()
+        cost.add(ans)
+        costs[q.variant].merge(cost)
+        # the stored timestamps of this request: ts = evaluation time - shift, each covering one step
+        a = max(task.start, pd.Timestamp(ans.start - q.shift_s, unit="s", tz="UTC"))
+        b = min(task.end, pd.Timestamp(ans.end - q.shift_s + ans.step, unit="s", tz="UTC"))
+        resolution = (extra(ans.start, ans.end) or {}).get("max_source_resolution", "") if extra else ""
+        rows += store.replace_samples(samples, a, b,
+                                      {"source": "prometheus", "query_name": q.name, "cluster": q.cluster,
+                                       "step_s": step_s, "query_group": q.group, "variant": q.variant,
+                                       "resolution": resolution, "cost": {**cost.as_dict(), "wall_s": round(wall, 3)}},
+                                      fresh=q.cluster not in seen_clusters)
 
-    with ThreadPoolExecutor(max_workers=src.max_concurrency) as pool:
-        futures = [pool.submit(pull, t) for t in tasks]
+    done: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def pull(server: _Server, task: _Task) -> None:
+        q = task.q
+        t = [time.perf_counter()]
+
+        def answered(ans: RangeAnswer) -> None:
+            now = time.perf_counter()
+            done.put((server, task, ans, now - t[0]))
+            t[0] = now
+            if stop.is_set():
+                raise _Stopped()
+
         try:
-            for i, fut in enumerate(as_completed(futures)):
-                (q, a, b, _, _), answers = fut.result()
-                samples, dims = answers_to_frame(q, answers)
-                if q.entry.level in ("pool", "node") and (q.cluster, UNLABELLED) not in pools_with_nodes and len(dims):
-                    # only virtual nodes (left out of the inventory) are in no pool: nothing to plan
-                    dims = dims[dims["pool"] != UNLABELLED]
-                    samples = samples[samples["series_id"].isin(dims["series_id"])]
-                for ans in answers:
-                    warnings += [f"{q.label} [{q.cluster}]: {w}" for w in ans.warnings]
-                if len(dims):
-                    new += store.upsert_series(dims, source="prometheus")
-                    series_ids += list(dims["series_id"])
-                rows += store.replace_samples(samples, a, b, {"source": "prometheus", "query_name": q.name,
-                                                              "cluster": q.cluster, "step_s": step_s},
-                                              fresh=q.cluster not in seen_clusters)
-                if progress:
-                    progress(i + 1, len(futures), q.label)
+            server.planner.pull(server.client, q.name, q.label, q.expr, task.first, task.last, q.cluster, server.extra,
+                                server.budget, answered)
+            done.put((server, task, None, None))
+        except BaseException as exc:  # noqa: BLE001  (handed to the writing thread)
+            done.put((server, task, exc, None))
+
+    # One pool for every server's requests, as large as their query slots together: each
+    # request waits for a slot of its own server (Budget.slots), so each server sees at most
+    # its budget's max_concurrency queries while the others keep going. Threads, not Prefect
+    # tasks: the work is waiting on HTTP, the limit is per server, and the samples must be
+    # written by one thread in order (Prefect's concurrency limits are global tags that need
+    # a server-side setup, and a task per request would cost more than the request).
+    finished = 0
+    with ThreadPoolExecutor(max_workers=max(1, sum(s.budget.max_concurrency for s in servers))) as pool:
+        futures = [pool.submit(pull, s, t) for s, t in tasks]
+        try:
+            while finished < len(tasks):
+                server, task, item, wall = done.get()
+                if isinstance(item, _Stopped):
+                    finished += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                elif item is None:
+                    finished += 1
+                    if progress:
+                        progress(finished, len(tasks), task.q.label)
+                else:
+                    commit(server, task, item, wall)
         except BaseException:
+            stop.set()
             for f in futures:
                 f.cancel()
             raise
-    queried = {(q.cluster, q.entry.resource, q.entry.kind) for q in queries if q.entry.level == "pool"}
-    warnings += _check_pools(store, window, setup, src, queried)
-    clusters = {cs.name for cs in setup.clusters}
+    for s in servers:
+        queried = {(q.cluster, q.entry.resource, q.entry.kind) for q in s.queries if q.entry.level == "pool"}
+        warnings += _check_pools(store, window, s.setup, s.src, queried)
+    clusters = set(names)
     storage = store.storage_pools(window)
     storage = storage[storage["cluster"].isin(clusters) & storage["pool"].str.contains(":", regex=False)].reset_index(drop=True)
     quality = data_quality(store, window, step_s)
     quality = quality[quality["cluster"].isin(clusters)].reset_index(drop=True)
-    return IngestResult(inventory=setup.inventory, storage_pools=storage, quality=quality, rows=rows,
-                        series=len(set(series_ids)), new_series=new, warnings=list(dict.fromkeys(warnings)))
-
+    cost = _cost_summary(costs, time.perf_counter() - started, [s.budget for s in servers])
+    log.info(cost["line"])
+    return IngestResult(inventory=inventory, storage_pools=storage, quality=quality, rows=rows,
+                        series=len(set(series_ids)), new_series=new, warnings=list(dict.fromkeys(warnings)), cost=cost)
