@@ -127,6 +127,9 @@ def _print_result(result: dict, show_all: bool = False) -> None:
                   f"today's fleet (nodes and storage) {fmt_money(s['fleet_monthly_cost_usd'])}/month")
     for line in elastic_lines(s.get("elastic")):
         console.print(line, markup=False, highlight=False)
+    cost = (s.get("ingest") or {}).get("cost") or {}
+    if cost.get("line"):
+        console.print(f"server cost of the pull: {cost['line']}", markup=False, highlight=False)
     console.print(f"run id: {result['run_id']}")
     for kind, path in result["files"].items():
         console.print(f"{kind:>7}: {path}")
@@ -258,6 +261,8 @@ def ingest(
             out = ingest_flow(RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of)))
         s = out["summary"]
         console.print(f"ingested {s['rows']} samples of {s['series']} series ({s['new_series']} new); run {out['run_id']}")
+        if (s.get("cost") or {}).get("line"):
+            console.print(f"server cost of the pull: {s['cost']['line']}", markup=False, highlight=False)
 
 
 @app.command()

@@ -82,7 +82,8 @@ def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
     tables = {"inventory": ing.inventory, "storage_pools": ing.storage_pools, "events": events_frame(ctx.events),
               "data_quality": ing.quality, "track_record": track, **plan_tables(plan, fc)}
     summary = {**plan.summary, "headline": headline(plan.pools, ctx.as_of),
-               "ingest": {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings},
+               "ingest": {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings,
+                          "cost": ing.cost},
                "track_record": record}
     return RunOutputs(tables, run_folder(ctx.report_root, ctx.as_of), files, summary,
                       records(plan.pools), fc.notes)
@@ -91,6 +92,7 @@ def monthly_job(ctx: RunContext, steps: Steps) -> RunOutputs:
 def ingest_job(ctx: RunContext, steps: Steps) -> RunOutputs:
     """Ingest only: pull the window and snapshot the inventory (no files)."""
     ing = steps.run("ingest-history", ingest_history, ctx)
-    summary = {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings}
+    summary = {"rows": ing.rows, "series": ing.series, "new_series": ing.new_series, "warnings": ing.warnings,
+               "cost": ing.cost}
     return RunOutputs({"inventory": ing.inventory, "storage_pools": ing.storage_pools, "data_quality": ing.quality},
                       run_folder(ctx.report_root, ctx.as_of), {}, summary)
