@@ -260,6 +260,7 @@ CREATE TABLE IF NOT EXISTS commitments (
     run_id VARCHAR, kind VARCHAR, name VARCHAR, type VARCHAR, term_years INTEGER, start_date DATE, expiry_date DATE,
     hourly_usd DOUBLE, covers_usd_per_hour DOUBLE, discount_pct DOUBLE, expected_saving_per_month_usd DOUBLE,
     unused_chance_pct DOUBLE, reason VARCHAR
+);
 -- What each committed window of a Prometheus pull cost the server, from the answers' stats=all
 -- (totalQueryableSamples, peakSamples, timings.evalTotalTime): written with the window's
 -- samples in one transaction. variant: raw | recorded (the mixins' recorded series);
