@@ -173,8 +173,8 @@ def unexplained_peaks(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKe
     spikes = pd.DataFrame(rows, columns=SPIKE_COLUMNS)
     if spikes.empty:
         return UnexplainedPeaks.none()
-    keys = set(masks)
-    subset = history[[k in keys for k in zip(history.cluster, history.pool, history.resource, history.kind)]]
+    # vectorised: a Python loop over the rows' keys took 28 s at 100 clusters (9.5M rows)
+    subset = history[pd.MultiIndex.from_frame(history[FORECAST_KEYS]).isin(list(masks))]
     return UnexplainedPeaks(spikes, forecast_pools(ctx, subset, tiers, fan_out, masks).forecasts)
 
 
