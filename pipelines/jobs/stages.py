@@ -72,9 +72,9 @@ def daily_history(history: pd.DataFrame) -> pd.DataFrame:
     """Daily peaks of pool history. In and out: ``cluster, pool, resource, kind, ts, value``."""
     if history.empty:
         return history
-    h = history.copy()
-    h["ts"] = h["ts"].dt.floor("D")
-    return h.groupby(FORECAST_KEYS + ["ts"], as_index=False)["value"].max()
+    # grouped on the floored days without copying the frame (700 MB at 100 clusters)
+    day = history["ts"].dt.floor("D")
+    return history.groupby([*(history[k] for k in FORECAST_KEYS), day])["value"].max().reset_index()
 
 
 def events_frame(events: list[Event]) -> pd.DataFrame:
