@@ -24,6 +24,14 @@ VALUE_COLUMNS = ["yhat", "yhat_lower", "yhat_upper", "yhat_baseline", *QUANTILE_
 EFFECT_COLUMNS = ["cluster", "pool", "resource", "event", "event_days", "trigger_without", "shift_days"]
 
 
+def _by_key(frame: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
+    """``frame``'s rows per value of ``keys``, in their order and with their index (what
+    ``frame[(frame[k1] == v1) & ...]`` gives, for every key at once)."""
+    if frame.empty:
+        return {}
+    return dict(tuple(frame.groupby(keys, sort=False)))
+
+
 def without_events(forecasts: pd.DataFrame, overlays: pd.DataFrame, events: set[str]) -> pd.DataFrame:
     """The forecasts with the named events' overlays removed (value columns divided by the
     events' factors). In: forecasts (``series_id, ts`` + value columns), overlays
@@ -55,13 +63,17 @@ def event_effects(forecasts: pd.DataFrame, overlays: pd.DataFrame, usable: pd.Da
         return pd.DataFrame(columns=EFFECT_COLUMNS)
     keyed = overlays.merge(forecasts[["series_id", "cluster", "pool", "resource"]].drop_duplicates(), on="series_id")
     triggered = base[base["trigger_date"].notna()]
-    for (cluster, pool, res), ov in keyed.groupby(["cluster", "pool", "resource"], sort=True):
-        d = triggered[(triggered.cluster == cluster) & (triggered.pool == pool) & (triggered.resource == res)]
+    # each frame split by pool resource once (a mask over the whole frame per pool took
+    # most of this function's time at 100 clusters)
+    keys = ["cluster", "pool", "resource"]
+    trig, fcs, caps = _by_key(triggered, keys), _by_key(forecasts, keys), _by_key(usable, keys)
+    for (cluster, pool, res), ov in keyed.groupby(keys, sort=True):
+        d = trig.get((cluster, pool, res), triggered.iloc[0:0])
         if d.empty:
             continue
         trigger = d["trigger_date"].iloc[0]
-        fc = forecasts[(forecasts.cluster == cluster) & (forecasts.pool == pool) & (forecasts.resource == res)]
-        cap = usable[(usable.cluster == cluster) & (usable.pool == pool) & (usable.resource == res)]
+        fc = fcs.get((cluster, pool, res), forecasts.iloc[0:0])
+        cap = caps.get((cluster, pool, res), usable.iloc[0:0])
         for event, e in ov.groupby("event", sort=True):
             alt = decisions(utilisation(without_events(fc, e, {event}), cap, policy_of, sizing=False), policy_of, as_of, horizon_days, lead_of)
             after = alt["trigger_date"].iloc[0] if len(alt) else None
@@ -93,15 +105,17 @@ def temporary_needs(forecasts: pd.DataFrame, overlays: pd.DataFrame, usable: pd.
         return out
     keyed = overlays.merge(forecasts[["series_id", "cluster", "pool"]].drop_duplicates(), on="series_id")
     triggered = base[base["trigger_date"].notna()]
-    for (cluster, pool), d in triggered.groupby(["cluster", "pool"], sort=True):
+    keys = ["cluster", "pool"]
+    ovs, fcs, caps = _by_key(keyed, keys), _by_key(forecasts, keys), _by_key(usable, keys)
+    for (cluster, pool), d in triggered.groupby(keys, sort=True):
         policy = policy_of(cluster, pool, d["tier"].iloc[0])
-        ov = keyed[(keyed.cluster == cluster) & (keyed.pool == pool)]
+        ov = ovs.get((cluster, pool), keyed.iloc[0:0])
         days = ov.groupby("event")["ts"].nunique()
         short = set(days[days <= policy.temporary_event_max_days].index)
         if not short:
             continue
-        fc = forecasts[(forecasts.cluster == cluster) & (forecasts.pool == pool)]
-        cap = usable[(usable.cluster == cluster) & (usable.pool == pool)]
+        fc = fcs.get((cluster, pool), forecasts.iloc[0:0])
+        cap = caps.get((cluster, pool), usable.iloc[0:0])
         alt = decisions(utilisation(without_events(fc, ov, short), cap, policy_of, sizing=False), policy_of, as_of, horizon_days)
         if len(alt) and alt["trigger_date"].notna().any():
             continue  # needed without the short events too: a permanent need

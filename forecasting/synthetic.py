@@ -578,24 +578,33 @@ def _long(ids: list[str], ts: pd.DatetimeIndex, values: np.ndarray, mask: np.nda
 
 def _assemble(parts: list[tuple], ts: pd.DatetimeIndex) -> pd.DataFrame:
     """Build the long frame once per cluster; ``series_id`` is categorical (no string
-    copies per row, which is what makes 10,800 nodes fit in memory)."""
+    copies per row, which is what makes 10,800 nodes fit in memory). Each part is cut by
+    its mask and written into the three columns in place: concatenating whole columns,
+    then masking them, held about 1.5 GB at once for a cluster of 1,080 nodes (0.7 GB
+    this way; docs/PERFORMANCE.md)."""
     ids = [i for p in parts for i in p[0]]
-    codes, values, keep = [], [], []
-    offset = 0
-    for p_ids, vals, mask in parts:
-        n, m = vals.shape
-        codes.append(np.repeat(np.arange(offset, offset + n, dtype=np.int32), m))
-        values.append(vals.ravel())
-        keep.append(mask.ravel() if mask is not None else np.ones(n * m, dtype=bool))
+    naive = ts.tz_convert(None).to_numpy()
+    m = len(naive)
+    sizes = [int(mask.sum()) if mask is not None else vals.size for _ids, vals, mask in parts]
+    code = np.empty(sum(sizes), dtype=np.int32)
+    when = np.empty(sum(sizes), dtype=naive.dtype)
+    value = np.empty(sum(sizes), dtype=float)
+    at = offset = 0
+    for (_ids, vals, mask), size in zip(parts, sizes):
+        n = vals.shape[0]
+        keep = mask.ravel() if mask is not None else slice(None)
+        code[at: at + size] = np.repeat(np.arange(offset, offset + n, dtype=np.int32), m)[keep]
+        when[at: at + size] = np.tile(naive, n)[keep]
+        value[at: at + size] = vals.ravel()[keep]
+        at += size
         offset += n
-    code = np.concatenate(codes)
-    keep_all = np.concatenate(keep)
-    ts_all = np.tile(ts.tz_convert(None).to_numpy(), offset)
+    stamps = pd.DatetimeIndex(when, copy=False).tz_localize("UTC")
+    del when
     return pd.DataFrame({
-        "series_id": pd.Categorical.from_codes(code[keep_all], categories=pd.Index(ids, dtype=object)),
-        "ts": pd.DatetimeIndex(ts_all[keep_all]).tz_localize("UTC"),
-        "value": np.concatenate(values)[keep_all],
-    })
+        "series_id": pd.Categorical.from_codes(code, categories=pd.Index(ids, dtype=object)),
+        "ts": stamps,
+        "value": value,
+    }, copy=False)
 
 
 def generate_series(

