@@ -58,7 +58,7 @@ RESOURCES = ("cpu", "memory", "pods", "storage")
 #: ``usage`` is real load, ``requests`` is what the scheduler reserves,
 #: ``capacity`` is a storage system's size (compute capacity comes from the inventory).
 KINDS = ("usage", "requests", "capacity")
-UNITS = {"cpu": "cores", "memory": "bytes", "pods": "pods", "storage": "bytes"}
+UNITS = {"cpu": "cores", "memory": "bytes", "pods": "pods", "storage": "bytes", "nodes": "nodes"}
 
 __all__ = [
     "SERIES_ID", "TS", "VALUE", "YHAT", "YHAT_LOWER", "YHAT_UPPER", "QUANTILES", "QUANTILE_COLUMNS",

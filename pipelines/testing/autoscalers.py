@@ -25,7 +25,8 @@ import zlib
 
 import numpy as np
 
-__all__ = ["KARPENTER_NAMES", "write_karpenter", "write_cluster_autoscaler", "node_group_id"]
+__all__ = ["KARPENTER_NAMES", "write_karpenter", "write_cluster_autoscaler", "node_group_id", "karpenter_limits",
+           "write_autoscaler"]
 
 GIB = 2**30
 #: Karpenter's spellings by version: (limit, usage, object label).
@@ -91,3 +92,38 @@ def write_cluster_autoscaler(w, grid: np.ndarray, cluster: str, ext: dict, max_n
         w.family(name, "gauge")
         w.series(name, {"direction": "maximum", **tg, **ext}, np.full(n, float(top)), offset)
         w.series(name, {"direction": "minimum", **tg, **ext}, np.zeros(n), offset)
+
+
+#: Karpenter limits of the fixture: the first pool's peak capacity times these, before and
+#: after the raise half-way through the window.
+LIMIT_FACTORS = (1.25, 1.6)
+
+
+def karpenter_limits(cd) -> dict[str, dict[str, tuple[float, float]]]:
+    """The fixture's NodePool limits (cores, bytes) for the first pool of ``cd``'s cluster."""
+    pool = cd.spec.pools[0].name
+    mine = [nd for nd in cd.nodes if nd.pool == pool]
+    cpu = float(np.max(sum(nd.alive * float(nd.spec[0]) for nd in mine)))
+    mem = float(np.max(sum(nd.alive * float(nd.spec[1]) for nd in mine)))
+    return {pool: {"cpu": tuple(float(np.ceil(cpu * f)) for f in LIMIT_FACTORS),
+                   "memory": tuple(float(np.ceil(mem * f)) * GIB for f in LIMIT_FACTORS)}}
+
+
+def cluster_autoscaler_max(cd) -> dict[str, int]:
+    """The fixture's node group max sizes: each pool's node count plus two."""
+    return {p.name: p.nodes + 2 for p in cd.spec.pools}
+
+
+def write_autoscaler(w, fleet, cd, ext: dict) -> None:
+    """What ``cd.spec.autoscaler`` exports (:class:`pipelines.testing.kubefleet.ClusterSpec`)."""
+    kind = cd.spec.autoscaler
+    if not kind:
+        return
+    if kind.startswith("karpenter"):
+        spelling = kind.split("-", 1)[1] if "-" in kind else "v1"
+        write_karpenter(w, fleet.grid, cd.nodes, ext, karpenter_limits(cd), len(fleet.grid) // 2, spelling)
+        return
+    mx = cluster_autoscaler_max(cd)
+    cores = sum(float(nd.spec[0]) for nd in cd.nodes) * 2
+    write_cluster_autoscaler(w, fleet.grid, cd.spec.name, ext, mx, cores, cores * 4 * GIB,
+                             per_node_group=kind == "cluster-autoscaler")

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .autoscalers import write_autoscaler
 from .node_exporter import NodeExporterTemplate, node_exporter_template
 
 __all__ = ["PoolSpec", "ClusterSpec", "FleetSpec", "Fleet", "build_fleet", "INSTANCE_TYPES", "TEST_CATALOG_TYPES",
@@ -90,6 +91,11 @@ class ClusterSpec:
     #: kube-prometheus-stack's recording rules evaluated from this day (index) on; None: none
     #: (:mod:`pipelines.io.sources.mixin_rules`; the day a team enabled the chart's default rules, or upgraded)
     rules_since_day: int | None = None
+    #: the autoscaler whose limits the cluster exports (:mod:`pipelines.testing.autoscalers`):
+    #: karpenter | karpenter-v0.31 (NodePool limits on the first pool, raised half-way) |
+    #: cluster-autoscaler (every node group's max size) | cluster-autoscaler-wide (only the
+    #: cluster-wide limits: no --emit-per-nodegroup-metrics); None: no autoscaler metrics
+    autoscaler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -524,6 +530,7 @@ def write_group(fleet: Fleet, ci: int, replica: int, path: Path, part: int | Non
             _write_ksm(w, fleet, cd, ext, rshift)
             _write_kubelet(w, fleet, cd, ext, rshift)
             _write_ceph(w, fleet, cd, ext, rshift)
+            write_autoscaler(w, fleet, cd, ext)
         fh.write("# EOF\n")
     return w.samples
 

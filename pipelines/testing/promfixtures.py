@@ -16,7 +16,7 @@ from .promserver import PrometheusServer, serve_fleet
 from .site import demo_site
 
 __all__ = ["AS_OF", "prom_site", "Served", "served", "stop_served", "main_spec", "doctor_specs", "MAIN_MAX_SAMPLES",
-           "recorded_spec", "RECORDED_WEST_SINCE_DAY"]
+           "recorded_spec", "RECORDED_WEST_SINCE_DAY", "autoscaler_spec"]
 
 AS_OF = dt.date(2026, 11, 27)
 #: The main fixture's --query.max-samples: low enough that 14 days of a pool query do not
@@ -119,3 +119,19 @@ def doctor_specs(as_of: dt.date = AS_OF) -> dict[str, tuple[FleetSpec, dict]]:
             PoolSpec("control-plane", 3, ("m6i.large",)), PoolSpec("general", 2, ("m6i.large",)),
             PoolSpec("virtual", 1, ("m6i.large",))), completed_pods=False),)), {}),
     }
+
+
+def autoscaler_spec(as_of: dt.date = AS_OF, days: int = 16) -> FleetSpec:
+    """Three small clusters with autoscaler metrics (:mod:`.autoscalers`): west runs
+    Karpenter (limits on its ``default`` NodePool, raised half-way; ``system`` has none),
+    east runs cluster-autoscaler with ``--emit-per-nodegroup-metrics`` (EKS node groups),
+    south runs cluster-autoscaler without it (only the cluster-wide limits)."""
+    return FleetSpec(as_of, days, (
+        ClusterSpec("west", "karpenter", "kp", (PoolSpec("default", 2, ("c6i.large",), "mixed"),
+                                               PoolSpec("system", 1, ("r6i.large",))),
+                    completed_pods=False, autoscaler="karpenter"),
+        ClusterSpec("east", "eks", "kps", (PoolSpec("ng-general", 2, ("m6i.large",)), PoolSpec("ng-batch", 2, ("c6i.large",), "yes")),
+                    completed_pods=False, autoscaler="cluster-autoscaler"),
+        ClusterSpec("south", "eks", "kps", (PoolSpec("ng-web", 2, ("m6i.large",)),), completed_pods=False,
+                    autoscaler="cluster-autoscaler-wide"),
+    ))

@@ -26,19 +26,19 @@ __all__ = ["MetricEntry", "MetricCatalog", "load_metric_catalog", "ClusterSetup"
            "check_label_name", "FAMILIES", "node_pool_expr", "pod_node_expr", "ne_join", "rule_names"]
 
 #: Scrape jobs a catalog entry may need.
-FAMILIES = ("kube_state_metrics", "node_exporter", "cadvisor", "kubelet", "ceph")
+FAMILIES = ("kube_state_metrics", "node_exporter", "cadvisor", "kubelet", "ceph", "karpenter", "cluster_autoscaler")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 class MetricEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_:.-]+$")
-    level: str = Field(pattern="^(pool|node|namespace|storage)$")
-    resource: str = Field(pattern="^(cpu|memory|pods|storage)$")
-    kind: str = Field(pattern="^(usage|requests|capacity)$")
+    level: str = Field(pattern="^(pool|node|namespace|storage|limit)$")
+    resource: str = Field(pattern="^(cpu|memory|pods|storage|nodes)$")
+    kind: str = Field(pattern="^(usage|requests|capacity|limit)$")
     expr: str
     requires: list[str] = Field(default_factory=lambda: ["kube_state_metrics"])
-    source: str | None = Field(None, description="storage entries: ceph | pvc")
+    source: str | None = Field(None, description="storage entries: ceph | pvc; limit entries: karpenter | cluster-autoscaler")
     pool: str | None = Field(None, description="storage entries: pool name, a format string over the result's labels")
     variant_of: str | None = Field(None, description="a recorded variant: the entry whose series it computes")
     rules: list[str] = Field(default_factory=list, description="recorded series (rule names) a recorded variant reads")
@@ -127,6 +127,8 @@ class ClusterSetup:
     ne_join_recorded: str | None = None
     #: Some nodes are control-plane nodes by role (kube_node_role): the pool map needs the role.
     control_plane: bool = True
+    #: cluster-autoscaler node group id -> the pool it scales (the doctor maps them).
+    node_groups: dict[str, str] = field(default_factory=dict)
 
     def selector(self, family: str | None) -> str:
         m = dict(self.jobs.get(family, {})) if family else {}

@@ -21,6 +21,7 @@ from ...config import ConfigError, PrometheusSource
 from ...domain import HistoryWindow
 from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name
 from .mixin_rules import CHART_GROUPS, rule_expr
+from .autoscalers import inspect_autoscalers
 from .common import INVENTORY_COLUMNS
 from .presets import (CONTROL_PLANE_ROLES, PRESETS, PROVIDER_PRESETS, UNLABELLED, NodeLabelPlan, allowlist_snippet,
                       inventory_from_labels, ksm_label, plan_node_labels, provider_of)
@@ -684,6 +685,7 @@ def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, st
     if src.recorded == "auto":
         _recorded(ctx, setup, clusters, rules or [])
     _storage(ctx, setup, clusters)
+    inspect_autoscalers(ctx, setup, clusters, setup.inventory)
     setup.clusters = [cs for cs in clusters if "kube_state_metrics" in cs.jobs]
     return setup
 

@@ -77,9 +77,12 @@ def _pool_name(template: str, labels: dict) -> str:
     return template.format_map(defaultdict(lambda: "none", {k: v for k, v in labels.items() if v}))
 
 
-def answers_to_frame(q: Query, answers: list[RangeAnswer]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def answers_to_frame(q: Query, answers: list[RangeAnswer], node_groups: dict[str, str] | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Range answers of one query -> (samples ``series_id, ts, value``, series dimensions).
-    NaN and infinite values are gaps; a timestamp seen twice keeps the last value."""
+    NaN and infinite values are gaps; a timestamp seen twice keeps the last value. Limit
+    entries name their pool by ``nodepool`` (Karpenter) or by the node group (cluster-
+    autoscaler, mapped to its pool by ``node_groups``), their resource by ``resource_type``."""
     e = q.entry
     peak = e.level in ("pool", "storage")
     samples, dims = [], {}
@@ -88,6 +91,17 @@ def answers_to_frame(q: Query, answers: list[RangeAnswer]) -> tuple[pd.DataFrame
             m = r.get("metric") or {}
             d = {"cluster": q.cluster, "pool": None, "node": None, "namespace": None, "resource": e.resource, "kind": e.kind,
                  "level": "pool" if peak else e.level, "unit": UNITS[e.resource], "agg": "max" if peak else "avg"}
+            if e.level == "limit":
+                d["resource"] = m.get("resource_type", e.resource)
+                d["pool"] = m.get("nodepool") or (node_groups or {}).get(m.get("node_group", ""))  # unmapped: the doctor warns
+                if d["resource"] not in UNITS or not d["pool"]:
+                    continue
+                d |= {"unit": UNITS[d["resource"]], "provider": e.source}
+                key = {"cluster": q.cluster, "pool": d["pool"]}
+                sid = make_series_id(**key, resource=d["resource"], kind="limit") + f"/provider={e.source}"
+                dims[sid] = {"series_id": sid, **d}
+                samples += _values(sid, r, q.shift_s)
+                continue
             if e.level == "pool":
                 d["pool"] = m.get("pool") or UNLABELLED
                 key = {"cluster": q.cluster, "pool": d["pool"]}
@@ -102,18 +116,24 @@ def answers_to_frame(q: Query, answers: list[RangeAnswer]) -> tuple[pd.DataFrame
                 key = {"cluster": q.cluster, "namespace": d["namespace"]}
             sid = make_series_id(**key, resource=e.resource, kind=e.kind) + ("/agg=max" if peak else "")
             dims[sid] = {"series_id": sid, **d}
-            values = r.get("values") or []
-            if not values:
-                continue
-            ts = np.fromiter((p[0] for p in values), dtype=float, count=len(values)) - q.shift_s
-            v = np.array([p[1] for p in values], dtype=float)  # numpy parses "NaN", "+Inf" too
-            samples.append(pd.DataFrame({"series_id": sid, "ts": pd.to_datetime((ts * 1e6).astype("int64"), unit="us", utc=True),
-                                         "value": v}))
+            samples += _values(sid, r, q.shift_s)
     frame = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(columns=["series_id", "ts", "value"])
     if len(frame):
         frame = frame[np.isfinite(frame["value"].to_numpy(dtype=float))]
-        frame = frame.drop_duplicates(["series_id", "ts"], keep="last")
+        if e.level == "limit":  # a pool scaled by two node groups (one per zone): its ceiling is their sum
+            frame = frame.groupby(["series_id", "ts"], as_index=False, sort=False)["value"].sum()
+        else:
+            frame = frame.drop_duplicates(["series_id", "ts"], keep="last")
     return frame, pd.DataFrame(list(dims.values()))
+
+
+def _values(sid: str, r: dict, shift_s: int) -> list[pd.DataFrame]:
+    values = r.get("values") or []
+    if not values:
+        return []
+    ts = np.fromiter((p[0] for p in values), dtype=float, count=len(values)) - shift_s
+    v = np.array([p[1] for p in values], dtype=float)  # numpy parses "NaN", "+Inf" too
+    return [pd.DataFrame({"series_id": sid, "ts": pd.to_datetime((ts * 1e6).astype("int64"), unit="us", utc=True), "value": v})]
 
 
 def _max_source_resolution(src: PrometheusSource, setup: Setup) -> Callable[[float, float], dict] | None:
@@ -290,6 +310,7 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
     warnings = [w for s in servers for w in s.warnings]
     inventory = pd.concat([s.setup.inventory for s in servers], ignore_index=True)
     pools_with_nodes = set(zip(inventory["cluster"], inventory["pool"]))
+    node_groups = {cs.name: cs.node_groups for s in servers for cs in s.setup.clusters}
     tasks = sorted(((s, t) for s in servers for t in s.tasks), key=lambda st: (st[1].start, st[1].q.cluster))
     rows, new, series_ids = 0, 0, []
     costs: dict[str, Cost] = defaultdict(Cost)
@@ -299,7 +320,7 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
         from the last request written."""
         nonlocal rows, new, warnings
         q, extra = task.q, server.extra
-        samples, dims = answers_to_frame(q, [ans])
+        samples, dims = answers_to_frame(q, [ans], node_groups.get(q.cluster))
         if q.entry.level in ("pool", "node") and (q.cluster, UNLABELLED) not in pools_with_nodes and len(dims):
             # only virtual nodes (left out of the inventory) are in no pool: nothing to plan
             dims = dims[dims["pool"] != UNLABELLED]
