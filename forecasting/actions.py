@@ -69,6 +69,12 @@ def _event_text(effects: pd.DataFrame | None, cluster: str, pool: str, resource:
     return ("events moving it: " + ", ".join(parts)) if parts else "no declared event moves it", names
 
 
+def _chance_and_lead_time(first: pd.Series, before: str) -> str:
+    """`` (23% chance of crossing before <before>); lead time 90 days (<source>)``."""
+    text = f" ({first.risk_pct:.0f}% chance of crossing before {before})" if np.isfinite(first.risk_pct) else ""
+    return text + f"; lead time {int(first.lead_time_days)} days ({first.lead_time_source})"
+
+
 def _why(first: pd.Series, policy: PoolPolicy, tier: str, event_text: str) -> str:
     if tier == "storage":
         base = (f"storage use reaches {first.threshold_pct:g}% of raw capacity (no N+k: replication is inside the storage "
@@ -76,9 +82,7 @@ def _why(first: pd.Series, policy: PoolPolicy, tier: str, event_text: str) -> st
     else:
         base = (f"{first.resource} {first.binding_kind} reaches {first.threshold_pct:g}% of N+{policy.redundancy_k} "
                 f"usable on {first.trigger_date}")
-    if np.isfinite(first.risk_pct):
-        base += f" ({first.risk_pct:.0f}% chance of crossing before capacity ordered on {first.order_by_date} arrives)"
-    base += f"; lead time {int(first.lead_time_days)} days ({first.lead_time_source})"
+    base += _chance_and_lead_time(first, f"capacity ordered on {first.order_by_date} arrives")
     if first.late:
         base += (f"; late: ordered today it arrives {first.earliest_arrival_date}, forecast peak until then "
                  f"{first.arrival_peak_pct:.0f}% of {'raw capacity' if tier == 'storage' else f'N+{policy.redundancy_k} usable'}")
@@ -189,9 +193,7 @@ def _why_limit(first: pd.Series, policy: PoolPolicy, limits: PoolLimits, event_t
     base = (f"{first.resource} {first.binding_kind} reaches {first.threshold_pct:g}% of the N+{policy.redundancy_k} usable "
             f"capacity its limits allow ({limits.text}: {limits.node_ceiling:,.0f} x {limits.shape.instance_type}, the "
             f"{limits.binding} limit binds) on {first.trigger_date}")
-    if np.isfinite(first.risk_pct):
-        base += f" ({first.risk_pct:.0f}% chance of crossing before a raise filed on {first.order_by_date} is in force)"
-    base += f"; lead time {int(first.lead_time_days)} days ({first.lead_time_source})"
+    base += _chance_and_lead_time(first, f"a raise filed on {first.order_by_date} is in force")
     if first.late:
         base += (f"; late: filed today the raise is in force {first.earliest_arrival_date}, forecast peak until then "
                  f"{first.arrival_peak_pct:.0f}% of N+{policy.redundancy_k} usable at the limit")
