@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import coerce_node_id  # pytest >= 9: see pytest_collection_modifyitems
 
 # pytest-xdist workers: one Prefect home each (a temporary server's SQLite database is not
 # shared between processes), inside the one CI gives (a fresh, empty home: a cold machine).
@@ -57,10 +58,18 @@ def demo_run(tmp_path_factory):
 PROMETHEUS_FILES = {"test_prometheus.py", "test_prometheus_doctor.py", "test_faults.py", "test_security.py"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups to schedule by
 def pytest_collection_modifyitems(config, items):
     """With ``--dist loadgroup``, every test of a file runs on the same worker (module and
     session fixtures are built once per worker that needs them), and the Prometheus files
     share one worker."""
+    loadgroup = bool(config.getoption("loadgroup", False))
     for item in items:
         name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("prometheus" if name in PROMETHEUS_FILES else name))
+        group = "prometheus" if name in PROMETHEUS_FILES else name
+        item.add_marker(pytest.mark.xdist_group(group))
+        if loadgroup and "@" not in item.nodeid:
+            # pytest-xdist 3.8 schedules by the ``@group`` suffix of the node id, which it sets
+            # on ``item._nodeid``; pytest 9 keeps the id in ``item._id``, so without this every
+            # test is scheduled alone and each worker builds every server fixture it touches
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")
