@@ -37,6 +37,9 @@ def test_node_groups_map_to_the_pool_their_name_contains():
     assert node_group_pool(node_group_id("east", "ng-batch"), ["ng-batch", "ng"]) == "ng-batch"
     assert node_group_pool("gke-prod-spot-pool-1a2b3c4d-grp", ["default-pool", "spot-pool"]) == "spot-pool"
     assert node_group_pool("eks-other-1234", ["ng-batch"]) is None
+    # the cloud's naming first: a cluster name that contains another pool's name does not win
+    assert node_group_pool("gke-batch-prod-web-1a2b3c4d-grp", ["batch", "web"]) == "web"
+    assert node_group_pool(node_group_id("east", "ng-general"), ["ng", "ng-general"]) == "ng-general"
 
 
 def test_doctor_finds_each_autoscaler_and_says_what_is_not_planned(fleet_server, tmp_path):

@@ -31,10 +31,16 @@ GIB = 2**30
 
 
 def node_group_pool(node_group: str, pools: list[str]) -> str | None:
-    """The pool a cluster-autoscaler node group scales: the longest pool name the group's
-    id contains as a whole word (EKS: ``eks-<nodegroup>-<uuid>``; GKE:
-    ``gke-<cluster>-<pool>-<hash>-grp``); None when no pool matches."""
-    found = [p for p in pools if re.search(rf"(^|[-_./]){re.escape(p)}($|[-_./])", node_group)]
+    """The pool a cluster-autoscaler node group scales. The cloud's own naming first: EKS
+    ``eks-<nodegroup>-<uuid>``, GKE ``gke-<cluster>-<pool>-<hash>-grp`` (the last path part
+    of an instance-group URL); else the longest pool name the id contains as a whole word.
+    None when no pool matches."""
+    name = node_group.rsplit("/", 1)[-1]
+    for pool in sorted(pools, key=len, reverse=True):
+        p = re.escape(pool)
+        if re.fullmatch(rf"eks-{p}-[0-9a-f-]+", name) or re.fullmatch(rf"gke-.+-{p}-[0-9a-f]+-grp", name):
+            return pool
+    found = [p for p in pools if re.search(rf"(^|[-_./]){re.escape(p)}($|[-_./])", name)]
     return max(found, key=len) if found else None
 
 
