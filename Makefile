@@ -44,12 +44,14 @@ system-deps:  ## install the Debian packages the integration tests use (when roo
 # subprocesses, so three workers keep two cores busy. Each test file stays on one worker; the
 # files sharing the Prometheus fixture servers run together (tests/conftest.py).
 TEST_WORKERS ?= 3
+# More pytest arguments, e.g. `make test PYTEST_ARGS="-k prometheus -x"`.
+PYTEST_ARGS ?=
 
 test: $(VENV)/.installed-test system-deps  ## install what the tests need and run the whole suite (15 slowest listed)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-test  ## unit tests only (no servers, no browser)
-	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test  ## benchmarks (figures, not pass/fail)
 	$(BIN)/python bench/forecast.py --quick

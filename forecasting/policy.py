@@ -137,6 +137,19 @@ class Policies(_Strict):
                 raise ValueError(f"overrides[{i}]: {exc}") from None
         return self
 
+    def catalog_names(self) -> list[tuple[str, str, str]]:
+        """Every catalog name the policies use: ``(field path, "instance"|"storage", name)``,
+        e.g. ``("overrides[0].set.instance_types[1]", "instance", "m6i.4xlarge")``."""
+        named: list[tuple[str, dict]] = [("default", self.default.model_dump(exclude_unset=True))]
+        named += [(f"overrides[{i}].set", o.set) for i, o in enumerate(self.overrides)]
+        out = []
+        for where, values in named:
+            for j, name in enumerate(values.get("instance_types") or []):
+                out.append((f"{where}.instance_types[{j}]", "instance", str(name)))
+            if "storage_type" in values:
+                out.append((f"{where}.storage_type", "storage", str(values["storage_type"])))
+        return out
+
     def for_pool(self, cluster: str, pool: str, tier: str | None = None) -> PoolPolicy:
         """The effective policy of one pool."""
         values = self.default.model_dump()
@@ -161,6 +174,13 @@ class InstanceType(_Strict):
     allocatable_cpu_fraction: float = Field(0.94, gt=0, le=1)
     allocatable_memory_fraction: float = Field(0.90, gt=0, le=1)
     lead_time_days: int | None = Field(None, ge=0)
+    free: bool = Field(False, description="the type costs nothing (say so: a price of 0 is otherwise refused as a mistake)")
+
+    @model_validator(mode="after")
+    def _priced(self) -> "InstanceType":
+        if self.on_demand_hourly_usd == 0 and not self.free:
+            raise ValueError(f"{self.name}: on_demand_hourly_usd is 0; give the price, or set free: true if it costs nothing")
+        return self
 
     def allocatable(self) -> dict[str, float]:
         """Allocatable per node, in base units: cores, bytes, pods."""
@@ -188,6 +208,13 @@ class StorageType(_Strict):
     price_per_gb_month_usd: float = Field(ge=0)
     increment_gib: float = Field(1024, gt=0)
     lead_time_days: int | None = Field(None, ge=0)
+    free: bool = Field(False, description="the storage costs nothing (a price of 0 is otherwise refused as a mistake)")
+
+    @model_validator(mode="after")
+    def _priced(self) -> "StorageType":
+        if self.price_per_gb_month_usd == 0 and not self.free:
+            raise ValueError(f"{self.name}: price_per_gb_month_usd is 0; give the price, or set free: true if it costs nothing")
+        return self
 
 
 class Catalog(_Strict):

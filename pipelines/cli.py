@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     help="capplan: capacity forecasting and expansion planning for Kubernetes fleets.\n\n"
@@ -29,6 +30,20 @@ AsOfOpt = typer.Option(None, "--as-of", help="plan date YYYY-MM-DD (default: con
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="show Prefect's log lines")
 DebugOpt = typer.Option(False, "--debug", help="show the traceback of an unexpected error")
 AllOpt = typer.Option(False, "--all", help="list every pool, not only those that need capacity")
+FutureOpt = typer.Option(False, "--allow-future", help="accept an --as-of after today (scenario work; the plan has no "
+                         "history for the days after today)")
+
+
+def _flags_without_type() -> None:
+    """typer 0.29 prints ``<bool>`` after on/off flags in --help (they take no value): show no
+    type for flags. Other options keep theirs."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
+
+
+_flags_without_type()
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -40,6 +55,8 @@ def _quiet_prefect(verbose: bool) -> None:
     prefect_defaults()
     for name in ("prophet", "cmdstanpy", "distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if not verbose:  # the run lifecycle logs its failure for workers; here _errors() prints it once
+        logging.getLogger("capplan.run").setLevel(logging.CRITICAL)
 
 
 @contextmanager
@@ -80,7 +97,7 @@ def _errors(debug: bool = False) -> Iterator[None]:
 @contextmanager
 def _progress() -> Iterator[None]:
     """Rich progress bars for the long steps (ingest, forecast) while a command runs."""
-    from .progress import set_reporter
+    from .progress import set_reporter, set_step_reporter
 
     with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False, disable=not err.is_terminal) as prog:
@@ -91,11 +108,19 @@ def _progress() -> Iterator[None]:
                 tasks[stage] = prog.add_task(stage, total=total)
             prog.update(tasks[stage], completed=done, total=total, description=f"{stage}: {label}"[:32])
 
+        def step(name: str, seconds: float | None) -> None:
+            if seconds is None:
+                prog.console.print(f"[dim]  {name} ...[/]", highlight=False)
+            else:
+                prog.console.print(f"[dim]  {name} done in {seconds:.1f} s[/]", highlight=False)
+
         set_reporter(update)
+        set_step_reporter(step)
         try:
             yield
         finally:
             set_reporter(None)
+            set_step_reporter(None)
 
 
 def _print_result(result: dict, show_all: bool = False) -> None:
@@ -141,15 +166,16 @@ def _print_result(result: dict, show_all: bool = False) -> None:
 
 
 def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[bool], dask_address: Optional[str],
-         wait: float, verbose: bool, debug: bool, show_all: bool = False, months: int = 1) -> None:
+         wait: float, verbose: bool, debug: bool, show_all: bool = False, months: int = 1, allow_future: bool = False) -> None:
     _quiet_prefect(verbose)
     with _errors(debug):
         from .config import load_catalogs, load_config
         from .jobs import RunRequest
+        from .jobs.context import resolve_as_of
 
         cfg = load_config(config, overrides)  # fail fast, before Prefect starts
         load_catalogs(cfg)
-        day = _date(as_of) or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
+        day = resolve_as_of(_date(as_of), cfg.as_of, allow_future)
         console.print(f"[dim]running the monthly job as a Prefect flow ({_prefect_where()})...[/]")
         from .orchestration.flows import monthly_run
 
@@ -158,7 +184,7 @@ def _run(config: Path, as_of: Optional[str], overrides: dict, send: Optional[boo
             if len(dates) > 1:
                 console.print(f"[dim]monthly run {i + 1} of {len(dates)}: as of {d}[/]")
             req = RunRequest(config_path=str(config), overrides=overrides, as_of=d, send_email=send if d == day else False,
-                             dask_address=dask_address, wait_s=wait)
+                             dask_address=dask_address, wait_s=wait, allow_future=allow_future)
             with _progress():
                 result = monthly_run(req)
         _print_result(result, show_all)
@@ -204,12 +230,13 @@ def demo(
     show_all: bool = AllOpt,
     months: int = typer.Option(1, "--months", min=1, max=24, help="build this many monthly runs (the 1st of each earlier "
                                "month, then the plan date), so the report shows how past plans did"),
+    allow_future: bool = FutureOpt,
     verbose: bool = VerboseOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Build the demo fleet into DuckDB and run the whole monthly job on it (no servers needed)."""
     _run(config, as_of, {"source": {"kind": "demo", "demo": {"nodes": nodes, "seed": seed}}}, send or None, None, 0.0, verbose,
-         debug, show_all, months)
+         debug, show_all, months, allow_future)
 
 
 @app.command()
@@ -222,11 +249,12 @@ def run(
     show_all: bool = AllOpt,
     months: int = typer.Option(1, "--months", min=1, max=24, help="also run the earlier months (as of the 1st of each), "
                                "oldest first, to build a track record of past plans"),
+    allow_future: bool = FutureOpt,
     verbose: bool = VerboseOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Run the monthly job: ingest -> forecast -> plan -> report (-> email)."""
-    _run(config, as_of, {}, send, dask_address, wait, verbose, debug, show_all, months)
+    _run(config, as_of, {}, send, dask_address, wait, verbose, debug, show_all, months, allow_future)
 
 
 @app.command()
@@ -236,6 +264,7 @@ def ingest(
     source: Optional[str] = typer.Option(None, "--source", help="demo | prometheus | file (default: the config's)"),
     inventory: Optional[Path] = typer.Option(None, "--inventory", help="node inventory CSV (with --source file)"),
     as_of: Optional[str] = AsOfOpt,
+    allow_future: bool = FutureOpt,
     verbose: bool = VerboseOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -258,7 +287,8 @@ def ingest(
         from .orchestration.flows import ingest_flow
 
         with _progress():
-            out = ingest_flow(RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of)))
+            out = ingest_flow(RunRequest(config_path=str(config), overrides=overrides, as_of=_date(as_of),
+                                         allow_future=allow_future))
         s = out["summary"]
         console.print(f"ingested {s['rows']} samples of {s['series']} series ({s['new_series']} new); run {out['run_id']}")
         if (s.get("cost") or {}).get("line"):
@@ -322,6 +352,7 @@ def plan(
     config: Path = ConfigOpt,
     what_if: Optional[Path] = typer.Option(None, "--what-if", help="scenario YAML (extra events, thresholds, lead times...)"),
     as_of: Optional[str] = AsOfOpt,
+    allow_future: bool = FutureOpt,
     verbose: bool = VerboseOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -334,7 +365,7 @@ def plan(
         from .jobs.whatif import what_if_text
 
         res = run(RunRequest(config_path=str(config), kind="what-if", scenario_path=str(what_if) if what_if else None,
-                             as_of=_date(as_of)))
+                             as_of=_date(as_of), allow_future=allow_future))
         console.print(what_if_text(res.summary, res.run_id, res.files.get("report", "-")))
 
 
@@ -384,8 +415,8 @@ def runs(config: Path = ConfigOpt, debug: bool = DebugOpt) -> None:
         table = Table()
         for c in ("run_id", "kind", "status", "as_of", "started_at", "error"):
             table.add_column(c)
-        for r in df.itertuples():
-            table.add_row(r.run_id, r.kind, r.status, str(r.as_of)[:10], f"{r.started_at:%Y-%m-%d %H:%M}", (r.error or "")[:80])
+        for r in df.itertuples():  # an error is shown as text (it may hold [brackets]), never as markup
+            table.add_row(r.run_id, r.kind, r.status, str(r.as_of)[:10], f"{r.started_at:%Y-%m-%d %H:%M}", Text((r.error or "")[:80]))
         console.print(table)
 
 

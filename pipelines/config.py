@@ -223,6 +223,7 @@ class Config(_Strict):
     email: Email = Field(default_factory=Email)
     executor: Executor = Field(default_factory=Executor)
     base_dir: Path = Field(Path("."), exclude=True)
+    config_file: Path = Field(Path("capplan.yaml"), exclude=True)
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the config file's folder."""
@@ -276,6 +277,7 @@ def load_config(path: Path | str, overrides: dict | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from None
     cfg.base_dir = path.parent
+    cfg.config_file = path
     for field in ("events", "instances", "quotas", "commitments"):
         if getattr(cfg.catalogs, field) is None:
             continue
@@ -366,5 +368,22 @@ def load_catalogs(cfg: Config) -> tuple[Catalog, list[Event], list[Quota], Commi
     (the last two when configured). A mistake is a :class:`ConfigError` naming the file,
     the entry and the field."""
     optional = {f: cfg.path(getattr(cfg.catalogs, f)) if getattr(cfg.catalogs, f) else None for f in ("quotas", "commitments")}
-    return (load_catalog(cfg.path(cfg.catalogs.instances)), load_events(cfg.path(cfg.catalogs.events)),
-            load_quotas(optional["quotas"]), load_commitments(optional["commitments"]))
+    catalog = load_catalog(cfg.path(cfg.catalogs.instances))
+    check_policy_names(cfg, catalog)
+    return (catalog, load_events(cfg.path(cfg.catalogs.events)), load_quotas(optional["quotas"]),
+            load_commitments(optional["commitments"]))
+
+
+def check_policy_names(cfg: Config, catalog: Catalog) -> None:
+    """Every instance and storage type the policies name is in the catalog, else a
+    :class:`ConfigError` naming the config file, the field, and the catalog line to add."""
+    known = {"instance": {t.name for t in catalog.instance_types}, "storage": {t.name for t in catalog.storage_types}}
+    for where, kind, name in cfg.policies.catalog_names():
+        if name in known[kind]:
+            continue
+        line = (f"- {{name: {name}, vcpu: <cores>, memory_gib: <GiB>, max_pods: 110, on_demand_hourly_usd: <price>}}"
+                if kind == "instance" else f"- {{name: {name}, price_per_gb_month_usd: <price>, increment_gib: 1024}}")
+        section = "instance_types" if kind == "instance" else "storage_types"
+        raise ConfigError(f"{cfg.config_file}: policies.{where}: {kind} type {name!r} is not in "
+                          f"{cfg.path(cfg.catalogs.instances)} (known: {', '.join(sorted(known[kind])) or 'none'}); "
+                          f"add it under {section}: {line}")

@@ -186,10 +186,14 @@ class Store:
             con.unregister("_frame")
 
     def runs(self, read_only: bool = True) -> pd.DataFrame:
+        """Every run, oldest first: run_id, kind, status, as_of, month, started_at, finished_at,
+        error (None for a run without one, not NaN)."""
         with self.connect(read_only=read_only) as con:
-            return con.execute(
+            df = con.execute(
                 "SELECT run_id, kind, status, as_of, month, started_at, finished_at, error FROM runs ORDER BY started_at"
             ).df()
+        df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
+        return df
 
     def run(self, run_id: str) -> dict:
         with self.connect(read_only=True) as con:

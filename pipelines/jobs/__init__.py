@@ -22,7 +22,8 @@ def run(request: RunRequest, steps: Steps | None = None, flow_run_id: str | None
 
     steps = steps or Steps()
     ctx = RunContext.create(request.config_path, request.overrides, request.as_of,
-                            "monthly" if request.kind == "what-if" else request.kind, flow_run_id)
+                            "monthly" if request.kind == "what-if" else request.kind, flow_run_id,
+                            request.allow_future)
     scenario_json = None
     if request.kind == "what-if":
         scenario = scenario_from(request.scenario_path, request.scenario)

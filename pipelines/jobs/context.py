@@ -21,11 +21,25 @@ from forecasting.planning import PlanBaseline
 from forecasting.policy import Catalog
 from forecasting.quotas import Quota
 
-from ..config import Config, load_catalogs, load_config
+from ..config import Config, ConfigError, load_catalogs, load_config
 from ..domain import HistoryWindow, PoolKey, RunKind
 from ..io.store import Store
 
-__all__ = ["RunRequest", "RunContext", "PreviousPlan", "new_run_id"]
+__all__ = ["RunRequest", "RunContext", "PreviousPlan", "new_run_id", "resolve_as_of"]
+
+
+def resolve_as_of(requested: dt.date | None, configured: dt.date | None, allow_future: bool = False,
+                  today: dt.date | None = None) -> dt.date:
+    """The plan date: ``requested``, else ``configured``, else today (UTC). A date after today
+    is refused (a ConfigError) unless ``allow_future``: a plan "as of" a day with no history
+    yet would look real and forecast from data that does not exist."""
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    day = requested or configured or today
+    if day > today and not allow_future:
+        where = "--as-of" if requested else "as_of (capplan.yaml)"
+        raise ConfigError(f"{where}: {day} is in the future (today is {today}); a plan is made as of a day "
+                          "with history. For scenario work, pass --allow-future")
+    return day
 
 
 class RunRequest(BaseModel):
@@ -41,6 +55,7 @@ class RunRequest(BaseModel):
     send_email: bool | None = Field(None, description="override email.enabled")
     dask_address: str | None = Field(None, description="override executor.dask_address")
     wait_s: float = Field(0.0, ge=0, description="wait this long for another run to finish")
+    allow_future: bool = Field(False, description="accept an as-of date after today (scenario work)")
 
 
 def new_run_id(as_of: dt.date, kind: RunKind, flow_run_id: str | None = None) -> str:
@@ -71,11 +86,11 @@ class RunContext:
 
     @classmethod
     def create(cls, config_path: str | Path, overrides: dict | None = None, as_of: dt.date | None = None,
-               kind: RunKind = "monthly", flow_run_id: str | None = None) -> "RunContext":
+               kind: RunKind = "monthly", flow_run_id: str | None = None, allow_future: bool = False) -> "RunContext":
         """Load and check the config and catalogs (quotas and commitments when configured);
-        the as-of date is ``as_of``, else the config's, else today (UTC)."""
+        the as-of date is ``as_of``, else the config's, else today (UTC): see :func:`resolve_as_of`."""
         cfg = load_config(config_path, overrides)
-        day = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
+        day = resolve_as_of(as_of, cfg.as_of, allow_future)
         catalog, events, quotas, commitments = load_catalogs(cfg)
         return cls(cfg=cfg, catalog=catalog, events=events, as_of=day, run_id=new_run_id(day, kind, flow_run_id), kind=kind,
                    flow_run_id=flow_run_id, quotas=quotas, commitments=commitments)

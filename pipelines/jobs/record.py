@@ -21,11 +21,12 @@ import pandas as pd
 from ..io.files import StagedFiles, stage_files
 from ..present.tables import records
 from ..progress import report as report_progress
+from ..progress import step as report_step
 from .context import RunContext
 
 __all__ = ["Steps", "RunOutputs", "RunResult", "Job", "execute", "records"]
 
-log = logging.getLogger("capplan")
+log = logging.getLogger("capplan.run")  # the CLI prints a failure itself: it silences this logger
 
 
 class Steps:
@@ -41,10 +42,13 @@ class Steps:
     def run(self, name: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         call = self.wrap(name, fn) if self.wrap else fn
         started = time.perf_counter()
+        report_step(name)
         try:
-            return call(*args, **kwargs)
+            result = call(*args, **kwargs)
         finally:
             self.timings[name.replace("-", "_") + "_s"] = round(time.perf_counter() - started, 3)
+        report_step(name, time.perf_counter() - started)
+        return result
 
     @staticmethod
     def progress(stage: str) -> Callable[[int, int, str], None]:
