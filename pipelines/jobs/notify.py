@@ -5,6 +5,7 @@ Everything comes from the run's tables, so a re-send says exactly what the run s
 
 from __future__ import annotations
 
+from email.utils import getaddresses
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ from forecasting.plandoc import plan_totals, pool_summary
 
 from ..config import Config
 from ..domain import HistoryWindow
-from ..io.smtp import EmailError, send_message
+from ..io.smtp import EmailError, envelope_address, send_message
 from ..io.store import Store
 from ..present.charts import capacity_figure
 from ..present.report import overview_chart
@@ -52,7 +53,12 @@ def email_images(store: Store, run_id: str, as_of, window: HistoryWindow, pools:
 
 
 def send_run_report(cfg: Config, run_id: str) -> dict:
-    """Email a stored run's report (no recomputation) and record the attempt in DuckDB."""
+    """Email a stored run's report (no recomputation) to the recipients who do not have it
+    yet (see :func:`owed_recipients`) and record, per address, who got it in DuckDB.
+
+    Returns ``status`` ("sent", or "already-sent" when nobody is owed it), ``subject``,
+    ``recipients`` (the addresses sent to now), ``inline_chart`` and ``images``. Raises
+    :class:`EmailError` (one line: who got it, who did not and why, the re-send command)."""
     store = Store(cfg.path(cfg.store.path))
     info = store.run(run_id)
     summary = store.run_summary(run_id)
@@ -79,14 +85,60 @@ def send_run_report(cfg: Config, run_id: str) -> dict:
     images = email_images(store, run_id, as_of, window, shown, decisions)
     report_path = Path(summary["files"]["report"]) if summary.get("files", {}).get("report") else None
     msg = build_message(cfg.email, subject, lines, shown, actions, report_path, images)
-    recipients = [*cfg.email.to, *cfg.email.cc]
-    status, error = "sent", None
+    recipients = [envelope_address(r) for r in (*cfg.email.to, *cfg.email.cc)]
+    pending = owed_recipients(store, run_id, recipients)
+    result = {"subject": subject, "inline_chart": bool(images), "images": len(images)}
+    if not pending:  # the last attempt left no one out, or those left out are no longer configured
+        store.record_notification(run_id, [], subject, "sent", "nobody left to send to")
+        return {**result, "status": "already-sent", "recipients": recipients}
     try:
-        send_message(cfg.email, msg)
+        sent = send_message(cfg.email, msg, pending)
     except EmailError as exc:
-        status, error = "failed", str(exc)
-        raise
-    finally:
-        store.record_notification(run_id, recipients, subject, status, error)
-    return {"status": status, "subject": subject, "recipients": recipients, "inline_chart": bool(images),
-            "images": len(images)}
+        _record_failure(store, run_id, subject, pending, exc)
+        left = len(pending) - len(exc.accepted)
+        where = f"; run {run_id}'s report is on disk" + (f" ({report_path})" if report_path else "")
+        raise EmailError(f"{exc}{where}; `capplan report --send {run_id}` sends it to the {left} recipient(s) who did not "
+                         "get it", exc.accepted, exc.refused) from None
+    for address in sent:
+        store.record_notification(run_id, [address], subject, "sent", None)
+    return {**result, "status": "sent", "recipients": sent}
+
+
+def owed_recipients(store: Store, run_id: str, recipients: list[str]) -> list[str]:
+    """Who a send of ``run_id``'s report goes to, from the ``recipients`` (envelope addresses):
+    those with no ``sent`` row for the run and those the last attempt did not reach (its
+    trailing ``refused`` / ``failed`` rows), so a re-run after a partial failure sends it to
+    nobody twice. When that leaves no one and the last attempt was complete, it is a
+    deliberate re-send: all of them; when the last attempt was incomplete but everyone still
+    configured has it, nobody ([])."""
+    # Reads what Store.record_notification writes; it belongs beside it in Store (store.py
+    # was outside this change's files).
+    with store.connect(read_only=True) as con:
+        rows = con.execute("SELECT recipients, status FROM notifications WHERE run_id = ? ORDER BY sent_at",
+                           [run_id]).fetchall()
+
+    def addresses(value: str | None) -> set[str]:
+        return {addr for _, addr in getaddresses([value or ""]) if addr}
+
+    delivered = set().union(*(addresses(v) for v, status in rows if status == "sent"))
+    missed: set[str] = set()
+    for value, status in reversed(rows):
+        if status == "sent":
+            break
+        missed |= addresses(value)
+    owed = [r for r in recipients if r not in delivered or r in missed]
+    if owed or not rows:
+        return owed
+    return recipients if rows[-1][1] == "sent" else []
+
+
+def _record_failure(store: Store, run_id: str, subject: str, pending: list[str], exc: EmailError) -> None:
+    """One ``sent`` row per address that got it, one ``refused`` row per address the server
+    turned away (with its reason), one ``failed`` row for the rest (with the error)."""
+    for address in exc.accepted:
+        store.record_notification(run_id, [address], subject, "sent", None)
+    for address, why in exc.refused.items():
+        store.record_notification(run_id, [address], subject, "refused", why)
+    rest = [a for a in pending if a not in exc.accepted and a not in exc.refused]
+    if rest or not exc.refused:
+        store.record_notification(run_id, rest, subject, "failed", str(exc))
