@@ -390,7 +390,10 @@ def report(
             from .jobs.notify import send_run_report
 
             out = send_run_report(cfg, send)
-            console.print(f"sent {out['subject']!r} to {', '.join(out['recipients'])}")
+            if out.get("status") == "already-sent":
+                console.print(f"{out['subject']!r} was already sent to everyone configured; nothing sent")
+            else:
+                console.print(f"sent {out['subject']!r} to {', '.join(out['recipients'])}")
             return
         rid = store.latest_run("monthly")
         if not rid:
