@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 app = typer.Typer(
     help="capplan: capacity forecasting and expansion planning for Kubernetes fleets.\n\n"
@@ -59,6 +58,17 @@ def _quiet_prefect(verbose: bool) -> None:
         logging.getLogger("capplan.run").setLevel(logging.CRITICAL)
 
 
+def _shown(exc: object) -> str:
+    """An error message for the terminal: no Rich markup (the doctor's fixes hold [...]
+    lists, label values may hold anything), control and bidi characters visible
+    (:func:`pipelines.display.for_terminal`); the lines a message has by design stay."""
+    from rich.markup import escape
+
+    from .display import for_terminal
+
+    return escape(for_terminal(exc, limit=None, keep_newlines=True))
+
+
 @contextmanager
 def _errors(debug: bool = False) -> Iterator[None]:
     """Known errors become one plain line: exit 2 for bad configuration, 1 otherwise."""
@@ -74,23 +84,22 @@ def _errors(debug: bool = False) -> Iterator[None]:
     except typer.Exit:
         raise
     except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {_shown(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     except (IngestError, StoreError, CatalogError, ForecastInputError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {_shown(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     except Exception as exc:
         from .io.smtp import EmailError
         from .io.sources.prometheus import PrometheusError
 
         if isinstance(exc, (PrometheusError, EmailError)):
-            from rich.markup import escape  # the doctor's fixes hold [...] lists (allowlists), not markup
-
-            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {_shown(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         if debug:
             raise
-        err.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run again with --debug for the traceback)", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {_shown(f'{type(exc).__name__}: {exc}')} (run again with --debug for the traceback)",
+                  highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -128,6 +137,9 @@ def _print_result(result: dict, show_all: bool = False) -> None:
     figures as the report, the YAML, the CSV and the email."""
     import pandas as pd
 
+    from rich.text import Text
+
+    from .display import for_terminal
     from .present.tables import elastic_lines, fmt_date, fmt_money, fmt_pct, pool_table
 
     s = result["summary"]
@@ -141,9 +153,11 @@ def _print_result(result: dict, show_all: bool = False) -> None:
     for r in shown.itertuples():
         style = {"red": "red", "amber": "yellow"}.get(r.status, "")
         status = r.status + (" (late)" if r.late else "") + (" (temporary)" if r.temporary else "")
-        table.add_row(r.cluster, r.pool, status, r.binds_on or "-", fmt_pct(r.measured_peak_pct), fmt_pct(r.forecast_peak_pct),
+        # label values as plain text: no Rich markup, control and bidi characters visible, long ones cut
+        table.add_row(Text(for_terminal(r.cluster, 60)), Text(for_terminal(r.pool, 60)), status, r.binds_on or "-",
+                      fmt_pct(r.measured_peak_pct), fmt_pct(r.forecast_peak_pct),
                       fmt_date(r.trigger_date), fmt_date(r.order_by_date), fmt_pct(r.risk_pct),
-                      r.to_add, fmt_money(r.monthly_cost_usd), fmt_money(r.next_12m_cost_usd), style=style)
+                      Text(for_terminal(r.to_add, 80)), fmt_money(r.monthly_cost_usd), fmt_money(r.next_12m_cost_usd), style=style)
     console.print(table)
     hidden = len(pools) - len(shown)
     if hidden:
@@ -151,7 +165,7 @@ def _print_result(result: dict, show_all: bool = False) -> None:
     console.print(f"added run-rate {fmt_money(s['added_monthly_cost_usd'])}/month; next 12 months {fmt_money(s['next_12m_cost_usd'])}; "
                   f"today's fleet (nodes and storage) {fmt_money(s['fleet_monthly_cost_usd'])}/month")
     for line in elastic_lines(s.get("elastic")):
-        console.print(line, markup=False, highlight=False)
+        console.print(for_terminal(line, limit=None), markup=False, highlight=False)
     cost = (s.get("ingest") or {}).get("cost") or {}
     if cost.get("line"):
         console.print(f"server cost of the pull: {cost['line']}", markup=False, highlight=False)
@@ -410,7 +424,10 @@ def report(
 def runs(config: Path = ConfigOpt, debug: bool = DebugOpt) -> None:
     """List the runs recorded in the database."""
     with _errors(debug):
+        from rich.text import Text
+
         from .config import load_config
+        from .display import for_terminal
         from .io.store import Store
 
         cfg = load_config(config)
@@ -418,8 +435,9 @@ def runs(config: Path = ConfigOpt, debug: bool = DebugOpt) -> None:
         table = Table()
         for c in ("run_id", "kind", "status", "as_of", "started_at", "error"):
             table.add_column(c)
-        for r in df.itertuples():  # an error is shown as text (it may hold [brackets]), never as markup
-            table.add_row(r.run_id, r.kind, r.status, str(r.as_of)[:10], f"{r.started_at:%Y-%m-%d %H:%M}", Text((r.error or "")[:80]))
+        for r in df.itertuples():
+            table.add_row(r.run_id, r.kind, r.status, str(r.as_of)[:10], f"{r.started_at:%Y-%m-%d %H:%M}",
+                          Text(for_terminal(r.error or "", 80)))
         console.print(table)
 
 

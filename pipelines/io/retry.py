@@ -13,6 +13,8 @@ from typing import Callable, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from ..display import for_terminal
+
 __all__ = ["Transient", "with_retries"]
 
 T = TypeVar("T")
@@ -30,7 +32,7 @@ def with_retries(call: Callable[[], T], retries: int, what: str, base_delay_s: f
 
     def note(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s: attempt %d of %d failed: %s", what, state.attempt_number, retries + 1, exc)
+        log.warning("%s: attempt %d of %d failed: %s", what, state.attempt_number, retries + 1, for_terminal(exc, limit=1000))
 
     retrying = Retrying(
         stop=stop_after_attempt(retries + 1),

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..io.files import StagedFiles, stage_files
+from ..display import for_terminal
 from ..present.tables import records
 from ..progress import report as report_progress
 from ..progress import step as report_step
@@ -113,7 +114,7 @@ def execute(ctx: RunContext, job: Job, steps: Steps | None = None, wait_s: float
         except BaseException as exc:
             staged.discard()
             store.fail_run(ctx.run_id, f"{type(exc).__name__}: {exc}", steps.timings)
-            log.error("run %s failed: %s", ctx.run_id, exc)
+            log.error("run %s failed: %s", ctx.run_id, for_terminal(exc, limit=4000))  # one line, whatever labels it names
             raise
     failures = out.notes[out.notes["severity"] == "error"].to_dict("records") if len(out.notes) else []
     return RunResult(ctx.run_id, ctx.kind, ctx.as_of, summary, paths, steps.timings, out.table, failures)

@@ -13,6 +13,7 @@ from forecasting.planning import PlanOutputs
 
 from ..present.report import ReportInputs, render_report
 from ..present.tables import elastic_lines
+from ..display import csv_safe
 from .context import RunContext
 from .stages import ForecastOutputs, daily_history
 
@@ -41,8 +42,9 @@ def report_inputs(ctx: RunContext, plan: PlanOutputs, fc: ForecastOutputs, histo
 
 
 def plan_csv(actions: pd.DataFrame) -> str:
-    """One row per action (the ``plans`` table's columns)."""
-    return actions.to_csv(index=False) if len(actions) else ",".join(actions.columns) + "\n"
+    """One row per action (the ``plans`` table's columns); text cells a spreadsheet would
+    run as a formula (a pool named ``=cmd|...``) start with ``'`` (:func:`csv_safe`)."""
+    return csv_safe(actions).to_csv(index=False) if len(actions) else ",".join(actions.columns) + "\n"
 
 
 def plan_yaml(document: dict) -> str:

@@ -61,6 +61,14 @@ TEST_CATALOG_TYPES = """\
   - {name: n2-standard-2, vcpu: 2, memory_gib: 8, max_pods: 110, on_demand_hourly_usd: 0.097, spot_discount_pct: 60, reserved_discount_pct: 37}
   - {name: Standard_D2s_v5, vcpu: 2, memory_gib: 8, max_pods: 30, on_demand_hourly_usd: 0.096, spot_discount_pct: 60, reserved_discount_pct: 37}
 """
+
+
+def shape(instance_type: str) -> tuple:
+    """The :data:`INSTANCE_TYPES` row of ``instance_type``; a name not listed there (a test's
+    hostile label value) has the shape of ``m6i.large``."""
+    return INSTANCE_TYPES.get(instance_type, INSTANCE_TYPES["m6i.large"])
+
+
 BUSY_MODES = {"user": 0.70, "system": 0.20, "softirq": 0.07, "nice": 0.02, "irq": 0.01}
 
 
@@ -169,7 +177,7 @@ class Node:
 
     @property
     def spec(self) -> tuple:
-        return INSTANCE_TYPES[self.instance_type]
+        return shape(self.instance_type)
 
 
 @dataclass
@@ -351,10 +359,10 @@ def build_fleet(spec: FleetSpec, template: NodeExporterTemplate | None = None) -
                     alive[n // 3:] = False  # spot interruption
                 if replaced and i == ps.nodes:
                     alive[: n // 3 + gap] = False  # its replacement joins 10 minutes later
-                vcpu = INSTANCE_TYPES[itype][0]
+                vcpu = shape(itype)[0]
                 base = rng.uniform(0.45, 0.9) * vcpu / 2
                 cpu = np.clip(base * diurnal * trend * (1 + _smooth(rng, n, 0.03, per_hour)), 0.05, 0.85 * vcpu) * alive
-                mem_total = INSTANCE_TYPES[itype][1] * GIB
+                mem_total = shape(itype)[1] * GIB
                 mem = np.clip(mem_total * rng.uniform(0.3, 0.45) * (0.9 + 0.1 * diurnal) * trend
                               * (1 + _smooth(rng, n, 0.01, per_hour)), 0, 0.9 * mem_total) * alive
                 up = alive.copy()
@@ -457,8 +465,14 @@ def _ceph(n: int, rng: np.random.Generator, per_hour: int) -> dict:
 
 
 # ---- OpenMetrics ------------------------------------------------------------------------
+def _om_value(v: str) -> str:
+    """A label value as OpenMetrics text writes it: backslash, double quote and line feed
+    escaped (OpenMetrics 1.0 "ABNF": ``escaped-char = "\\" / "\\n" / DQUOTE``)."""
+    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _lab(d: dict) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in d.items() if v not in ("", None)) + "}"
+    return "{" + ",".join(f'{k}="{_om_value(v)}"' for k, v in d.items() if v not in ("", None)) + "}"
 
 
 class _Writer:

@@ -16,7 +16,7 @@ from .promserver import PrometheusServer, serve_fleet
 from .site import demo_site
 
 __all__ = ["AS_OF", "prom_site", "Served", "served", "stop_served", "main_spec", "doctor_specs", "MAIN_MAX_SAMPLES",
-           "recorded_spec", "RECORDED_WEST_SINCE_DAY", "autoscaler_spec"]
+           "recorded_spec", "RECORDED_WEST_SINCE_DAY", "autoscaler_spec", "HOSTILE_LABELS", "HOSTILE_CLUSTER", "hostile_spec"]
 
 AS_OF = dt.date(2026, 11, 27)
 #: The main fixture's --query.max-samples: low enough that 14 days of a pool query do not
@@ -135,3 +135,22 @@ def autoscaler_spec(as_of: dt.date = AS_OF, days: int = 16) -> FleetSpec:
         ClusterSpec("south", "eks", "kps", (PoolSpec("ng-web", 2, ("m6i.large",)),), completed_pods=False,
                     autoscaler="cluster-autoscaler-wide"),
     ))
+
+
+#: Label values an attacker (or Murphy) puts in a pool or instance-type name: a line break,
+#: quotes and a backslash, HTML that runs script when not escaped (it sets the page title:
+#: the browser test looks for it), a spreadsheet formula, a path, a right-to-left override,
+#: and 10 KB.
+HOSTILE_LABELS = ("line\nbreak", 'say "hi" \\ back', "<img src=x onerror=\"document.title='XSS-img'\">",
+                  "=cmd|' /C calc'!A0", "../../etc", "\u202eevil-gpj.exe", "x" * 10240)
+#: The cluster's name: markup that closes an attribute and opens a script.
+HOSTILE_CLUSTER = "\"><script>document.title='XSS-script'</script>"
+
+
+def hostile_spec(as_of: dt.date = AS_OF, days: int = 15) -> FleetSpec:
+    """One EKS cluster named :data:`HOSTILE_CLUSTER` with one node per pool, each pool named
+    by one of :data:`HOSTILE_LABELS` and running an instance type named by the next one
+    (a type the generator does not know has the shape of m6i.large)."""
+    n = len(HOSTILE_LABELS)
+    pools = tuple(PoolSpec(name, 1, (HOSTILE_LABELS[(i + 1) % n],)) for i, name in enumerate(HOSTILE_LABELS))
+    return FleetSpec(as_of, days, (ClusterSpec(HOSTILE_CLUSTER, "eks", "kps", pools, completed_pods=False),))

@@ -133,7 +133,7 @@ def test_a_storage_pool_by_hand(hand_run):
     start = max(trigger, AS_OF) if not a["late"] else AS_OF + dt.timedelta(days=LEAD["storage"])
     assert a["next_12m_cost_usd"] == pytest.approx(monthly * (AS_OF + dt.timedelta(days=365) - start).days * 24 / HOURS)
     csv, items = csv_and_yaml(result, cluster, pool)
-    assert csv["summary"].iloc[0] == f"+{n} TiB gp3" and items[0]["capacity"] == f"+{n}Ti"
+    assert csv["summary"].iloc[0] == f"'+{n} TiB gp3" and items[0]["capacity"] == f"+{n}Ti"
     assert items[0]["estimatedCost"] == f"${monthly:,.0f}/month"
 
 

@@ -1,5 +1,5 @@
 """Run the reliability suite and print what it tried: faults survived, bad inputs rejected
-clearly, rows lost, secrets leaked. The last line is one JSON object.
+clearly, rows lost, secrets leaked, hostile text that got through. The last line is one JSON object.
 
     python -m tests.reliability.summary
 """
@@ -42,7 +42,9 @@ def main() -> int:
     rows = [("faults tried", collector.tried["fault"]), ("faults survived", collector.passed["fault"]),
             ("bad inputs tried", collector.tried["bad_input"]), ("bad inputs rejected clearly", collector.passed["bad_input"]),
             ("data-loss checks", collector.tried["rows_lost"]), ("rows lost (failed checks)", collector.tried["rows_lost"] - collector.passed["rows_lost"]),
-            ("secret checks", collector.tried["secret"]), ("secrets leaked (failed checks)", collector.tried["secret"] - collector.passed["secret"])]
+            ("secret checks", collector.tried["secret"]), ("secrets leaked (failed checks)", collector.tried["secret"] - collector.passed["secret"]),
+            ("injection checks", collector.tried["injection"]),
+            ("injections through (failed checks)", collector.tried["injection"] - collector.passed["injection"])]
     width = max(len(r[0]) for r in rows)
     print("\nreliability summary")
     for name, value in rows:
@@ -54,6 +56,8 @@ def main() -> int:
         "bad_inputs_tried": collector.tried["bad_input"], "bad_inputs_rejected": collector.passed["bad_input"],
         "rows_lost_checks_failed": collector.tried["rows_lost"] - collector.passed["rows_lost"],
         "secrets_leaked_checks_failed": collector.tried["secret"] - collector.passed["secret"],
+        "injection_checks": collector.tried["injection"],
+        "injection_checks_failed": collector.tried["injection"] - collector.passed["injection"],
         "tests_failed": len(collector.failed), "pytest_exit": int(code),
     }))
     return int(code)

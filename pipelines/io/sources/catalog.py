@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...config import ConfigError, PrometheusSource, format_validation_error, load_yaml
 from .presets import CONTROL_PLANE_POOL, CONTROL_PLANE_ROLES, UNLABELLED
-from .promapi import escape_label_value
+from .promapi import ANY_VALUE_RE, escape_label_value
 
 __all__ = ["MetricEntry", "MetricCatalog", "load_metric_catalog", "ClusterSetup", "Query", "render", "build_queries",
            "check_label_name", "FAMILIES", "node_pool_expr", "pod_node_expr", "ne_join", "rule_names"]
@@ -147,7 +147,7 @@ def node_pool_expr(setup: ClusterSetup) -> str:
     else ``unlabelled`` (as :func:`pipelines.io.sources.presets.pool_of`). Duplicates (HA replicas, two KSM pods) collapse in
     ``max by``; a node whose pool changed keeps one pool (``topk``), as the mixin does."""
     c, k = setup.cluster_label, setup.selector("kube_state_metrics")
-    parts = [f'label_replace(kube_node_labels{{{k}{check_label_name(lab, "pool_label")}!=""}}, "pool", "$1", "{lab}", "(.+)")'
+    parts = [f'label_replace(kube_node_labels{{{k}{check_label_name(lab, "pool_label")}!=""}}, "pool", "$1", "{lab}", "{ANY_VALUE_RE}")'
              for lab in setup.pool_labels]
     roles = "|".join(CONTROL_PLANE_ROLES)
     parts.append(f'label_replace(kube_node_role{{{k}role=~"{roles}"}}, "pool", "{CONTROL_PLANE_POOL}", "node", ".*")')
@@ -166,7 +166,7 @@ def node_pool_map_expr(setup: ClusterSetup) -> str:
     c, k = setup.cluster_label, setup.selector("kube_state_metrics")
     expr = f'label_replace(kube_node_labels{{{k}}}, "pool", "{UNLABELLED}", "", "")'
     for lab in reversed(setup.pool_labels):
-        expr = f'label_replace({expr}, "pool", "$1", "{check_label_name(lab, "pool_label")}", "(.+)")'
+        expr = f'label_replace({expr}, "pool", "$1", "{check_label_name(lab, "pool_label")}", "{ANY_VALUE_RE}")'
     return f"topk by ({c}, node) (1, max by ({c}, node, pool) ({expr}))"
 
 

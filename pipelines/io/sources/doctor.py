@@ -25,7 +25,7 @@ from .autoscalers import inspect_autoscalers
 from .common import INVENTORY_COLUMNS
 from .presets import (CONTROL_PLANE_ROLES, PRESETS, PROVIDER_PRESETS, UNLABELLED, NodeLabelPlan, allowlist_snippet,
                       inventory_from_labels, ksm_label, plan_node_labels, provider_of)
-from .promapi import PromClient, TooHeavy, WindowPlanner, escape_label_value, fmt_ts, parse_duration
+from .promapi import PromClient, TooHeavy, WindowPlanner, fmt_ts, label_regex, parse_duration
 
 __all__ = ["Check", "ServerInfo", "Setup", "CostEstimate", "PullEstimate", "inspect", "probe_costs", "REPLICA_LABELS",
            "MONTH_DAYS"]
@@ -163,7 +163,7 @@ class _Ctx:
         values = [n for n in names if n is not None]
         if not values:
             return ""
-        return f'{self.c}=~"{escape_label_value("|".join(re.escape(v) for v in values))}",'
+        return f'{self.c}=~"{label_regex(values)}",'
 
 
 def _fmt_n(n: float | None) -> str:
@@ -572,9 +572,8 @@ def _recorded(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], rules: list
     if not rules:
         return
     c, w = ctx.c, ctx.window
-    names = "|".join(re.escape(r) for r in rules)
     sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
-    expr = f'count by ({c}, __name__) ({{__name__=~"{escape_label_value(names)}",{sel}}})'
+    expr = f'count by ({c}, __name__) ({{__name__=~"{label_regex(rules)}",{sel}}})'
 
     def at(t: float) -> set[tuple[str | None, str]]:
         return {(r["metric"].get(c), r["metric"]["__name__"]) for r in ctx.client.instant("doctor:recorded", expr, t)}

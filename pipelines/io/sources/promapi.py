@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover
     _loads = _json_std.loads
 
 __all__ = ["PrometheusError", "TooHeavy", "PromClient", "RangeAnswer", "RequestRecord", "WindowPlanner",
-           "plan_chunks", "parse_duration", "escape_label_value", "fmt_ts"]
+           "plan_chunks", "parse_duration", "escape_label_value", "label_regex", "ANY_VALUE_RE", "fmt_ts"]
 
 
 class PrometheusError(RuntimeError):
@@ -69,9 +69,36 @@ def parse_duration(text: str) -> int:
     return int(sum(int(n) * unit[u] for n, u in parts))
 
 
+#: Go escapes a PromQL double-quoted string reads (strconv.Unquote rules).
+_GO_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NEEDS_ESCAPE = re.compile(r'[\\"\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]')
+
+#: A ``label_replace`` regex taking a whole label value, line breaks included: RE2's ``.``
+#: does not match ``\n`` without the ``s`` flag, so ``(.+)`` silently skips such a value.
+ANY_VALUE_RE = "(?s)(.+)"
+
+
 def escape_label_value(value: str) -> str:
-    """Escape a value for a double-quoted PromQL string (no injection through config)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """``value`` as the inside of a double-quoted PromQL string literal, read back exactly:
+    backslash and double quote escaped, line breaks, tabs, other control characters and
+    bidi/zero-width marks as Go escapes (``\\n``, ``\\t``, ``\\u202e``); all other text
+    as it is. The one function that puts a label value into PromQL (PromQL string literals,
+    https://prometheus.io/docs/prometheus/latest/querying/basics/#string-literals: Go's
+    escaping rules; a raw line break would end the query with "unterminated quoted string")."""
+    def esc(m: re.Match) -> str:
+        ch = m.group(0)
+        return _GO_ESCAPES.get(ch) or f"\\u{ord(ch):04x}"
+
+    return _NEEDS_ESCAPE.sub(esc, value)
+
+
+def label_regex(values) -> str:
+    """The inside of a double-quoted PromQL ``=~`` matcher matching exactly one of
+    ``values``: each value regex-escaped, joined by ``|``, then string-escaped
+    (:func:`escape_label_value`). Python's ``re.escape`` puts a backslash before ASCII
+    punctuation and whitespace only, which RE2 (Go regexp/syntax) reads as the character
+    itself; Prometheus anchors the regex (``^(?:...)$``)."""
+    return escape_label_value("|".join(re.escape(v) for v in values))
 
 
 def fmt_ts(t: float) -> str:

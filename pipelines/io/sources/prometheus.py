@@ -34,6 +34,7 @@ import pandas as pd
 from forecasting.frames import UNITS, make_series_id
 
 from ...config import Config, PrometheusSource
+from ...display import for_terminal
 from ...domain import HistoryWindow
 from ..store import Store
 from .budget import Budget, Cost, resolve_budget
@@ -149,8 +150,10 @@ def _max_source_resolution(src: PrometheusSource, setup: Setup) -> Callable[[flo
 def _stop_message(setup: Setup, src: PrometheusSource) -> str:
     lines = [f"{src.url} is not ready for capplan ({len(setup.failed)} check(s) failed; `capplan doctor` shows all):"]
     for c in setup.failed:
-        where = f" [{c.cluster}]" if c.cluster else ""
-        lines.append(f"- {c.check}{where}: {c.detail}" + (f"\n  fix: {c.fix}" if c.fix else ""))
+        where = f" [{for_terminal(c.cluster, 80)}]" if c.cluster else ""
+        # one line per check whatever its detail names (label values); a fix may hold a snippet of several lines
+        lines.append(f"- {c.check}{where}: {for_terminal(c.detail, limit=None)}"
+                     + (f"\n  fix: {for_terminal(c.fix, limit=None, keep_newlines=True)}" if c.fix else ""))
     return "\n".join(lines)
 
 
@@ -176,7 +179,7 @@ def _check_pools(store: Store, window: HistoryWindow, setup: Setup, src: Prometh
     for (cluster, pool), g in setup.inventory.groupby(["cluster", "pool"]):
         missing = [f"{r} {k}" for r, k in REQUIRED if (cluster, r, k) in queried and (cluster, pool, r, k) not in have]
         if missing:
-            problems.append(f"pool {pool} of cluster {cluster} has {len(g)} node(s) but no {', '.join(missing)} series in "
+            problems.append(f"pool {for_terminal(pool, 80)} of cluster {for_terminal(cluster, 80)} has {len(g)} node(s) but no {', '.join(missing)} series in "
                             f"{fmt_ts(window.start.timestamp())} .. {fmt_ts(window.end.timestamp())}")
     if problems and src.on_missing_data == "error":
         raise PrometheusError("; ".join(problems) + ". `capplan doctor` shows which metric or join is missing; "
