@@ -13,13 +13,14 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from forecasting.events import Event
 from forecasting.commitments import CommitmentCatalog
 from forecasting.policy import Catalog, Policies
 from forecasting.quotas import Quota, QuotaCatalog
+
+from .io.yamlfile import YamlFileError, read_yaml
 
 __all__ = ["ConfigError", "Config", "load_config", "load_events", "load_catalog", "load_yaml", "format_validation_error",
            "load_quotas", "load_commitments", "load_catalogs"]
@@ -246,15 +247,13 @@ def format_validation_error(where: str, exc: ValidationError, prefix: str = "") 
 
 
 def load_yaml(path: Path) -> Any:
-    """Read a YAML file; a missing or unparsable file is a :class:`ConfigError`."""
-    if not path.exists():
-        raise ConfigError(f"{path}: file not found")
+    """Read a YAML file through capplan's limited safe loader (:mod:`pipelines.io.yamlfile`:
+    size, UTF-8, nesting depth and alias expansion bounded); a missing, unreadable, unparsable
+    or oversized file is a :class:`ConfigError` of one line naming the file."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        return read_yaml(path)
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _merge(base: dict, extra: dict) -> dict:

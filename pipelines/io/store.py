@@ -13,6 +13,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import time
 from importlib import resources
 from pathlib import Path
@@ -47,6 +48,47 @@ def _schema_sql() -> str:
     return resources.files("pipelines.io").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
+#: DuckDB's lock error names the holder: 'Conflicting lock is held in <program> (PID <n>)'; the
+#: hint 'you would be able to open this database in read-only mode' means the holder only
+#: reads (it holds a shared lock). Wording as DuckDB 2.0 prints it here (measured with a second
+#: process; locking is described at https://duckdb.org/docs/current/connect/concurrency).
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+_HOLDER_READS = "open this database in read-only mode"
+
+
+def _process_kind(pid: str) -> str:
+    """What process ``pid`` looks like from its command line (Linux /proc), or ''."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+    if "ipykernel" in cmd or "jupyter" in cmd:
+        return "a Jupyter kernel"
+    if "capplan" in cmd or "pipelines.cli" in cmd or "prefect" in cmd:
+        return "a capplan run or Prefect worker"
+    return ""
+
+
+def _busy_message(path: Path, error: str, read_only: bool, waited_s: float) -> str:
+    """One line for a database another process holds: who (DuckDB's PID, what the process
+    looks like), whether it reads or writes, and how to let this process through."""
+    copy = f"or work on a copy: cp {path} /tmp/capplan-copy.duckdb"
+    m = _LOCK_HOLDER.search(error)
+    if not m:
+        return (f"{path} is in use by another process (waited {waited_s:g} s): a capplan run writing, or a notebook "
+                f"or script with the file open; let it finish or close its connection (con.close()), {copy}")
+    pid, kind = m["pid"], _process_kind(m["pid"])
+    who = f"PID {pid} ({m['program']}{', ' + kind if kind else ''})"
+    if _HOLDER_READS in error:
+        return (f"{path} is in use by another process (waited {waited_s:g} s): {who} holds a read-only connection, "
+                f"which keeps any writer out. To let the run through, close that connection (con.close() in the "
+                f"notebook, or shut down its kernel), {copy} and point the notebook there")
+    need = "read it" if read_only else "write"
+    return (f"{path} is in use by another process (waited {waited_s:g} s): {who} holds a read-write connection "
+            f"(a capplan run writing, or a session opened without read_only=True), so this process cannot {need}. "
+            f"Wait for a run to finish, or close that connection (con.close(), or shut down its kernel); {copy}")
+
+
 class Store:
     """capplan's DuckDB file. ``Store(path).connect()`` yields a connection in UTC."""
 
@@ -72,11 +114,7 @@ class Store:
                 if "lock" not in str(exc).lower():
                     raise StoreError(f"{self.path}: cannot open database: {exc}") from None
                 if time.monotonic() > deadline:
-                    raise StoreBusy(
-                        f"{self.path} is in use by another process (a capplan run is writing, or a "
-                        f"notebook holds a read-write connection). Wait for it to finish, or open a copy: "
-                        f"cp {self.path} /tmp/capplan-copy.duckdb"
-                    ) from None
+                    raise StoreBusy(_busy_message(self.path, str(exc), read_only, self.busy_timeout_s)) from None
                 time.sleep(0.2)
         try:
             con.execute("SET TimeZone = 'UTC'")

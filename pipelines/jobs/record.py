@@ -107,7 +107,7 @@ def execute(ctx: RunContext, job: Job, steps: Steps | None = None, wait_s: float
         staged = StagedFiles()
         try:
             out = job(ctx, steps)
-            staged = stage_files(out.folder, out.files)
+            staged = stage_files(out.folder, out.files, root=ctx.report_root)
             summary = {**out.summary, "files": {k: str(v) for k, v in staged.paths.items()}}
             store.finish_run(ctx.run_id, out.tables, steps.timings, summary)
             paths = staged.publish()

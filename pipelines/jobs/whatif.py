@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from forecasting.events import AddedWorkload, Event, replay_events
 from forecasting.policy import PoolPolicy
 
 from ..config import ConfigError, format_validation_error, load_yaml
-from ..io.files import run_folder
+from ..io.files import plain_name_problem, run_folder
 from ..present.tables import headline
 from .context import PreviousPlan, RunContext, new_run_id
 from .monthly import elastic_tables
@@ -46,11 +46,20 @@ __all__ = ["Scenario", "load_scenario", "what_if_context", "what_if_job", "what_
 
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="the folder under what-if/: a plain name")
     events: list[Event] = Field(default_factory=list)
     event_uplifts: dict[str, float] = Field(default_factory=dict)
     policies: dict[str, Any] = Field(default_factory=dict)
     added_workload: list[AddedWorkload] = Field(default_factory=list)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _plain_name(cls, name: Any) -> Any:
+        """The name becomes a folder: ``..``, ``.x``, ``a/b``, an absolute path would leave ``what-if/``."""
+        problem = plain_name_problem(name) if isinstance(name, str) else None
+        if problem:
+            raise ValueError(f"must be a plain folder name (letters, digits, '.', '_', '-'; no leading dot): it {problem}")
+        return name
 
 
 def load_scenario(data: dict | None, where: str) -> Scenario:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...config import ConfigError, PrometheusSource, format_validation_error, load_yaml
+from ..yamlfile import YamlFileError, parse_yaml
 from .presets import CONTROL_PLANE_POOL, CONTROL_PLANE_ROLES, UNLABELLED
 from .promapi import ANY_VALUE_RE, escape_label_value
 
@@ -55,7 +55,11 @@ class MetricCatalog(BaseModel):
 
 def load_metric_catalog(user_path: Path | None = None) -> MetricCatalog:
     """The default catalog, with the user's entries replacing same-named ones and added."""
-    base = yaml.safe_load(resources.files("pipelines.io.sources").joinpath("metrics.yaml").read_text())
+    shipped = resources.files("pipelines.io.sources").joinpath("metrics.yaml")
+    try:
+        base = parse_yaml(shipped.read_bytes(), str(shipped))
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from None
     if user_path:
         extra = load_yaml(user_path) or {}
         if not isinstance(extra, dict):
