@@ -236,7 +236,7 @@ def format_validation_error(where: str, exc: ValidationError, prefix: str = "") 
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(x) for x in (prefix, *err["loc"]) if x != "")
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not allowed here)"
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
