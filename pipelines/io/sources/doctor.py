@@ -575,14 +575,11 @@ def _history(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
 
     try:
         found = earliest(None, math.floor(start / day) * day, end, day)
-        short = [cs.label_value for cs in clusters if (found.get(cs.label_value) or math.inf) > start + day]
-        if short:  # to the hour: from a day before the first midnight with data (or the plan date) to it
-            firsts = [found[k] for k in short if k in found]
-            hi = min(firsts) if len(firsts) == len(short) else ctx.at  # no data in the window: up to the probe time
-            lo = max(start, min(firsts, default=end) - day)
-            hours = math.ceil((hi - lo) / 3600)
-            for k, t in earliest(None, hi - hours * 3600, hi, 3600).items():
-                if k in short and t < (found.get(k) or math.inf):
+        none = [cs.label_value for cs in clusters if cs.label_value not in found]
+        if none:  # no midnight with data (a Prometheus started today): by the hour, from the day before the plan date
+            hours = math.ceil((ctx.at - (end - day)) / 3600)
+            for k, t in earliest(None, ctx.at - hours * 3600, ctx.at, 3600).items():
+                if k in none:
                     found[k] = t
         raw = earliest({"max_source_resolution": "0s"}, math.floor(start / day) * day, end, day) \
             if setup.server.kind == "thanos" else None

@@ -196,11 +196,14 @@ class PromClient:
     def _send(self, method: str, path: str, params: dict, query: bool) -> dict:
         """One HTTP request; returns the envelope (``data``, ``warnings``). Raises
         :class:`Transient`, :class:`TooHeavy` or :class:`PrometheusError` (see module)."""
+        # verify= on every request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a
+        # session's own bundle (psf/requests#3829), which would ignore source.prometheus.ca_file
+        kw = {"timeout": self.src.timeout_s, "allow_redirects": False, "verify": self.session.verify}
         try:
             if method == "POST":
-                r = self.session.post(self.url + path, data=params, timeout=self.src.timeout_s, allow_redirects=False)
+                r = self.session.post(self.url + path, data=params, **kw)
             else:
-                r = self.session.get(self.url + path, params=params, timeout=self.src.timeout_s, allow_redirects=False)
+                r = self.session.get(self.url + path, params=params, **kw)
         except requests.exceptions.SSLError as exc:
             raise PrometheusError(self.clean(_tls_message(self.src.url, exc)), plain=True) from None
         except requests.exceptions.ConnectTimeout:
@@ -305,7 +308,8 @@ class PromClient:
             raise
 
     def get_raw(self, path: str) -> requests.Response:
-        return self.session.get(self.url + path, timeout=self.src.timeout_s, allow_redirects=False)
+        return self.session.get(self.url + path, timeout=self.src.timeout_s, allow_redirects=False,
+                                verify=self.session.verify)
 
     def instant(self, name: str, expr: str, at: float, cluster: str = "all") -> list[dict]:
         """An instant query at ``at`` (unix seconds)."""
@@ -327,7 +331,8 @@ class PromClient:
             self._record(RequestRecord(name, cluster, start, end, step, time.perf_counter() - t, "too-heavy", params=params))
             raise
         except PrometheusError as exc:
-            raise PrometheusError(f"{exc}; PromQL: {expr}" if "HTTP 4" in str(exc) else str(exc)) from None
+            bad_query = "HTTP 4" in str(exc) or exc.status == 200  # a 200 "error" names the query too
+            raise PrometheusError(f"{exc}; PromQL: {expr}" if bad_query else str(exc), exc.status, exc.plain) from None
         data = env.get("data") or {}
         stats = data.get("stats") or {}
         samples = stats.get("samples") or {}  # absent before Prometheus 2.35 (docs/research 8.5)
