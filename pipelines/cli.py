@@ -69,6 +69,33 @@ def _shown(exc: object) -> str:
     return escape(for_terminal(exc, limit=None, keep_newlines=True))
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a line is logged (not when the handler was made)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def debug_logging(debug: bool) -> None:
+    """``--debug``: capplan's own DEBUG lines (each retried request's attempt) on stderr."""
+    logger = logging.getLogger("capplan")
+    ours = [h for h in logger.handlers if isinstance(h, _StderrHandler)]
+    if debug and not ours:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    elif not debug and ours:  # a later command in the same process (tests): back to quiet
+        for h in ours:
+            logger.removeHandler(h)
+        logger.setLevel(logging.NOTSET)
+
+
 @contextmanager
 def _errors(debug: bool = False) -> Iterator[None]:
     """Known errors become one plain line: exit 2 for bad configuration, 1 otherwise."""
@@ -79,6 +106,7 @@ def _errors(debug: bool = False) -> Iterator[None]:
     from .io.sources import IngestError
     from .io.store import StoreError
 
+    debug_logging(debug)
     try:
         yield
     except typer.Exit:

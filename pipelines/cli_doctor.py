@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-__all__ = ["register", "doctor_report"]
+__all__ = ["register", "doctor_report", "header_lines"]
 
 _STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "bold red"}
 
@@ -54,9 +54,36 @@ def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True)
         else:
             for key in ("checks", "clusters", "estimates", "pulls"):
                 out[key] += part[key]
+            for key in ("found", "history"):
+                out[key].update(part[key])
     out.update({"ok": not failed, "url": ", ".join(s.url for s in src.per_server()), "as_of": str(day),
                 "history_days": window.days})
     return out
+
+
+def header_lines(report: dict) -> list[str]:
+    """The doctor's first lines: the server, the history asked and held, what each cluster
+    has in place. In: :func:`doctor_report`'s dict."""
+    s = report["server"]
+    kind = f"{s['kind']} {s['version']}".strip()
+    lines = [f"capplan doctor: {report['url']} ({kind}), as of {report['as_of']}"]
+    held = report.get("history") or {}
+    asked = f"{report['history_days']} days of history asked"
+    if not held:
+        lines.append(f"history: {asked}; what the server holds is unknown (the checks stopped before)")
+    for cluster, h in held.items():
+        if h["complete"]:
+            lines.append(f"history [{cluster}]: {asked}; the server holds them all (data since {h['since']})")
+        elif h["since"]:
+            lines.append(f"history [{cluster}]: {asked}; the server holds {h['held_days']:.1f} days (since {h['since']}), "
+                         f"{h['window_days']:.1f} of them before the plan date: too short")
+        else:
+            lines.append(f"history [{cluster}]: {asked}; the server holds none")
+    if report.get("probed_at") and report["probed_at"] != f"{report['as_of']} 00:00":
+        lines.append(f"checks looked at the data of {report['probed_at']} (nothing before the plan date)")
+    for cluster, text in (report.get("found") or {}).items():
+        lines.append(f"found [{cluster}]: {text}")
+    return lines
 
 
 def _catalog_check(setup, cfg) -> None:
@@ -93,6 +120,7 @@ def register(app: typer.Typer) -> None:
         as_of: Optional[str] = typer.Option(None, "--as-of", help="plan date YYYY-MM-DD (default: config's as_of, else today)"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
         cost: bool = typer.Option(True, "--cost/--no-cost", help="probe one day of every pool query (stats=all)"),
+        debug: bool = typer.Option(False, "--debug", help="show each retried request's attempts"),
     ) -> None:
         """Check the Prometheus / Thanos / Mimir source: server kind and limits, metrics and
         their labels, node-pool labels per cluster, the node-exporter join, duplicates,
@@ -104,8 +132,11 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
         from rich.table import Table
 
+        from .cli import debug_logging
         from .config import ConfigError
         from .io.sources.promapi import PrometheusError
+
+        debug_logging(debug)
 
         wide = sys.stdout.isatty() or bool(os.environ.get("COLUMNS"))
         console = Console(width=None if wide else 160)
@@ -128,9 +159,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(report, default=str))
         else:
-            s = report["server"]
-            console.print(escape(f"capplan doctor: {report['url']} ({s['kind']} {s['version']}), as of {report['as_of']}, "
-                                 f"{report['history_days']} days of history"), highlight=False)
+            for line in header_lines(report):
+                console.print(escape(line), highlight=False)
             table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
             for col in ("", "check", "cluster", "detail", "fix"):
                 table.add_column(col, overflow="fold")

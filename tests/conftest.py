@@ -55,7 +55,8 @@ def demo_run(tmp_path_factory):
 
 #: Test files that share the Prometheus fixture servers (pipelines.testing.promfixtures
 #: builds each once per process): they run on one worker, so each server is backfilled once.
-PROMETHEUS_FILES = {"test_prometheus.py", "test_prometheus_doctor.py", "test_faults.py", "test_security.py"}
+PROMETHEUS_FILES = {"test_prometheus.py", "test_prometheus_doctor.py", "test_faults.py", "test_security.py",
+                    "test_prometheus_answers.py"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups to schedule by

@@ -32,7 +32,10 @@ def with_retries(call: Callable[[], T], retries: int, what: str, base_delay_s: f
 
     def note(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s: attempt %d of %d failed: %s", what, state.attempt_number, retries + 1, for_terminal(exc, limit=1000))
+        # DEBUG, not WARNING: the caller reports the last failure once, in one line; the
+        # attempts before it are for --debug (a WARNING reached the terminal through
+        # logging's last-resort handler, four times the same 400-character urllib3 text).
+        log.debug("%s: attempt %d of %d failed: %s", what, state.attempt_number, retries + 1, for_terminal(exc, limit=1000))
 
     retrying = Retrying(
         stop=stop_after_attempt(retries + 1),

@@ -148,11 +148,11 @@ class PrometheusServer:
     """Debian's prometheus on 127.0.0.1 serving ``tsdb``; :meth:`stop` ends it."""
 
     def __init__(self, folder: Path, tsdb: Path, retention: str = "3650d", max_samples: int | None = None,
-                 extra_args: tuple[str, ...] = (), tag: str = "prometheus"):
+                 extra_args: tuple[str, ...] = (), tag: str = "prometheus", config_text: str = "global:\n  scrape_interval: 1m\n"):
         self.folder = folder
         self.port = free_port()
         cfg = folder / f"{tag}.yml"
-        cfg.write_text("global:\n  scrape_interval: 1m\n")
+        cfg.write_text(config_text)
         self.log = open(folder / f"{tag}.log", "w")
         args = [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tsdb}",
                 f"--storage.tsdb.retention.time={retention}", f"--web.listen-address=127.0.0.1:{self.port}", *extra_args]

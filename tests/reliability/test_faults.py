@@ -73,7 +73,8 @@ def client_for(tmp_path, url, extra=""):
 @fault
 def test_dns_failure_is_named(tmp_path):
     c, _ = client_for(tmp_path, "http://prometheus.invalid:9090")
-    with pytest.raises(PrometheusError, match=r"query 'q' \(clusters: all\) failed after 2 attempt.*prometheus.invalid"):
+    with pytest.raises(PrometheusError, match=r"^cannot connect to http://prometheus.invalid:9090 \(host 'prometheus.invalid' "
+                                              r"not found in DNS\); check source.prometheus.url \(2 attempt\(s\)\)$"):
         c.query_range("q", "up", 0, 7200, 3600)
 
 

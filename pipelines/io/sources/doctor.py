@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
@@ -25,7 +26,8 @@ from .autoscalers import inspect_autoscalers
 from .common import INVENTORY_COLUMNS
 from .presets import (CONTROL_PLANE_ROLES, PRESETS, PROVIDER_PRESETS, UNLABELLED, NodeLabelPlan, allowlist_snippet,
                       inventory_from_labels, ksm_label, plan_node_labels, provider_of)
-from .promapi import PromClient, TooHeavy, WindowPlanner, fmt_ts, label_regex, parse_duration
+from .promapi import (PrometheusError, PromClient, TooHeavy, WindowPlanner, fmt_ts, label_regex,
+                     parse_duration)
 
 __all__ = ["Check", "ServerInfo", "Setup", "CostEstimate", "PullEstimate", "inspect", "probe_costs", "REPLICA_LABELS",
            "MONTH_DAYS"]
@@ -131,6 +133,13 @@ class Setup:
     raw_earliest: float | None = None
     estimates: list[CostEstimate] = field(default_factory=list)
     pulls: list[PullEstimate] = field(default_factory=list)
+    #: cluster -> what was found in place ("kube-state-metrics found, 12 nodes; ...")
+    found: dict[str, str] = field(default_factory=dict)
+    #: the time the checks looked at (the plan date's midnight, or the latest data when
+    #: nothing is there yet: a Prometheus started today)
+    probed_at: float | None = None
+    #: asked_days, held_days, since (the oldest data of the clusters; see ``_history``)
+    history: dict = field(default_factory=dict)
 
     def add(self, check: str, status: str, detail: str, fix: str = "", cluster: str = "", report: bool = False) -> None:
         self.checks.append(Check(check, status, detail, fix, cluster, report))
@@ -144,7 +153,9 @@ class Setup:
                 "clusters": [{"name": c.name, "jobs": c.jobs, "pool_labels": c.pool_labels, "node_exporter_join": c.ne_join}
                              for c in self.clusters],
                 "scrape_interval_s": self.scrape_s, "rate_window_s": self.rate_window_s, "peak_resolution_s": self.peak_s,
-                "estimates": [asdict(e) for e in self.estimates], "pulls": [asdict(p) for p in self.pulls]}
+                "estimates": [asdict(e) for e in self.estimates], "pulls": [asdict(p) for p in self.pulls],
+                "found": self.found, "probed_at": fmt_ts(self.probed_at) if self.probed_at else None,
+                "history": self.history}
 
 
 class _Ctx:
@@ -175,10 +186,27 @@ def _fmt_n(n: float | None) -> str:
     return f"{n:.0f}"
 
 
+def _answers_queries(client: PromClient) -> bool:
+    """Whether a server without buildinfo still answers an instant query (Cortex, Amazon
+    Managed Prometheus) or is no Prometheus API at all (a web server, a UI's address)."""
+    try:
+        client.call("GET", "/api/v1/query", {"query": "vector(1)"}, "query 'doctor:api'")
+        return True
+    except PrometheusError as exc:
+        if exc.status is None:  # no answer at all (refused, DNS): said as it is
+            raise
+        return False
+
+
 def _server(ctx: _Ctx, setup: Setup) -> None:
     client, src = ctx.client, ctx.src
     info = client.status("buildinfo")
     s = setup.server
+    if info is None and not _answers_queries(client):
+        setup.add("server", "FAIL", f"{src.url}: not a Prometheus API (GET /api/v1/status/buildinfo returned "
+                  f"{client.missing.get('buildinfo', '?')})", "set source.prometheus.url to the Prometheus, Thanos Query "
+                  "or Mimir query API (Mimir: .../prometheus)")
+        return
     if info is None:
         setup.add("server", "WARN", f"{src.url} has no /api/v1/status/buildinfo (Cortex or Amazon Managed Prometheus?); "
                   "capplan assumes a Prometheus query API")
@@ -235,7 +263,20 @@ def _server(ctx: _Ctx, setup: Setup) -> None:
 
 def _clusters(ctx: _Ctx, setup: Setup) -> list[ClusterSetup]:
     src, c = ctx.src, ctx.c
-    rows = ctx.instant("clusters", f"count by ({c}) (count by ({c}, node) (last_over_time(kube_node_info[{ctx.lookback}])))")
+    expr = f"count by ({c}) (count by ({c}, node) (last_over_time(kube_node_info[{ctx.lookback}])))"
+    rows = ctx.instant("clusters", expr)
+    recent = float(math.floor(time.time()))
+    if not rows and recent > ctx.at + 60:
+        # Nothing in the hour before the plan date (as_of, midnight): a Prometheus started
+        # today has its data after it. Look at the last hour before now, so the checks say
+        # what is scraped, and the history check says how short the history is.
+        rows = ctx.client.instant("doctor:clusters", expr, recent)
+        if rows:
+            setup.add("probe time", "WARN", f"nothing in the hour before the plan date ({fmt_ts(ctx.at)}); the checks "
+                      f"look at the last hour before now ({fmt_ts(recent)}) instead: the data begins after the plan date",
+                      "see the history check")
+            ctx.at = recent
+    setup.probed_at = ctx.at
     if not rows:
         setup.add("clusters", "FAIL", f"no kube_node_info in the hour before {fmt_ts(ctx.at)}: kube-state-metrics is not "
                   "scraped, or the plan date (as_of) is after the newest data",
@@ -256,7 +297,8 @@ def _clusters(ctx: _Ctx, setup: Setup) -> list[ClusterSetup]:
                       f"{', '.join(str(n) for n in names)}", "fix source.prometheus.clusters")
         names = [n for n in names if n in src.clusters]
     out = [ClusterSetup(n if n is not None else src.default_cluster, n, c) for n in names]
-    setup.add("clusters", "OK", ", ".join(f"{cs.name} ({found[cs.label_value]} nodes)" for cs in out))
+    setup.add("clusters", "OK", "kube-state-metrics found: " + ", ".join(f"{cs.name} ({found[cs.label_value]} nodes)"
+                                                                         for cs in out))
     return out
 
 
@@ -490,6 +532,7 @@ def _join(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], keys: dict[str,
         cost = {"internal_ip": 1, "kube_pod_info": 2}
         cs.ne_join_recorded = min((n for n in order if results[n] == results[best]), key=lambda n: (cost.get(n, 0), order.index(n)))
         matched = results[best]
+        setup.found[cs.name] = f"node-exporter found, {len(matched)} of {len(known)} nodes"
         tried = ", ".join(f"{n} {len(results[n])}" for n in order)
         pct = 100.0 * len(matched) / len(known) if known else 100.0
         if pct < 100 - ctx.src.max_unlabelled_pct:
@@ -504,41 +547,56 @@ def _join(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], keys: dict[str,
 
 
 def _history(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
+    """Since when each cluster has kube_node_info: one point per day over the window, then,
+    where the history is short, one per hour over the day it begins (a Prometheus started
+    today is found to the hour). Checked with queries rather than the TSDB's own oldest time
+    (/api/v1/status/tsdb's minTime covers the head block only, prometheus_tsdb_lowest_timestamp
+    needs Prometheus to scrape itself, and neither exists on Thanos Query or Mimir): the data
+    the plan reads is what counts."""
     c, w = ctx.c, ctx.window
     sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
     start, end, day = w.start.timestamp(), w.end.timestamp(), 86400
+    expr = f"count by ({c}) (last_over_time(kube_node_info{{{sel}}}[{2 * setup.scrape_s}s]))"
 
-    def earliest(extra: dict | None) -> dict[str | None, float]:
-        # One point per day (the last scrapes before each midnight): cheap even for 10,000
-        # nodes, where a count_over_time over 180 days would load every sample.
-        first = math.floor(start / day) * day
+    def earliest(extra: dict | None, first: float, last: float, step: int) -> dict[str | None, float]:
+        # One point per step (the last scrapes before it): cheap even for 10,000 nodes,
+        # where a count_over_time over 180 days would load every sample.
         out: dict[str | None, float] = {}
         pos = first
-        while pos <= end:  # 11,000 points per request at most
-            b = min(pos + 10000 * day, end)
-            ans = ctx.client.query_range("doctor:history", f"count by ({c}) (last_over_time(kube_node_info{{{sel}}}"
-                                         f"[{2 * setup.scrape_s}s]))", pos, b, day, extra=extra)
+        while pos <= last:  # 11,000 points per request at most
+            b = min(pos + 10000 * step, last)
+            ans = ctx.client.query_range("doctor:history", expr, pos, b, step, extra=extra)
             for r in ans.result:
                 ts = min(float(t) for t, _ in r["values"]) if r["values"] else None
                 key = r["metric"].get(c)
                 if ts is not None and (key not in out or ts < out[key]):
                     out[key] = ts
-            pos = b + day
+            pos = b + step
         return out
 
     try:
-        found = earliest(None)
-        raw = earliest({"max_source_resolution": "0s"}) if setup.server.kind == "thanos" else None
+        found = earliest(None, math.floor(start / day) * day, end, day)
+        none = [cs.label_value for cs in clusters if cs.label_value not in found]
+        if none:  # no midnight with data (a Prometheus started today): by the hour, from the day before the plan date
+            hours = math.ceil((ctx.at - (end - day)) / 3600)
+            for k, t in earliest(None, ctx.at - hours * 3600, ctx.at, 3600).items():
+                if k in none:
+                    found[k] = t
+        raw = earliest({"max_source_resolution": "0s"}, math.floor(start / day) * day, end, day) \
+            if setup.server.kind == "thanos" else None
     except TooHeavy as exc:
         setup.add("history", "WARN", f"the history probe was too heavy for the server ({exc})")
         return
     for cs in clusters:
         t = found.get(cs.label_value)
         setup.earliest[cs.name] = t
-        have = (end - t) / day if t else 0.0
+        have = max(0.0, (end - t) / day) if t else 0.0
+        held = max(0.0, (ctx.at - t) / day) if t else 0.0
         if t is None or t > start + day:
-            setup.add("history", "FAIL", f"data since {fmt_ts(t) if t else 'never'} ({have:.0f} days); the plan asks for "
-                      f"{w.days} days ({fmt_ts(start)} .. {fmt_ts(end)})",
+            after = (f"; all of it after the plan date's midnight, so none is in the window: wait for {w.days} days of "
+                     "history, or backfill it" if t and t >= end else "")
+            setup.add("history", "FAIL", f"data since {fmt_ts(t) if t else 'never'} ({_days(have)}): too short, the plan "
+                      f"asks for {w.days} days ({fmt_ts(start)} .. {fmt_ts(end)}){after}",
                       "keep more history (Prometheus --storage.tsdb.retention.time; kube-prometheus-stack keeps 10d by "
                       "default; or read Thanos/Mimir), or lower forecasting.history_days; source.prometheus.on_missing_data: "
                       "warn goes on with a red warning", cs.name, report=True)
@@ -550,6 +608,28 @@ def _history(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
                 setup.raw_earliest = max(setup.raw_earliest or 0, r)
                 setup.add("downsampling", "WARN", f"raw data only since {fmt_ts(r)}: older windows are read from Thanos' "
                           "1h downsampled blocks (peaks at 1h resolution)", "", cs.name, report=True)
+        setup.history[cs.name] = {"asked_days": w.days, "window_days": round(have, 2), "held_days": round(held, 2),
+                                  "since": fmt_ts(t) if t else None, "complete": bool(t and t <= start + day)}
+
+
+def _days(d: float) -> str:
+    return f"{d:.0f} days" if d >= 1.5 else f"{d:.1f} days"
+
+
+def _found_lines(setup: Setup, clusters: list[ClusterSetup]) -> None:
+    """What each cluster has in place, in one line (the doctor's header)."""
+    names = (("node_exporter", "node-exporter"), ("cadvisor", "cAdvisor"), ("kubelet", "kubelet volume stats"),
+             ("ceph", "Ceph"))
+    for cs in clusters:
+        nodes = int((setup.inventory["cluster"] == cs.name).sum()) if len(setup.inventory) else 0
+        parts = [f"kube-state-metrics found, {nodes} nodes" if "kube_state_metrics" in cs.jobs
+                 else "kube-state-metrics not found"]
+        for family, label in names:
+            if family == "node_exporter" and cs.name in setup.found:
+                parts.append(setup.found[cs.name])
+            else:
+                parts.append(f"{label} {'found' if family in cs.jobs else 'not found'}")
+        setup.found[cs.name] = "; ".join(parts)
 
 
 #: Recorded series a variant can only use per node when they carry a non-empty ``node``
@@ -672,6 +752,8 @@ def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, st
     ctx = _Ctx(client, src, window, step_s)
     setup = Setup(ServerInfo(), [], pd.DataFrame(columns=INVENTORY_COLUMNS), 60, 300, 300)
     _server(ctx, setup)
+    if any(c.check == "server" for c in setup.failed):
+        return setup  # nothing else is worth asking
     clusters = _clusters(ctx, setup)
     if not clusters:
         return setup
@@ -685,6 +767,7 @@ def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, st
         _recorded(ctx, setup, clusters, rules or [])
     _storage(ctx, setup, clusters)
     inspect_autoscalers(ctx, setup, clusters, setup.inventory)
+    _found_lines(setup, clusters)
     setup.clusters = [cs for cs in clusters if "kube_state_metrics" in cs.jobs]
     return setup
 

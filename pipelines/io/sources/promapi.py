@@ -46,12 +46,24 @@ except ImportError:  # pragma: no cover
 
     _loads = _json_std.loads
 
-__all__ = ["PrometheusError", "TooHeavy", "PromClient", "RangeAnswer", "RequestRecord", "WindowPlanner",
+__all__ = ["PrometheusError", "Unreachable", "TooHeavy", "PromClient", "RangeAnswer", "RequestRecord", "WindowPlanner",
            "plan_chunks", "parse_duration", "escape_label_value", "label_regex", "ANY_VALUE_RE", "fmt_ts"]
 
 
 class PrometheusError(RuntimeError):
-    """Prometheus could not be read; the message names the query and the cluster."""
+    """Prometheus could not be read; the message names the query and the cluster.
+    ``status``: the HTTP status of a refused request (None: no answer). ``plain``: the
+    message says everything alone (not prefixed with the query that hit it)."""
+
+    def __init__(self, message: str, status: int | None = None, plain: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.plain = plain
+
+
+class Unreachable(Transient):
+    """No HTTP answer at all (refused, DNS, connect timeout, dropped connection): the
+    message is the whole story, said once after the retries."""
 
 
 class TooHeavy(Exception):
@@ -154,6 +166,10 @@ class RangeAnswer:
         return int((self.end - self.start) // self.step) + 1
 
 
+#: Warnings that describe the query, not missing data (PromQL annotations, Prometheus
+#: 2.45+: "PromQL info: metric might not be a counter ..."): kept as the run's warnings.
+_ANNOTATION = re.compile(r"PromQL (info|warning):", re.I)
+
 _HEAVY = re.compile(r"too many samples|query timed out|err-mimir-max-|exceeded maximum resolution|"
                     r"the query time range exceeds|expanding series: the query hit", re.I)
 
@@ -181,12 +197,20 @@ class PromClient:
                 self.session.auth = (user, password)
                 self._secrets.append(password)
         if src.verify_tls and src.ca_file:
-            self.session.verify = str(src.ca_file if src.ca_file.is_absolute() else base_dir / src.ca_file)
+            ca = src.ca_file if src.ca_file.is_absolute() else base_dir / src.ca_file
+            if not ca.is_file():
+                from ...config import ConfigError
+
+                raise ConfigError(f"source.prometheus.ca_file: {ca} is not a file (expected the CA bundle, PEM, that "
+                                  f"signed {src.url}'s certificate)")
+            self.session.verify = str(ca)
         else:
             self.session.verify = src.verify_tls
         #: Extra parameters for every query (Thanos dedup / partial_response), set by the doctor.
         self.query_params: dict[str, str | list[str]] = {}
         self.records: list[RequestRecord] = []
+        #: status endpoints the server does not have: name -> HTTP status (404...)
+        self.missing: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------
@@ -199,54 +223,100 @@ class PromClient:
     def _send(self, method: str, path: str, params: dict, query: bool) -> dict:
         """One HTTP request; returns the envelope (``data``, ``warnings``). Raises
         :class:`Transient`, :class:`TooHeavy` or :class:`PrometheusError` (see module)."""
+        # verify= on every request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a
+        # session's own bundle (psf/requests#3829), which would ignore source.prometheus.ca_file
+        kw = {"timeout": self.src.timeout_s, "allow_redirects": False, "verify": self.session.verify}
         try:
             if method == "POST":
-                r = self.session.post(self.url + path, data=params, timeout=self.src.timeout_s)
+                r = self.session.post(self.url + path, data=params, **kw)
             else:
-                r = self.session.get(self.url + path, params=params, timeout=self.src.timeout_s)
+                r = self.session.get(self.url + path, params=params, **kw)
         except requests.exceptions.SSLError as exc:
-            raise PrometheusError(self.clean(f"TLS verification failed for {self.src.url}: {exc}; set "
-                                             "source.prometheus.ca_file, or verify_tls: false only if you must")) from None
-        except requests.exceptions.ConnectTimeout as exc:
-            raise Transient(self.clean(f"ConnectTimeout: {exc}")) from None
-        except requests.exceptions.ReadTimeout:
+            raise PrometheusError(self.clean(_tls_message(self.src.url, exc)), plain=True) from None
+        except requests.exceptions.ConnectTimeout:
+            raise Unreachable(f"cannot connect to {self.url} (no answer to the connection within "
+                              f"{self.src.timeout_s:g} s); is the host right and reachable?") from None
+        except requests.exceptions.ReadTimeout:  # no answer yet: the server is still evaluating
             if query:
                 raise TooHeavy(f"no answer within timeout_s={self.src.timeout_s:g} s (timed out)") from None
-            raise Transient(f"Timeout: no answer within {self.src.timeout_s:g} s") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise Transient(self.clean(f"{type(exc).__name__}: {exc}")) from None
+            raise Transient(f"no answer from {self.url} within timeout_s={self.src.timeout_s:g} s") from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise Transient("the answer stopped before it was complete (connection closed mid-answer)") from None
+        except requests.exceptions.ConnectionError as exc:
+            if "Read timed out" in str(exc):
+                # The answer had begun (status and headers came) and then stalled: a fault of
+                # the connection, retried like one; not a heavy query (splitting the window
+                # would ask hundreds of requests of a stalling server).
+                raise Transient(f"the answer stalled mid-way (nothing more within timeout_s={self.src.timeout_s:g} s)"
+                                ) from None
+            raise _unreachable(self.url, exc) from None
+        if r.is_redirect:
+            # Not followed: requests drops Authorization on a change of host but keeps
+            # source.prometheus.headers (X-Scope-OrgID, a custom auth header) and would send
+            # the query on; an answer from a login page or another server is not the one
+            # asked for. The user sets the address that answers.
+            where = r.headers.get("Location", "?")
+            raise PrometheusError(self.clean(f"{self.url}: {method} {path} answered HTTP {r.status_code}, a redirect to "
+                                             f"{where}; capplan does not follow redirects (credentials would go "
+                                             "along): set source.prometheus.url to the address that answers"),
+                                  r.status_code, plain=True)
         try:
             env = _loads(r.content)
             if not isinstance(env, dict):
                 raise ValueError("not an object")
         except ValueError:
-            if r.status_code == 200:
-                raise Transient("the answer was not complete JSON (truncated?)") from None
-            env = {}
+            env = None
+        if env is None:
+            _not_json(self.url, method, path, r)  # always raises
         if r.status_code == 200 and env.get("status") == "success":
+            partial = [w for w in env.get("warnings") or [] if not _ANNOTATION.match(str(w))]
+            if partial:
+                # A partial answer (a Thanos store or a Mimir querier did not answer, a remote
+                # read failed): "There will still be data in the data field" (querying/api,
+                # Format overview), but not all of it. Stored, it would be a silent hole the
+                # window bookkeeping calls complete: retried like a fault, then the pull stops
+                # with the warning; what was written before is kept and a re-run continues.
+                raise Transient(self.clean("the answer is partial; the server warned: "
+                                           + "; ".join(str(w)[:200] for w in partial[:3])))
             return env
-        detail = self.clean(str(env.get("error") or r.text[:300]).strip())
-        kind = env.get("errorType", "")
+        detail = self.clean(str(env.get("error") or "").strip()[:300])
+        kind = str(env.get("errorType") or "")
         status = r.status_code
+        if status == 200:
+            # The API's contract is a non-2xx status with every error (querying/api "Format
+            # overview"); a 200 with status "error" comes from a proxy or a broken frontend.
+            # Read it by its errorType like any error, and say what came back.
+            detail = f"HTTP 200 with status {env.get('status')!r}" + (f", errorType {kind!r}" if kind else "") \
+                + (f": {detail}" if detail else " and no error text")
+            if query and (_HEAVY.search(detail) or kind == "timeout"):
+                raise TooHeavy(detail)
+            if kind in ("unavailable", "internal"):
+                raise Transient(detail)
+            raise PrometheusError(f"{detail} (an answer the Prometheus API never gives: is a proxy in between?)", status)
+        detail = f"HTTP {status}: {detail}"
         if query and (_HEAVY.search(detail) or kind == "timeout" or status == 504):
-            raise TooHeavy(f"HTTP {status}: {detail}")
+            raise TooHeavy(detail)
         if status in (429,) or status >= 500:
-            raise Transient(f"HTTP {status}: {detail}")
+            raise Transient(detail)
         hint = {400: "bad query", 401: "unauthorised: check the token or credentials",
                 403: "forbidden: check the credentials' permissions",
                 404: f"not found: is {self.src.url} the query API's base (Mimir: .../prometheus)?",
                 422: "the query cannot be executed"}.get(status, "unexpected answer")
-        raise PrometheusError(f"HTTP {status} ({hint}): {detail}")
+        raise PrometheusError(f"HTTP {status} ({hint}): {detail.split(': ', 1)[1]}", status)
 
     def call(self, method: str, path: str, params: dict, what: str, query: bool = False, window: str = "") -> dict:
         """:meth:`_send` with retries; a :class:`PrometheusError` names ``what``."""
         try:
             return with_retries(lambda: self._send(method, path, params, query), self.src.retries, f"prometheus {what}")
+        except Unreachable as exc:  # the same for every query: said once, without the query
+            raise PrometheusError(f"{exc} ({self.src.retries + 1} attempt(s))", plain=True) from None
         except Transient as exc:
             raise PrometheusError(self.clean(
                 f"{what} failed after {self.src.retries + 1} attempt(s) against {self.src.url}{window}: {exc}")) from None
         except PrometheusError as exc:
-            raise PrometheusError(self.clean(f"{what} failed with {exc}")) from None
+            if exc.plain:
+                raise
+            raise PrometheusError(self.clean(f"{what} failed with {exc}"), exc.status) from None
 
     def _server_timeout(self) -> str:
         # The server gives up a little before we do, so a heavy query stops using its CPU
@@ -259,12 +329,14 @@ class PromClient:
         try:
             return self.call("GET", f"/api/v1/status/{what}", {}, f"status {what!r}").get("data")
         except PrometheusError as exc:
-            if "HTTP 4" in str(exc):
+            if exc.status is not None and 400 <= exc.status < 500:
+                self.missing[what] = exc.status
                 return None
             raise
 
     def get_raw(self, path: str) -> requests.Response:
-        return self.session.get(self.url + path, timeout=self.src.timeout_s)
+        return self.session.get(self.url + path, timeout=self.src.timeout_s, allow_redirects=False,
+                                verify=self.session.verify)
 
     def instant(self, name: str, expr: str, at: float, cluster: str = "all") -> list[dict]:
         """An instant query at ``at`` (unix seconds)."""
@@ -286,7 +358,8 @@ class PromClient:
             self._record(RequestRecord(name, cluster, start, end, step, time.perf_counter() - t, "too-heavy", params=params))
             raise
         except PrometheusError as exc:
-            raise PrometheusError(f"{exc}; PromQL: {expr}" if "HTTP 4" in str(exc) else str(exc)) from None
+            bad_query = "HTTP 4" in str(exc) or exc.status == 200  # a 200 "error" names the query too
+            raise PrometheusError(f"{exc}; PromQL: {expr}" if bad_query else str(exc), exc.status, exc.plain) from None
         data = env.get("data") or {}
         stats = data.get("stats") or {}
         samples = stats.get("samples") or {}  # absent before Prometheus 2.35 (docs/research 8.5)
@@ -307,6 +380,57 @@ class PromClient:
     def _record(self, rec: RequestRecord) -> None:
         with self._lock:
             self.records.append(rec)
+
+
+def _tls_message(url: str, exc: Exception) -> str:
+    """A failed TLS handshake in one line: why, and how to trust the server's CA."""
+    text = str(exc)
+    why = ("the certificate is self-signed or signed by a CA this machine does not trust"
+           if re.search(r"self[- ]signed|unable to get local issuer|CERTIFICATE_VERIFY_FAILED", text) else
+           "the certificate does not name this host" if "match" in text or "hostname" in text.lower() else
+           re.sub(r"\s+", " ", text)[-160:])
+    return (f"cannot connect to {url}: TLS verification failed ({why}). To trust the server's CA, set "
+            "source.prometheus.ca_file to its CA bundle (PEM; relative to capplan.yaml), or set REQUESTS_CA_BUNDLE; "
+            "verify_tls: false turns verification off (only for a test server)")
+
+
+def _unreachable(url: str, exc: Exception) -> Unreachable:
+    """requests' ConnectionError (urllib3's 400-character "Max retries exceeded ...
+    (Caused by NewConnectionError(...))") as one plain sentence."""
+    text = str(exc)
+    if "Connection refused" in text or "Errno 111" in text:
+        return Unreachable(f"cannot connect to {url} (connection refused); is Prometheus running there?")
+    if re.search(r"NameResolution|Name or service not known|nodename nor servname|Temporary failure in name resolution|"
+                 r"No address associated|getaddrinfo failed", text):
+        host = requests.utils.urlparse(url).hostname
+        return Unreachable(f"cannot connect to {url} (host {host!r} not found in DNS); check source.prometheus.url")
+    if re.search(r"RemoteDisconnected|Connection aborted|Connection reset|BrokenPipe", text):
+        return Unreachable(f"the connection to {url} was closed before an answer came (a proxy or a restart?)")
+    if "timed out" in text.lower():
+        return Unreachable(f"cannot connect to {url} (the connection timed out); is the host right and reachable?")
+    m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return Unreachable(f"cannot connect to {url} ({m.group(1).strip() if m else type(exc).__name__})")
+
+
+def _not_json(url: str, method: str, path: str, r: requests.Response) -> None:
+    """An answer that is not the API's JSON envelope: a truncated answer (retried), a
+    proxy's error page (5xx, retried) or a server that is not a Prometheus API (stop).
+    Never prints the page itself (an HTML error page is 400 lines of markup)."""
+    ctype = r.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+    if r.status_code == 200 and ("json" in ctype or not r.content):
+        raise Transient("the answer was not complete JSON (truncated?)")
+    text = r.text.strip() if "html" not in ctype else ""
+    said = f": {text}" if text and len(text) <= 120 and "\n" not in text else ""
+    if r.status_code in (502, 503, 504) or (r.status_code >= 500 and r.status_code != 501):
+        raise Transient(f"HTTP {r.status_code} from {url} ({ctype} answer, not the API's JSON){said}")
+    if r.status_code in (401, 403):
+        hint = "unauthorised: check the token or credentials" if r.status_code == 401 else "forbidden: check the credentials"
+        raise PrometheusError(f"{url}: {method} {path} returned {r.status_code} ({hint}; {ctype} answer){said}",
+                              r.status_code, plain=True)
+    raise PrometheusError(f"{url}: not a Prometheus API ({method} {path} returned {r.status_code}"
+                          + (f", {ctype}" if r.status_code == 200 else "") + ")"
+                          + ("; is it the query API's base URL (Mimir: .../prometheus)?" if r.status_code == 404 else ""),
+                          r.status_code, plain=True)
 
 
 def _int(v: Any) -> int | None:

@@ -78,12 +78,24 @@ def _pool_name(template: str, labels: dict) -> str:
     return template.format_map(defaultdict(lambda: "none", {k: v for k, v in labels.items() if v}))
 
 
-def answers_to_frame(q: Query, answers: list[RangeAnswer], node_groups: dict[str, str] | None = None
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+#: Values above these are no measurement (a unit error, a broken exporter or recording
+#: rule): ten million cores or pods in one series, an exabyte of memory or storage.
+PLAUSIBLE_MAX = {"cores": 1e7, "bytes": 1e18, "pods": 1e7, "nodes": 1e7}
+
+
+def answers_to_frame(q: Query, answers: list[RangeAnswer], node_groups: dict[str, str] | None = None,
+                     dropped: dict[str, list] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Range answers of one query -> (samples ``series_id, ts, value``, series dimensions).
-    NaN and infinite values are gaps; a timestamp seen twice keeps the last value. Limit
-    entries name their pool by ``nodepool`` (Karpenter) or by the node group (cluster-
-    autoscaler, mapped to its pool by ``node_groups``), their resource by ``resource_type``."""
+    Limit entries name their pool by ``nodepool`` (Karpenter) or by the node group (cluster-
+    autoscaler, mapped to its pool by ``node_groups``), their resource by ``resource_type``.
+
+    What a real Prometheus never sends is screened out, never stored: NaN and infinite
+    values, negative values (no demand or capacity is below zero) and values above
+    :data:`PLAUSIBLE_MAX` become gaps (the data-quality section counts them); timestamps
+    outside the request's window or off its step grid are dropped (stored, they would fall
+    outside the window a re-run replaces and be duplicated); timestamps out of order are
+    sorted and a timestamp seen twice keeps the last value. ``dropped`` (reason ->
+    [count, example series, example ts, example value]) collects what was dropped."""
     e = q.entry
     peak = e.level in ("pool", "storage")
     samples, dims = [], {}
@@ -101,7 +113,7 @@ def answers_to_frame(q: Query, answers: list[RangeAnswer], node_groups: dict[str
                 key = {"cluster": q.cluster, "pool": d["pool"]}
                 sid = make_series_id(**key, resource=d["resource"], kind="limit") + f"/provider={e.source}"
                 dims[sid] = {"series_id": sid, **d}
-                samples += _values(sid, r, q.shift_s)
+                samples += _values(sid, r, q.shift_s, ans, dropped, d["unit"])
                 continue
             if e.level == "pool":
                 d["pool"] = m.get("pool") or UNLABELLED
@@ -117,24 +129,67 @@ def answers_to_frame(q: Query, answers: list[RangeAnswer], node_groups: dict[str
                 key = {"cluster": q.cluster, "namespace": d["namespace"]}
             sid = make_series_id(**key, resource=e.resource, kind=e.kind) + ("/agg=max" if peak else "")
             dims[sid] = {"series_id": sid, **d}
-            samples += _values(sid, r, q.shift_s)
+            samples += _values(sid, r, q.shift_s, ans, dropped, d["unit"])
     frame = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(columns=["series_id", "ts", "value"])
     if len(frame):
-        frame = frame[np.isfinite(frame["value"].to_numpy(dtype=float))]
         if e.level == "limit":  # a pool scaled by two node groups (one per zone): its ceiling is their sum
             frame = frame.groupby(["series_id", "ts"], as_index=False, sort=False)["value"].sum()
         else:
+            n = len(frame)
             frame = frame.drop_duplicates(["series_id", "ts"], keep="last")
+            if len(frame) < n and dropped is not None:
+                _count(dropped, "repeated timestamps (the last value kept)", n - len(frame), "", 0.0, float("nan"))
     return frame, pd.DataFrame(list(dims.values()))
 
 
-def _values(sid: str, r: dict, shift_s: int) -> list[pd.DataFrame]:
+def _values(sid: str, r: dict, shift_s: int, ans: RangeAnswer | None = None,
+            dropped: dict[str, list] | None = None, unit: str = "") -> list[pd.DataFrame]:
+    """One series' ``values`` of an answer as ``series_id, ts, value``, screened (see
+    :func:`answers_to_frame`)."""
     values = r.get("values") or []
     if not values:
         return []
-    ts = np.fromiter((p[0] for p in values), dtype=float, count=len(values)) - shift_s
-    v = np.array([p[1] for p in values], dtype=float)  # numpy parses "NaN", "+Inf" too
+    try:
+        ts = np.fromiter((float(p[0]) for p in values), dtype=float, count=len(values))
+        v = np.array([p[1] for p in values], dtype=float)  # numpy parses "NaN", "+Inf" too
+    except (TypeError, ValueError, IndexError):
+        raise PrometheusError(f"series {sid}: the answer's values are not [time, \"number\"] pairs (e.g. "
+                              f"{str(values[0])[:80]})") from None
+    keep = np.isfinite(v)
+    checks = [("NaN or infinite values", ~keep)]
+    with np.errstate(invalid="ignore"):
+        checks += [("negative values", keep & (v < 0)),
+                   ("implausibly large values", keep & (v > PLAUSIBLE_MAX.get(unit, np.inf)))]
+    if ans is not None:
+        k = (ts - ans.start) / ans.step
+        off = (ts < ans.start - 1e-3) | (ts > ans.end + 1e-3) | (np.abs(k - np.round(k)) > 1e-6)
+        checks.append(("timestamps outside the request's window or step grid", off))
+    for reason, bad in checks:
+        keep &= ~bad
+        if dropped is not None and bad.any():
+            i = int(np.argmax(bad))
+            _count(dropped, reason, int(bad.sum()), sid, ts[i] - shift_s, float(v[i]))
+    ts, v = ts[keep] - shift_s, v[keep]
+    if len(ts) > 1 and (np.diff(ts) < 0).any():
+        order = np.argsort(ts, kind="stable")  # the last of repeated timestamps stays last
+        ts, v = ts[order], v[order]
     return [pd.DataFrame({"series_id": sid, "ts": pd.to_datetime((ts * 1e6).astype("int64"), unit="us", utc=True), "value": v})]
+
+
+def _count(dropped: dict[str, list], reason: str, n: int, sid: str, ts: float, value: float) -> None:
+    if reason in dropped:
+        dropped[reason][0] += n
+    else:
+        dropped[reason] = [n, sid, ts, value]
+
+
+def dropped_notes(label: str, cluster: str, dropped: dict[str, list]) -> list[str]:
+    """One warning per reason: how many samples of ``label`` were dropped, one example."""
+    out = []
+    for reason, (n, sid, ts, value) in dropped.items():
+        example = f", e.g. {sid} at {fmt_ts(ts)}: {value:g}" if sid else ""
+        out.append(f"{label} [{cluster}]: {n} sample(s) dropped, {reason}{example}")
+    return out
 
 
 def _max_source_resolution(src: PrometheusSource, setup: Setup) -> Callable[[float, float], dict] | None:
@@ -165,6 +220,9 @@ def _gate(setup: Setup, src: PrometheusSource) -> list[str]:
         for c in setup.failed:
             if c.check in soft:
                 c.status = "WARN"
+    server = [c for c in setup.failed if c.check == "server"]
+    if server:  # not a Prometheus API: one plain line, nothing else was checked
+        raise PrometheusError(server[0].detail, plain=True)
     if setup.failed:
         raise PrometheusError(_stop_message(setup, src))
     return [f"{c.check}{f' [{c.cluster}]' if c.cluster else ''}: {c.detail}" for c in setup.checks
@@ -317,13 +375,14 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
     tasks = sorted(((s, t) for s in servers for t in s.tasks), key=lambda st: (st[1].start, st[1].q.cluster))
     rows, new, series_ids = 0, 0, []
     costs: dict[str, Cost] = defaultdict(Cost)
+    dropped: dict[tuple[str, str], dict[str, list]] = defaultdict(dict)
 
     def commit(server: _Server, task: _Task, ans: RangeAnswer, wall: float) -> None:
         """Write one answer (one request) in one transaction: an interrupted pull resumes
         from the last request written."""
         nonlocal rows, new, warnings
         q, extra = task.q, server.extra
-        samples, dims = answers_to_frame(q, [ans], node_groups.get(q.cluster))
+        samples, dims = answers_to_frame(q, [ans], node_groups.get(q.cluster), dropped[(q.label, q.cluster)])
         if q.entry.level in ("pool", "node") and (q.cluster, UNLABELLED) not in pools_with_nodes and len(dims):
             # only virtual nodes (left out of the inventory) are in no pool: nothing to plan
             dims = dims[dims["pool"] != UNLABELLED]
@@ -393,6 +452,11 @@ def ingest_prometheus(store: Store, cfg: Config, window: HistoryWindow, progress
             for f in futures:
                 f.cancel()
             raise
+    for (label, cluster), d in sorted(dropped.items()):
+        notes = dropped_notes(label, cluster, d)
+        for n in notes:
+            log.warning(n)
+        warnings += notes
     for s in servers:
         queried = {(q.cluster, q.entry.resource, q.entry.kind) for q in s.queries if q.entry.level == "pool"}
         warnings += _check_pools(store, window, s.setup, s.src, queried)
