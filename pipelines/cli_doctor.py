@@ -86,6 +86,35 @@ def header_lines(report: dict) -> list[str]:
     return lines
 
 
+def print_report(report: dict, console) -> None:
+    """The doctor's header lines, one table row per check (status, check, cluster, detail,
+    fix) and the count of failures and warnings, on a rich ``console``. Every text is shown as
+    text: no Rich markup (details and fixes hold [...] allowlists), and control and bidi
+    characters in label values (a cluster named with a line break) visible as escapes."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .display import for_terminal
+
+    def shown(text: object, limit: int | None = None, lines: bool = False) -> str:
+        return escape(for_terminal(text, limit=limit, keep_newlines=lines))
+
+    for line in header_lines(report):
+        console.print(shown(line), highlight=False)  # one line each: a break in a label is shown as \n
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col in ("", "check", "cluster", "detail", "fix"):
+        table.add_column(col, overflow="fold")
+    for c in report["checks"]:
+        table.add_row(f"[{_STYLE[c['status']]}]{c['status']}[/]", shown(c["check"], 80), shown(c["cluster"], 80),
+                      shown(c["detail"]), shown(c["fix"], lines=True))  # a fix may hold a YAML snippet
+    console.print(table)
+    failed = sum(c["status"] == "FAIL" for c in report["checks"])
+    warned = sum(c["status"] == "WARN" for c in report["checks"])
+    console.print(f"{failed} failed, {warned} warning(s)" + ("" if failed else ": ready for `capplan run`"),
+                  style="red" if failed else "green", highlight=False)
+
+
 def _catalog_check(setup, cfg) -> None:
     """The ``instance catalog`` check: nodes without an instance type, and instance types the
     catalog has no price for (the run stops on either before forecasting, see
@@ -127,10 +156,8 @@ def register(app: typer.Typer) -> None:
         history length, the mixins' recorded series, storage sources, what each pool query
         costs and what the full and the monthly pull would cost. Every line says
         OK, WARN or FAIL and what to change. Exit code 0 when nothing failed, else 1."""
-        from rich import box
         from rich.console import Console
         from rich.markup import escape
-        from rich.table import Table
 
         from .cli import debug_logging
         from .config import ConfigError
@@ -159,18 +186,5 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(report, default=str))
         else:
-            for line in header_lines(report):
-                console.print(escape(line), highlight=False)
-            table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-            for col in ("", "check", "cluster", "detail", "fix"):
-                table.add_column(col, overflow="fold")
-            for c in report["checks"]:
-                # escape: details and fixes hold [...] (allowlists, clusters) that are not markup
-                table.add_row(f"[{_STYLE[c['status']]}]{c['status']}[/]", escape(c["check"]), escape(c["cluster"]),
-                              escape(c["detail"]), escape(c["fix"]))
-            console.print(table)
-            failed = sum(c["status"] == "FAIL" for c in report["checks"])
-            warned = sum(c["status"] == "WARN" for c in report["checks"])
-            console.print(f"{failed} failed, {warned} warning(s)" + ("" if failed else ": ready for `capplan run`"),
-                          style="red" if failed else "green", highlight=False)
+            print_report(report, console)
         raise typer.Exit(0 if report["ok"] else 1)

@@ -249,3 +249,25 @@ def test_the_terminal_shows_control_characters_and_no_markup(monthly, monkeypatc
     assert not re.search(r"(?m)^forged", text) and "\u202e" not in text
     logged = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
     assert logged and all("nope\\nforged" in m and "\n" not in m for m in logged)
+
+
+@pytest.mark.reliability(kind="injection")
+def test_the_doctor_prints_hostile_cluster_names_as_visible_text():
+    """The doctor's table and header show a cluster name with a line break, a right-to-left
+    override and Rich markup as text: one line, escapes visible, no markup applied."""
+    from rich.console import Console
+
+    from pipelines.cli_doctor import print_report
+
+    name = "prod\nFAKE OK line \u202e[bold red]x[/]"
+    report = {"server": {"kind": "prometheus", "version": "3.0"}, "url": "http://127.0.0.1:9090", "as_of": "2026-11-27",
+              "history_days": 180, "history": {name: {"complete": True, "since": "2026-05-01"}}, "found": {name: "node-exporter found"},
+              "checks": [{"status": "WARN", "check": "labels", "cluster": name, "detail": f"pool label missing in {name}",
+                          "fix": "set pool_label"}]}
+    out = io.StringIO()
+    print_report(report, Console(file=out, width=400, color_system=None))
+    text = out.getvalue()
+    assert "\u202e" not in text and "\\u202e" in text
+    assert "prod\\nFAKE OK line" in text and "missing in prod\\nFAKE OK line" in text
+    assert not any(line.lstrip().startswith("FAKE") for line in text.splitlines())  # no forged line
+    assert "[bold red]x[/]" in text  # shown literally, not applied as markup
