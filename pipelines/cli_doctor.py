@@ -170,18 +170,18 @@ def register(app: typer.Typer) -> None:
         try:
             day = dt.date.fromisoformat(as_of) if as_of else None
         except ValueError:
-            console.print(f"[red]error:[/] --as-of: expected YYYY-MM-DD, got {as_of!r}")
+            console.print(f"[red]error:[/] --as-of: expected YYYY-MM-DD, got {as_of!r}", soft_wrap=True)
             raise typer.Exit(2)
         try:
             report = doctor_report(config, day, cost)
         except ConfigError as exc:
-            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         except PrometheusError as exc:
             if as_json:
                 print(json.dumps({"ok": False, "error": str(exc)}))
             else:
-                console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+                console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         if as_json:
             print(json.dumps(report, default=str))

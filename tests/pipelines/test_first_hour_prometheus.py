@@ -58,12 +58,10 @@ def test_connection_refused_is_one_plain_sentence(tmp_path):
     port = free_port()  # bound and released: nothing listens there
     url = f"http://127.0.0.1:{port}"
     cfg_path = prom_site(tmp_path, url)
-    t = time.perf_counter()
     res = CliRunner().invoke(app, ["doctor", "--config", str(cfg_path)])
     assert res.exit_code == 1
     lines = [x for x in res.output.splitlines() if x.strip()]
     assert lines == [f"error: cannot connect to {url} (connection refused); is Prometheus running there? (2 attempt(s))"]
-    assert time.perf_counter() - t < 10  # retried once (retries: 1), quickly
     # the retries are there, on --debug
     res = CliRunner().invoke(app, ["doctor", "--config", str(cfg_path), "--debug"])
     assert res.output.count("attempt 1 of 2 failed: cannot connect") == 1 and "HTTPConnectionPool" not in res.output

@@ -272,7 +272,9 @@ def test_server_fault_is_retried_reported_recorded_and_a_resend_delivers(case, s
     elapsed = spent[0]
     assert server.connections == 2, "a server fault is retried (email.retries: 1)"
     assert says in str(exc.value) and "after 2 attempt(s)" in str(exc.value), str(exc.value)
-    assert elapsed < 2 * 1.0 + 1.5, f"bounded by email.timeout_s per attempt, took {elapsed:.1f} s"
+    # bounded by email.timeout_s per attempt (a server that never greets would otherwise hold the
+    # run until the socket's default timeout, minutes); generous slack for a loaded machine
+    assert elapsed < 2 * 1.0 + 20, f"bounded by email.timeout_s per attempt, took {elapsed:.1f} s"
     assert_nothing_lost(site, exc.value, server.port)
     if case == "broken-starttls":  # never fell back to plaintext: no AUTH, no MAIL, no password
         sent = b"".join(server.lines)
