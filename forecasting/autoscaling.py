@@ -29,6 +29,7 @@ from .headroom import ALLOC_COLUMNS, COMPUTE_RESOURCES, PolicyLookup
 from .policy import Catalog, PoolPolicy
 
 __all__ = ["LIMIT_COLUMNS", "LIMIT_RESOURCES", "NodeShape", "pool_shape", "autoscaled_pools", "limits_in_force",
+           "drop_removed_limits", "REMOVED_AFTER",
            "ceilings", "CEILING_COLUMNS", "new_limits", "limit_patch", "limit_summary", "needed_nodes",
            "provisioned_nodes", "hour_of_week_profile", "clean_weeks", "recent_weeks", "fmt_limit"]
 
@@ -90,15 +91,35 @@ def autoscaled_pools(inventory: pd.DataFrame, policy_of: PolicyLookup, limits: p
     return out
 
 
+#: A pool's limit series that stops while its cluster's other limit series go on for longer
+#: than this was removed (the NodePool's ``spec.limits`` entry deleted, the node group gone):
+#: it is no longer in force. A cluster whose limits all stop together (ingest ended) keeps them.
+REMOVED_AFTER = pd.Timedelta(days=1)
+
+
+def drop_removed_limits(limits: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
+    """``limits`` (:data:`LIMIT_COLUMNS`) before ``end`` without the series (cluster, pool,
+    resource) whose last sample is more than :data:`REMOVED_AFTER` older than the latest
+    limit sample of the same cluster."""
+    seen = limits[limits["ts"] < end]
+    if seen.empty:
+        return seen
+    last = seen.groupby(["cluster", "pool", "resource"])["ts"].transform("max")
+    cluster_last = seen.groupby("cluster")["ts"].transform("max")
+    return seen[last >= cluster_last - REMOVED_AFTER]
+
+
 def limits_in_force(limits: pd.DataFrame, inventory: pd.DataFrame, policy_of: PolicyLookup, as_of: dt.date) -> pd.DataFrame:
     """The limits of every autoscaled pool on the plan date.
 
     In: ``limits`` (:data:`LIMIT_COLUMNS`, from metrics), the inventory and policies. A
-    pool's latest metric value before ``as_of`` wins; a pool without any uses its policy's
-    ``limits`` (source ``config``). Out: ``cluster, pool, resource, value, source, since``
-    (``since``: the day the value took effect, None for the config's)."""
+    pool's latest metric value before ``as_of`` wins, unless the series was removed
+    (:func:`drop_removed_limits`); a pool without any reported limit uses its policy's
+    ``limits`` (source ``config``), else it has none (planned as unlimited, for review).
+    Out: ``cluster, pool, resource, value, source, since`` (``since``: the day the value took
+    effect, None for the config's)."""
     end = pd.Timestamp(as_of, tz="UTC")
-    seen = limits[limits["ts"] < end] if len(limits) else limits
+    seen = drop_removed_limits(limits, end) if len(limits) else limits
     rows = []
     for cluster, pool in sorted(autoscaled_pools(inventory, policy_of, limits)):
         mine = seen[(seen["cluster"] == cluster) & (seen["pool"] == pool)] if len(seen) else seen

@@ -78,6 +78,32 @@ def test_limits_history_keeps_the_value_in_force_on_the_plan_date():
     assert now["value"].tolist() == [40.0] and now["since"].iloc[0] == (ts - pd.Timedelta(days=5)).date()
 
 
+def test_a_limit_no_longer_reported_while_the_cluster_reports_others_is_not_in_force():
+    """A NodePool whose memory limit was deleted 10 days ago (its series stopped while the
+    cluster's other limit series went on), and a pool q whose limits all stopped: neither
+    old value binds; q is planned as unlimited, for review. Limits that all stop together
+    (the ingest ended) stay in force."""
+    end = pd.Timestamp(AS_OF, tz="UTC")
+    days = pd.date_range(end - pd.Timedelta(days=30), end - pd.Timedelta(hours=1), freq="1D")
+
+    def series(pool, resource, value, until):
+        return [{"cluster": "c", "pool": pool, "source": "karpenter", "resource": resource, "ts": t, "value": value}
+                for t in days if t <= until]
+
+    hist = pd.DataFrame(series("p", "cpu", 400.0, end) + series("p", "memory", 64 * GIB, end - pd.Timedelta(days=10))
+                        + series("q", "cpu", 40.0, end - pd.Timedelta(days=10)))
+    inv = pd.concat([nodes(5), nodes(5, pool="q")], ignore_index=True)
+    now = limits_in_force(hist, inv, autoscaled(), AS_OF)
+    assert now[["pool", "resource"]].values.tolist() == [["p", "cpu"]]
+    auto = AutoscaledInputs.build(inv, hist, autoscaled(), catalog(), AS_OF)
+    assert ("c", "q") in auto.shapes and ("c", "q") not in auto.limits  # unlimited: the plan marks it for review
+    assert auto.limits[("c", "p")].values == {"cpu": 400.0}
+
+    stopped_together = hist[hist["pool"] == "p"].assign(ts=lambda d: d["ts"].clip(upper=end - pd.Timedelta(days=10)))
+    kept = limits_in_force(stopped_together, nodes(5), autoscaled(), AS_OF)
+    assert sorted(kept["resource"]) == ["cpu", "memory"]
+
+
 def test_config_limits_stand_in_when_no_metric_says():
     now = limits_in_force(limit_rows().iloc[0:0], nodes(5), autoscaled(limits={"cpu": 64, "memory_gib": 512}), AS_OF)
     assert dict(zip(now["resource"], now["value"])) == {"cpu": 64.0, "memory": 512 * GIB}
