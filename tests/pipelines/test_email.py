@@ -175,3 +175,31 @@ def test_cli_resend_past_run(demo_run, smtp, monkeypatch):
     assert r.returncode == 0, r.stderr
     assert "sent" in r.stdout and len(handler.messages) == 1
     assert SECRET not in r.stdout + r.stderr
+
+
+class _FlakyFigure:
+    """A figure whose first ``fail`` renders raise as kaleido does while its page is loading."""
+
+    class layout:
+        height = 300
+
+    def __init__(self, fail: int):
+        self.fail, self.calls = fail, 0
+
+    def to_image(self, **kwargs):
+        self.calls += 1
+        if self.calls <= self.fail:
+            raise RuntimeError("ReferenceError: Plotly is not defined")
+        return b"\x89PNG"
+
+
+def test_chart_render_is_retried_with_a_pause_then_given_up_with_the_reason(monkeypatch, caplog):
+    from pipelines.present import email as email_mod
+    monkeypatch.setattr(email_mod, "RENDER_PAUSE_S", 0.0)
+    flaky = _FlakyFigure(fail=email_mod.RENDER_ATTEMPTS - 1)
+    assert email_mod.chart_png(flaky) == b"\x89PNG" and flaky.calls == email_mod.RENDER_ATTEMPTS
+    broken = _FlakyFigure(fail=99)
+    with caplog.at_level(logging.WARNING, logger="capplan.email"):
+        assert email_mod.chart_png(broken) is None
+    assert broken.calls == email_mod.RENDER_ATTEMPTS
+    assert "Plotly is not defined" in caplog.text and "sending without it" in caplog.text
