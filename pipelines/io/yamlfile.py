@@ -36,8 +36,9 @@ __all__ = ["MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_ALIASES", "MAX_YAML_NOD
 MAX_YAML_BYTES = 1024 * 1024
 #: Deepest nesting of mappings and sequences, aliases expanded.
 MAX_YAML_DEPTH = 64
-#: Most ``*alias`` uses in one file.
-MAX_YAML_ALIASES = 100
+#: Most ``*alias`` uses in one file (a catalog may merge ``<<: *defaults`` into each entry; the
+#: expanded-node budget below is what stops a bomb).
+MAX_YAML_ALIASES = 10_000
 #: Most nodes (scalars, mappings, sequences) in one document with every alias expanded.
 MAX_YAML_NODES = 100_000
 
@@ -123,6 +124,10 @@ def parse_yaml(data: bytes, where: str) -> Any:
         at = f"{where}:{mark.line + 1}" if mark else where
         problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise YamlFileError(f"{at}: not valid YAML ({problem})") from None
+    except YamlFileError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar its tag cannot build: 2026-02-30, !!int 0x
+        raise YamlFileError(f"{where}: not valid YAML ({' '.join(str(exc).split())})") from None
     finally:
         loader.dispose()
 
@@ -131,8 +136,10 @@ def read_yaml(path: Path) -> Any:
     """Read and parse the YAML file at ``path`` (see :func:`parse_yaml`); a missing or
     unreadable file is a :class:`YamlFileError` too."""
     try:
+        if Path(path).exists() and not Path(path).is_file():  # a FIFO would block open(), /dev/zero never end
+            raise YamlFileError(f"{path}: not a regular file")
         with open(path, "rb") as fh:
-            data = fh.read(MAX_YAML_BYTES + 1)  # no further: a FIFO or /dev/zero must not hang us
+            data = fh.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
         raise YamlFileError(f"{path}: file not found") from None
     except OSError as exc:

@@ -271,3 +271,12 @@ def test_the_doctor_prints_hostile_cluster_names_as_visible_text():
     assert "prod\\nFAKE OK line" in text and "missing in prod\\nFAKE OK line" in text
     assert not any(line.lstrip().startswith("FAKE") for line in text.splitlines())  # no forged line
     assert "[bold red]x[/]" in text  # shown literally, not applied as markup
+
+
+@injection
+def test_a_dropped_sample_warning_cannot_forge_a_log_line():
+    from pipelines.io.sources.prometheus import dropped_notes
+    sid = 'east|pool\nERROR forged line|cpu'
+    (note,) = dropped_notes("pool_cpu_usage", "east\x1b[2J", {"NaN or infinite values": [3, sid, 0.0, float("nan")]})
+    assert "\n" not in note and "\x1b" not in note and "3 sample(s) dropped" in note
+    assert "forged line" in note  # shown, as text on the same line

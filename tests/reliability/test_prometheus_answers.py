@@ -411,3 +411,58 @@ def test_nan_inf_negative_huge_and_misplaced_timestamps_are_screened(main, refer
     assert any(f"{n} sample(s) dropped, implausibly large values" in x and x.endswith(": 3e+30") for x in notes)
     assert any(f"{2 * n} sample(s) dropped, timestamps outside the request's window or step grid" in x for x in notes)
     assert any(f"{n} sample(s) dropped, repeated timestamps (the last value kept)" in x for x in notes)
+
+
+# -- answers from a proxy in front: not the API's JSON ---------------------------------------
+
+def _page(status: int, ctype: str, text: str):
+    def answer(h, path, form):
+        body = text.encode()
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+        return True
+    return answer
+
+
+@fault
+def test_a_proxy_504_page_splits_the_window_and_a_429_text_is_retried(tmp_path):
+    from pipelines.io.sources.promapi import TooHeavy
+    gateway = Crafted(_page(504, "text/html", "<html><body><h1>504 Gateway Time-out</h1></body></html>"))
+    limited = Crafted(_page(429, "text/plain", "rate limited"))
+    try:
+        with pytest.raises(TooHeavy):  # a heavy window behind nginx: split, not asked again as it is
+            client(tmp_path, gateway.url).query_range("q", "up", 0, 7200, 3600)
+        assert gateway.count("/api/v1/query_range") == 1
+        with pytest.raises(PrometheusError) as exc:
+            client(tmp_path, limited.url).query_range("q", "up", 0, 7200, 3600)
+        assert limited.count("/api/v1/query_range") == 2  # retried (retries: 1), then one line
+        assert "failed after 2 attempt(s)" in str(exc.value) and "HTTP 429" in str(exc.value)
+        assert "not a Prometheus API" not in str(exc.value)
+    finally:
+        gateway.stop()
+        limited.stop()
+
+
+@bad_input
+@secret
+def test_an_auth_proxy_refusing_the_token_is_named_and_never_echoes_it(tmp_path, monkeypatch):
+    token = "tok-9d8e7f-very-secret"
+    monkeypatch.setenv("CAPPLAN_TEST_TOKEN", token)
+    srv = Crafted(_page(401, "text/plain", f"invalid bearer {token}"))
+    try:
+        cfg = prom_config(tmp_path, srv.url, "    auth: {bearer_token_env: CAPPLAN_TEST_TOKEN}\n")
+        with pytest.raises(PrometheusError) as exc:
+            connect(load_config(cfg)).query_range("q", "up", 0, 7200, 3600)
+        assert "returned 401 (unauthorised: check the token or credentials" in str(exc.value)
+        assert token not in str(exc.value) and "***" in str(exc.value)
+        from typer.testing import CliRunner
+        from pipelines.cli import app
+        res = CliRunner().invoke(app, ["doctor", "--config", str(cfg)], env={"COLUMNS": "300"})
+    finally:
+        srv.stop()
+    assert res.exit_code == 1, res.output
+    assert "401 (unauthorised: check the token or credentials" in res.output and token not in res.output
+    assert "not a Prometheus API" not in res.output  # the credentials, not the URL, are wrong

@@ -61,7 +61,7 @@ def assert_one_line_naming(message: str, path, *words: str) -> None:
 
 
 @bad_input
-def test_an_alias_bomb_in_the_events_catalog_fails_within_a_second(tmp_path):
+def test_an_alias_bomb_in_the_events_catalog_fails_at_once_naming_the_file(tmp_path):
     bomb = tmp_path / "events.yaml"
     bomb.write_text(LAUGHS + "events: *i\n")
     out = load_in_subprocess("events", bomb)
@@ -74,7 +74,7 @@ def test_an_alias_bomb_in_the_events_catalog_fails_within_a_second(tmp_path):
 
 
 @bad_input
-def test_an_alias_bomb_in_capplan_yaml_fails_within_a_second(tmp_path):
+def test_an_alias_bomb_in_capplan_yaml_fails_at_once_naming_the_file(tmp_path):
     config = write_config(tmp_path / "site", extra="\n" + LAUGHS + "report: *i\n")
     out = load_in_subprocess("config", config)
     assert_one_line_naming(out["message"], config, "alias")
@@ -136,3 +136,28 @@ def test_the_cli_exits_2_on_a_catalog_that_is_not_utf8(tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr[-2000:]
     lines, offset = r.stderr.strip().splitlines(), raw.index(b"\n") + 3  # after the first newline and "# "
     assert len(lines) == 1 and str(events) in lines[0] and f"byte offset {offset} " in lines[0], r.stderr
+
+
+@bad_input
+@pytest.mark.parametrize("case", ["impossible date", "bad int", "fifo"])
+def test_a_value_its_tag_cannot_build_or_a_fifo_is_one_line_naming_the_file(tmp_path, case):
+    path = tmp_path / "events.yaml"
+    if case == "impossible date":  # PyYAML's date constructor raises a bare ValueError
+        path.write_text("events:\n  - {name: x, kind: uplift, start: 2026-02-30, end: 2026-03-03, uplift_pct: 5, scope: fleet}\n")
+        words = ("not valid YAML", "day is out of range")
+    elif case == "bad int":
+        path.write_text("events: !!int 0x\n")
+        words = ("not valid YAML",)
+    else:  # open() on a FIFO blocks until a writer comes: refused before opening
+        os.mkfifo(path)
+        words = ("not a regular file",)
+    with pytest.raises(ConfigError) as exc:
+        load_events(path)
+    assert_one_line_naming(str(exc.value), path, *words)
+
+
+def test_a_catalog_merging_defaults_into_many_entries_loads(tmp_path):
+    path = tmp_path / "events.yaml"
+    first = "  - &d {name: e0, kind: uplift, uplift_pct: 5, scope: fleet, start: 2027-03-01, end: 2027-03-03}\n"
+    path.write_text("events:\n" + first + "".join(f"  - {{<<: *d, name: e{i}}}\n" for i in range(1, 300)))
+    assert len(load_events(path)) == 300  # 299 alias uses: more than the first limit of 100 allowed

@@ -193,7 +193,7 @@ def _answers_queries(client: PromClient) -> bool:
         client.call("GET", "/api/v1/query", {"query": "vector(1)"}, "query 'doctor:api'")
         return True
     except PrometheusError as exc:
-        if exc.status is None:  # no answer at all (refused, DNS): said as it is
+        if exc.status is None or exc.status in (401, 403):  # no answer (refused, DNS), or refused credentials: said as it is
             raise
         return False
 

@@ -267,7 +267,7 @@ class PromClient:
         except ValueError:
             env = None
         if env is None:
-            _not_json(self.url, method, path, r)  # always raises
+            _not_json(self.url, method, path, r, query, self.clean)  # always raises
         if r.status_code == 200 and env.get("status") == "success":
             partial = [w for w in env.get("warnings") or [] if not _ANNOTATION.match(str(w))]
             if partial:
@@ -315,7 +315,7 @@ class PromClient:
                 f"{what} failed after {self.src.retries + 1} attempt(s) against {self.src.url}{window}: {exc}")) from None
         except PrometheusError as exc:
             if exc.plain:
-                raise
+                raise PrometheusError(self.clean(str(exc)), exc.status, plain=True) from None
             raise PrometheusError(self.clean(f"{what} failed with {exc}"), exc.status) from None
 
     def _server_timeout(self) -> str:
@@ -412,25 +412,32 @@ def _unreachable(url: str, exc: Exception) -> Unreachable:
     return Unreachable(f"cannot connect to {url} ({m.group(1).strip() if m else type(exc).__name__})")
 
 
-def _not_json(url: str, method: str, path: str, r: requests.Response) -> None:
+def _not_json(url: str, method: str, path: str, r: requests.Response, query: bool = False,
+              clean: Callable[[str], str] = str) -> None:
     """An answer that is not the API's JSON envelope: a truncated answer (retried), a
-    proxy's error page (5xx, retried) or a server that is not a Prometheus API (stop).
-    Never prints the page itself (an HTML error page is 400 lines of markup)."""
+    proxy's error page (a 504 or a "too many samples" text on a query: too heavy, split; 429
+    and other 5xx: retried) or a server that is not a Prometheus API (stop). Never prints
+    the page itself (an HTML error page is 400 lines of markup); a short plain-text answer
+    is quoted with the credentials scrubbed (``clean``: an auth proxy may echo the token)."""
     ctype = r.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
-    if r.status_code == 200 and ("json" in ctype or not r.content):
+    status = r.status_code
+    if status == 200 and ("json" in ctype or not r.content):
         raise Transient("the answer was not complete JSON (truncated?)")
     text = r.text.strip() if "html" not in ctype else ""
-    said = f": {text}" if text and len(text) <= 120 and "\n" not in text else ""
-    if r.status_code in (502, 503, 504) or (r.status_code >= 500 and r.status_code != 501):
-        raise Transient(f"HTTP {r.status_code} from {url} ({ctype} answer, not the API's JSON){said}")
-    if r.status_code in (401, 403):
-        hint = "unauthorised: check the token or credentials" if r.status_code == 401 else "forbidden: check the credentials"
-        raise PrometheusError(f"{url}: {method} {path} returned {r.status_code} ({hint}; {ctype} answer){said}",
-                              r.status_code, plain=True)
-    raise PrometheusError(f"{url}: not a Prometheus API ({method} {path} returned {r.status_code}"
-                          + (f", {ctype}" if r.status_code == 200 else "") + ")"
-                          + ("; is it the query API's base URL (Mimir: .../prometheus)?" if r.status_code == 404 else ""),
-                          r.status_code, plain=True)
+    said = clean(f": {text}") if text and len(text) <= 120 and "\n" not in text else ""
+    what = f"HTTP {status} from {url} ({ctype} answer, not the API's JSON){said}"
+    if query and (status == 504 or _HEAVY.search(r.text[:300])):
+        raise TooHeavy(what)
+    if status == 429 or (status >= 500 and status != 501):
+        raise Transient(what)
+    if status in (401, 403):
+        hint = "unauthorised: check the token or credentials" if status == 401 else "forbidden: check the credentials"
+        raise PrometheusError(f"{url}: {method} {path} returned {status} ({hint}; {ctype} answer){said}",
+                              status, plain=True)
+    raise PrometheusError(f"{url}: not a Prometheus API ({method} {path} returned {status}"
+                          + (f", {ctype}" if status == 200 else "") + ")"
+                          + ("; is it the query API's base URL (Mimir: .../prometheus)?" if status == 404 else ""),
+                          status, plain=True)
 
 
 def _int(v: Any) -> int | None:

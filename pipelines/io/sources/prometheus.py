@@ -153,7 +153,7 @@ def _values(sid: str, r: dict, shift_s: int, ans: RangeAnswer | None = None,
         ts = np.fromiter((float(p[0]) for p in values), dtype=float, count=len(values))
         v = np.array([p[1] for p in values], dtype=float)  # numpy parses "NaN", "+Inf" too
     except (TypeError, ValueError, IndexError):
-        raise PrometheusError(f"series {sid}: the answer's values are not [time, \"number\"] pairs (e.g. "
+        raise PrometheusError(f"series {for_terminal(sid, 200)}: the answer's values are not [time, \"number\"] pairs (e.g. "
                               f"{str(values[0])[:80]})") from None
     keep = np.isfinite(v)
     checks = [("NaN or infinite values", ~keep)]
@@ -184,11 +184,12 @@ def _count(dropped: dict[str, list], reason: str, n: int, sid: str, ts: float, v
 
 
 def dropped_notes(label: str, cluster: str, dropped: dict[str, list]) -> list[str]:
-    """One warning per reason: how many samples of ``label`` were dropped, one example."""
+    """One warning per reason: how many samples of ``label`` were dropped, one example (the
+    series and cluster as text: a label value cannot forge a log line)."""
     out = []
     for reason, (n, sid, ts, value) in dropped.items():
-        example = f", e.g. {sid} at {fmt_ts(ts)}: {value:g}" if sid else ""
-        out.append(f"{label} [{cluster}]: {n} sample(s) dropped, {reason}{example}")
+        example = f", e.g. {for_terminal(sid, 200)} at {fmt_ts(ts)}: {value:g}" if sid else ""
+        out.append(f"{label} [{for_terminal(cluster, 80)}]: {n} sample(s) dropped, {reason}{example}")
     return out
 
 
