@@ -88,9 +88,6 @@ def send_message(cfg: Email, msg: EmailMessage, recipients: list[str] | None = N
     try:
         with_retries(attempt, cfg.retries, f"email to {where}", base_delay_s=cfg.retry_delay_s, max_delay_s=60)
     except (Transient, _Permanent) as exc:
-        for address in state["pending"]:
-            if address in state["deferred"]:
-                state["refused"][address] = state["deferred"][address]
         tries = f"after {state['attempts']} attempt(s)" + (" (not retried: a retry cannot fix this)" if isinstance(exc, _Permanent) else "")
         got = f"; {len(state['accepted'])} of {len(wanted)} recipient(s) got it" if state["accepted"] else ""
         raise EmailError(f"could not send the report via {where} {tries}: {exc}{got}", state["accepted"], state["refused"]) from None
@@ -188,7 +185,9 @@ def _describe(exc: BaseException, stage: str, cfg: Email, secrets: list[str]) ->
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         if stage == "starttls":
             return f"the server does not offer STARTTLS (email.security: {cfg.security}); nothing was sent unencrypted"
-        return "the server does not offer AUTH, and credentials are configured (email.username_env)"
+        if stage == "login":
+            return "the server does not offer AUTH, and credentials are configured (email.username_env)"
+        return f"the server does not support what {what} needs ({_server_text(str(exc), secrets)}; a non-ASCII address?)"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"the server's TLS certificate did not verify ({exc.verify_message})"
     if stage == "starttls" and isinstance(exc, ssl.SSLError | smtplib.SMTPServerDisconnected | ConnectionError):

@@ -89,7 +89,7 @@ def send_run_report(cfg: Config, run_id: str) -> dict:
     pending = owed_recipients(store, run_id, recipients)
     result = {"subject": subject, "inline_chart": bool(images), "images": len(images)}
     if not pending:  # the last attempt left no one out, or those left out are no longer configured
-        store.record_notification(run_id, [], subject, "sent", "nobody left to send to")
+        store.record_notification(run_id, [], subject, "skipped", "nobody left to send to")
         return {**result, "status": "already-sent", "recipients": recipients}
     try:
         sent = send_message(cfg.email, msg, pending)
@@ -110,12 +110,13 @@ def owed_recipients(store: Store, run_id: str, recipients: list[str]) -> list[st
     trailing ``refused`` / ``failed`` rows), so a re-run after a partial failure sends it to
     nobody twice. When that leaves no one and the last attempt was complete, it is a
     deliberate re-send: all of them; when the last attempt was incomplete but everyone still
-    configured has it, nobody ([])."""
+    configured has it, nobody ([]). ``skipped`` rows (a send that found nobody owed) are not
+    attempts: asking twice never turns "nobody" into "everyone"."""
     # Reads what Store.record_notification writes; it belongs beside it in Store (store.py
     # was outside this change's files).
     with store.connect(read_only=True) as con:
-        rows = con.execute("SELECT recipients, status FROM notifications WHERE run_id = ? ORDER BY sent_at",
-                           [run_id]).fetchall()
+        rows = con.execute("SELECT recipients, status FROM notifications WHERE run_id = ? AND status <> 'skipped' "
+                           "ORDER BY sent_at", [run_id]).fetchall()
 
     def addresses(value: str | None) -> set[str]:
         return {addr for _, addr in getaddresses([value or ""]) if addr}

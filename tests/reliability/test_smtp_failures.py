@@ -253,6 +253,7 @@ CONNECTION_FAULTS = {
 @pytest.mark.parametrize("case", list(CONNECTION_FAULTS))
 def test_server_fault_is_retried_reported_recorded_and_a_resend_delivers(case, site, raw, mailbox, caplog, monkeypatch):
     script, security, says = CONNECTION_FAULTS[case]
+    caplog.set_level(logging.DEBUG)  # every capplan log line (retries at DEBUG) is checked for credentials below
     caplog.set_level(logging.INFO, logger="mail.log")  # the test server's own log shows what it received
     server = raw(script)
     cfg = email_config(site, server.port, security=security, retries=1, timeout_s=1.0)
@@ -355,3 +356,20 @@ def test_login_error_echoing_the_login_line_shows_no_credential(site, mailbox, c
         assert form.encode() not in db
         assert not [r for r in caplog.records if not r.name.startswith("mail.log") and form in r.getMessage()]
     assert USER not in text and USER not in cli.output
+
+
+@fault
+def test_a_recipient_deferred_to_the_end_is_failed_not_refused_and_asking_twice_sends_nobody(site, mailbox):
+    box = Mailbox(rcpt={"bad@example.com": ["450 4.2.1 mailbox busy, try later"] * 10})
+    port = mailbox(box)
+    with pytest.raises(EmailError) as exc:
+        notify.send_run_report(email_config(site, port, retries=1), site["run_id"])
+    assert "450 4.2.1" in str(exc.value)
+    rows = {(r, s) for r, s, _ in notifications(site)}
+    assert ("bad@example.com", "failed") in rows and ("bad@example.com", "refused") not in rows, rows  # 4yz: not for good
+    # bad@ leaves the list: nobody is owed the report, however often it is asked
+    cfg = email_config(site, port, retries=1)
+    cfg.email.to = ["ops@example.com"]
+    for _ in range(2):
+        assert notify.send_run_report(cfg, site["run_id"])["status"] == "already-sent"
+    assert len(box.messages) == 1, "the second 'nothing to send' must not turn into a send to everyone"
