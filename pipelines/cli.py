@@ -383,7 +383,7 @@ def forecast(
         output.parent.mkdir(parents=True, exist_ok=True)
         from .io.files import atomic_write
 
-        atomic_write(output, out.to_csv(index=False))
+        atomic_write(output.resolve(), out.to_csv(index=False))  # a path the user named: a symlink is followed
         for w in res.warnings:
             err.print(f"[yellow]note:[/] {w}", highlight=False)
         err.print(f"model {res.model}; {len(out)} rows written to {output}", highlight=False)

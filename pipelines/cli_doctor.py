@@ -20,19 +20,20 @@ __all__ = ["register", "doctor_report", "header_lines"]
 _STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "bold red"}
 
 
-def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True) -> dict:
+def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True, allow_future: bool = False) -> dict:
     """Run the checks on ``config``'s Prometheus source. Out: the :class:`Setup` as a dict
     (``server``, ``checks`` [check, status, detail, fix, cluster], ``clusters``,
     ``estimates``...) plus ``ok`` (no check failed)."""
     from .config import load_config
     from .domain import HistoryWindow
+    from .jobs.context import resolve_as_of
     from .io.sources.catalog import load_metric_catalog, rule_names
     from .io.sources.doctor import inspect, probe_costs
     from .io.sources.promapi import PromClient, parse_duration
 
     cfg = load_config(config)
     src = cfg.source.prometheus
-    day = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
+    day = resolve_as_of(as_of, cfg.as_of, allow_future)  # the plan date, as a run would take it
     window = HistoryWindow.ending(day, cfg.forecasting.history_days)
     step = parse_duration(src.step)
     catalog = load_metric_catalog(cfg.path(src.catalog) if src.catalog else None)
@@ -150,6 +151,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
         cost: bool = typer.Option(True, "--cost/--no-cost", help="probe one day of every pool query (stats=all)"),
         debug: bool = typer.Option(False, "--debug", help="show each retried request's attempts"),
+        allow_future: bool = typer.Option(False, "--allow-future", help="accept an --as-of after today (scenario work)"),
     ) -> None:
         """Check the Prometheus / Thanos / Mimir source: server kind and limits, metrics and
         their labels, node-pool labels per cluster, the node-exporter join, duplicates,
@@ -173,7 +175,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[red]error:[/] --as-of: expected YYYY-MM-DD, got {as_of!r}", soft_wrap=True)
             raise typer.Exit(2)
         try:
-            report = doctor_report(config, day, cost)
+            report = doctor_report(config, day, cost, allow_future)
         except ConfigError as exc:
             console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)

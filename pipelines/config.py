@@ -373,9 +373,10 @@ def load_catalogs(cfg: Config) -> tuple[Catalog, list[Event], list[Quota], Commi
             load_commitments(optional["commitments"]))
 
 
-def check_policy_names(cfg: Config, catalog: Catalog) -> None:
+def check_policy_names(cfg: Config, catalog: Catalog, source: str | None = None) -> None:
     """Every instance and storage type the policies name is in the catalog, else a
-    :class:`ConfigError` naming the config file, the field, and the catalog line to add."""
+    :class:`ConfigError` naming the config file (or ``source``: a what-if scenario), the
+    field, and the catalog line to add."""
     known = {"instance": {t.name for t in catalog.instance_types}, "storage": {t.name for t in catalog.storage_types}}
     for where, kind, name in cfg.policies.catalog_names():
         if name in known[kind]:
@@ -383,6 +384,6 @@ def check_policy_names(cfg: Config, catalog: Catalog) -> None:
         line = (f"- {{name: {name}, vcpu: <cores>, memory_gib: <GiB>, max_pods: 110, on_demand_hourly_usd: <price>}}"
                 if kind == "instance" else f"- {{name: {name}, price_per_gb_month_usd: <price>, increment_gib: 1024}}")
         section = "instance_types" if kind == "instance" else "storage_types"
-        raise ConfigError(f"{cfg.config_file}: policies.{where}: {kind} type {name!r} is not in "
+        raise ConfigError(f"{source or cfg.config_file}: policies.{where}: {kind} type {name!r} is not in "
                           f"{cfg.path(cfg.catalogs.instances)} (known: {', '.join(sorted(known[kind])) or 'none'}); "
                           f"add it under {section}: {line}")

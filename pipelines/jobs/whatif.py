@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from forecasting.events import AddedWorkload, Event, replay_events
 from forecasting.policy import PoolPolicy
 
-from ..config import ConfigError, format_validation_error, load_yaml
+from ..config import ConfigError, check_policy_names, format_validation_error, load_yaml
 from ..io.files import plain_name_problem, run_folder
 from ..present.tables import headline
 from .context import PreviousPlan, RunContext, new_run_id
@@ -100,6 +100,7 @@ def what_if_context(base: RunContext, scenario: Scenario, as_of: dt.date | None 
     if scenario.policies:
         default = PoolPolicy.model_validate({**cfg.policies.default.model_dump(), **scenario.policies})
         cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(update={"default": default})})
+        check_policy_names(cfg, base.catalog, f"scenario {scenario.name!r}")  # before any forecasting
     return dataclasses.replace(base, cfg=cfg, events=events, as_of=day, kind="what-if", baseline_run_id=baseline,
                                run_id=new_run_id(day, "what-if", base.flow_run_id))
 

@@ -83,6 +83,11 @@ def test_future_as_of_is_refused_unless_allowed(tmp_path):
     assert not (tmp_path / "reports" / "2030-01").exists()
     with pytest.raises(ConfigError, match="in the future"):  # the notebook's and Prefect's path too
         run(RunRequest(config_path=str(cfg), as_of=dt.date(2030, 1, 1)))
+    from pipelines.testing.promfixtures import prom_site
+    from pipelines.testing.promserver import free_port
+    site = prom_site(tmp_path / "prom", f"http://127.0.0.1:{free_port()}")  # the doctor takes the date as a run does
+    r = capplan("doctor", "--config", str(site), "--as-of", "2030-01-01", cwd=tmp_path)
+    assert r.returncode == 2 and "in the future" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 def test_price_of_zero_needs_free_true(tmp_path):

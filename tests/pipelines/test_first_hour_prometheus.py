@@ -155,7 +155,9 @@ def started_today(tmp_path_factory):
               f"  - job_name: node-exporter\n    static_configs:\n{nodes}")
     folder = tmp_path_factory.mktemp("today")
     (folder / "tsdb").mkdir()
+    started_on = dt.datetime.now(dt.timezone.utc).date()  # the plan date below: no data before its 00:00, even past midnight
     server = PrometheusServer(folder, folder / "tsdb", config_text=config, tag="today")
+    server.started_on = started_on
     try:
         deadline = time.time() + 60
         while time.time() < deadline:  # until both node-exporters and kube-state-metrics were scraped twice
@@ -173,7 +175,7 @@ def started_today(tmp_path_factory):
 
 
 def test_a_prometheus_started_today_says_what_it_found_and_how_short_the_history_is(started_today, tmp_path):
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = started_today.started_on
     cfg_path = prom_site(tmp_path, started_today.url, history_days=180, as_of=today)
     rep = doctor_report(cfg_path, today, cost=False)
     checks = {c["check"]: c for c in rep["checks"]}

@@ -56,3 +56,11 @@ def test_bad_scenario_names_the_field(demo_run, tmp_path):
     scenario.write_text("name: x\npolicies: {threshold_pct: 140}\n")
     with pytest.raises(ConfigError, match="bad.yaml.*threshold_pct"):
         what_if(demo_run["config"], scenario)
+
+
+def test_a_scenario_naming_an_unknown_instance_type_stops_before_any_work(demo_run):
+    runs_before = duckdb.connect(str(demo_run["db"]), read_only=True).execute("SELECT count(*) FROM runs").fetchone()[0]
+    with pytest.raises(ConfigError, match=r"scenario 'bigger-nodes': policies\..*instance type 'z9.huge' is not in .*add it"):
+        what_if(demo_run["config"], inline={"name": "bigger-nodes", "policies": {"instance_types": ["z9.huge"]}})
+    con = duckdb.connect(str(demo_run["db"]), read_only=True)
+    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == runs_before  # no failed run left behind either
