@@ -29,9 +29,9 @@ DISPLAY_CHARS = 200
 # C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text
 # (Trojan Source, CVE-2021-42574: U+202A-U+202E, U+2066-U+2069, U+200B-U+200F, U+061C,
 # U+2028/U+2029 line and paragraph separators, U+FEFF).
-_FORMAT = "\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff"
-_UNSAFE = re.compile(f"[\x00-\x1f{_FORMAT}]")
-_UNSAFE_BUT_LF = re.compile(f"[\x00-\x09\x0b-\x1f{_FORMAT}]")
+FORMAT_CHARS = "\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff"
+_UNSAFE = re.compile(f"[\x00-\x1f{FORMAT_CHARS}]")
+_UNSAFE_BUT_LF = re.compile(f"[\x00-\x09\x0b-\x1f{FORMAT_CHARS}]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 

@@ -29,6 +29,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 from ..config import Email
+from ..display import for_terminal
 from .retry import Transient, with_retries
 
 __all__ = ["EmailError", "envelope_address", "send_message"]
@@ -209,10 +210,7 @@ def _server_text(text: bytes | str, secrets: list[str], limit: int = 200) -> str
     cut at ``limit`` characters, every form of a credential replaced by ``***``."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    text = " ".join(str(text).split())
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    text = _scrub(text, secrets)
-    return text if len(text) <= limit else text[:limit] + "..."
+    return for_terminal(_scrub(" ".join(str(text).split()), secrets), limit)
 
 
 def _secret_forms(user: str | None, password: str | None) -> list[str]:
@@ -227,10 +225,11 @@ def _secret_forms(user: str | None, password: str | None) -> list[str]:
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    """Replace each secret form, and any base64 token that decodes to text holding the
-    password or the user name (an echo cut or padded differently), with ``***``."""
-    for s in secrets:
-        text = text.replace(s, "***")
+    """Replace each secret form (one under 8 characters only as a whole word), and any base64
+    token that decodes to text holding the password or the user name (an echo cut or padded
+    differently), with ``***``."""
+    for s in secrets:  # a short one (user "mail") only as a whole word: "mailbox" stays readable
+        text = text.replace(s, "***") if len(s) >= 8 else re.sub(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])", "***", text)
     raw = [s.encode() for s in secrets if s]
 
     def hide(m: re.Match) -> str:

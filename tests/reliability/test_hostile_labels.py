@@ -238,6 +238,7 @@ def test_the_terminal_shows_control_characters_and_no_markup(monthly, monkeypatc
     err = io.StringIO()
     monkeypatch.setattr(cli, "err", Console(file=err, width=4000, color_system=None))
     caplog.set_level(logging.INFO, logger="capplan")
+    caplog.set_level(logging.INFO, logger="capplan.run")  # an earlier in-process CLI call may have quieted it
     from pipelines.jobs import RunRequest, run
 
     with pytest.raises(Exception) as info:

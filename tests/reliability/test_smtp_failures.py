@@ -373,3 +373,11 @@ def test_a_recipient_deferred_to_the_end_is_failed_not_refused_and_asking_twice_
     for _ in range(2):
         assert notify.send_run_report(cfg, site["run_id"])["status"] == "already-sent"
     assert len(box.messages) == 1, "the second 'nothing to send' must not turn into a send to everyone"
+
+
+@secret
+def test_a_short_user_name_is_hidden_as_a_word_not_inside_other_words():
+    from pipelines.io.smtp import _secret_forms, _server_text
+    secrets = _secret_forms("mail", "s3cr3t-Pa55word-xyz")
+    text = _server_text("550 5.1.1 mailbox unavailable for mail (pw s3cr3t-Pa55word-xyz)", secrets)
+    assert text == "550 5.1.1 mailbox unavailable for *** (pw ***)"

@@ -35,6 +35,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ...config import PrometheusSource
+from ...display import FORMAT_CHARS
 from ..retry import Transient, with_retries
 
 try:  # orjson ships with Prefect; parsing large matrices is ~3x faster than json
@@ -83,7 +84,7 @@ def parse_duration(text: str) -> int:
 
 #: Go escapes a PromQL double-quoted string reads (strconv.Unquote rules).
 _GO_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_NEEDS_ESCAPE = re.compile(r'[\\"\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]')
+_NEEDS_ESCAPE = re.compile(f'[\\\\"\x00-\x1f{FORMAT_CHARS}]')  # quotes, backslash, what a terminal hides
 
 #: A ``label_replace`` regex taking a whole label value, line breaks included: RE2's ``.``
 #: does not match ``\n`` without the ``s`` flag, so ``(.+)`` silently skips such a value.
