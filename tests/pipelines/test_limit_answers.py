@@ -44,3 +44,49 @@ def test_karpenter_limits_are_one_series_per_nodepool_and_resource():
     assert sorted(dims["resource"]) == ["cpu", "memory"]
     by = frame.merge(dims, on="series_id").groupby("resource")["value"].max().to_dict()
     assert by == {"cpu": 400.0, "memory": 1.6e12}
+
+
+class _Answers:
+    """The doctor's query context, answering instant queries by name from a dict (the
+    shapes Karpenter's metrics have: kubernetes-sigs/karpenter pkg/controllers/metrics/nodepool)."""
+
+    c, lookback = "cluster", "1h"
+
+    def __init__(self, by_name: dict[str, list[dict]]):
+        self.by_name, self.asked = by_name, []
+
+    def instant(self, name, expr):
+        self.asked.append(name)
+        return self.by_name.get(name, [])
+
+
+class _Checks:
+    def __init__(self):
+        self.checks = []
+
+    def add(self, check, status, detail, fix="", cluster="", report=False):
+        self.checks.append((check, status, detail, cluster))
+
+
+def _limit(metric: str, pool: str, rtype: str, value: float) -> dict:
+    return {"metric": {"metric": metric, "cluster": "east", "nodepool": pool, "resource_type": rtype}, "value": [START, str(value)]}
+
+
+def test_two_karpenter_spellings_of_one_limit_are_listed_once_and_a_cluster_without_nodes_is_not_asked():
+    import pandas as pd
+
+    from pipelines.io.sources.autoscalers import inspect_autoscalers
+    from pipelines.io.sources.catalog import ClusterSetup
+
+    ctx = _Answers({"autoscaling:karpenter": [  # mid-upgrade: v0.37's and v1's names side by side
+        _limit("karpenter_nodepool_limit", "default", "cpu", 1000), _limit("karpenter_nodepools_limit", "default", "cpu", 1000),
+        _limit("karpenter_nodepools_limit", "default", "memory", 4000 * 2**30)]})
+    east, west = ClusterSetup("east", "east", "cluster"), ClusterSetup("west", "west", "cluster")
+    inventory = pd.DataFrame({"cluster": ["east"], "pool": ["default"]})  # west: no kube-state-metrics, no nodes
+    setup = _Checks()
+    inspect_autoscalers(ctx, setup, [east, west], inventory)
+    assert [(c, s, cl) for c, s, _, cl in setup.checks] == [("autoscaling", "OK", "east")]
+    detail = setup.checks[0][2]
+    assert detail.count("cpu 1,000 cores") == 1 and "memory 4,000 GiB" in detail, detail
+    assert "karpenter" in east.jobs and "karpenter" not in west.jobs
+    assert len(ctx.asked) == 3  # east's Karpenter and cluster-autoscaler probes; nothing for west

@@ -61,14 +61,17 @@ def _karpenter(ctx, cs, pools: list[str]) -> tuple[list[str], list[str]]:
     if not rows:
         return [], []
     cs.jobs["karpenter"] = {}
-    by_pool: dict[str, list[str]] = {}
-    for r in rows:
+    by_pool: dict[str, dict[str, str]] = {}
+    rank = {name: i for i, (name, _) in enumerate(KARPENTER_LIMITS)}
+    # during an upgrade two spellings report the same limit: the newest spelling's value is shown once
+    for r in sorted(rows, key=lambda r: rank.get(r["metric"].get("metric", ""), len(rank))):
         m = r["metric"]
         rtype = m.get("resource_type", "")
         if rtype in ("cpu", "memory", "nodes"):
-            by_pool.setdefault(m.get("nodepool") or m.get("provisioner"), []).append(f"{rtype} {_fmt(rtype, float(r['value'][1]))}")
+            limits = by_pool.setdefault(m.get("nodepool") or m.get("provisioner"), {})
+            limits.setdefault(rtype, f"{rtype} {_fmt(rtype, float(r['value'][1]))}")
     names = ", ".join(sorted({r["metric"].get("metric", "") for r in rows}))
-    parts = [f"Karpenter ({names}) limits: " + "; ".join(f"{p}: {', '.join(sorted(v))}" for p, v in sorted(by_pool.items()))]
+    parts = [f"Karpenter ({names}) limits: " + "; ".join(f"{p}: {', '.join(sorted(v.values()))}" for p, v in sorted(by_pool.items()))]
     unlimited = sorted(set(pools) - set(by_pool))
     if unlimited:
         parts.append(f"pools without limits: {', '.join(unlimited)}")
@@ -110,9 +113,12 @@ def _cluster_autoscaler(ctx, cs, pools: list[str]) -> tuple[list[str], list[str]
 def inspect_autoscalers(ctx, setup, clusters, inventory: pd.DataFrame) -> None:
     """Find Karpenter's and cluster-autoscaler's limits per cluster: mark the families
     (``cs.jobs``) so the catalog's limit entries are pulled, map node groups to pools
-    (``cs.node_groups``) and add one ``autoscaling`` check per cluster."""
+    (``cs.node_groups``) and add one ``autoscaling`` check per cluster that has nodes in the
+    inventory (a cluster without kube-state-metrics has no pools to plan: not asked)."""
     for cs in clusters:
         pools = sorted(inventory.loc[inventory["cluster"] == cs.name, "pool"].unique()) if len(inventory) else []
+        if not pools:  # no nodes from kube-state-metrics here: the clusters check says so; no limit to plan against
+            continue
         k_parts, k_warn = _karpenter(ctx, cs, pools)
         ca_parts, ca_warn, fix = _cluster_autoscaler(ctx, cs, pools)
         parts, warn = k_parts + ca_parts, k_warn + ca_warn
