@@ -15,6 +15,7 @@ import string
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -271,9 +272,9 @@ class Query:
 VARIANTS = ("pool_rules", "recorded", "raw")
 
 
-def preferred_variant(since: dict[str, float | None], at: float) -> str:
-    """The first of :data:`VARIANTS` in ``since`` (variant -> the time it exists from;
-    None: always, as raw) that exists at ``at``."""
+def preferred_variant(since: dict[str, Any], at: Any) -> str:
+    """The first of :data:`VARIANTS` in ``since`` (variant -> the time it exists from, unix
+    seconds or a timestamp like ``at``; None: always, as raw) that exists at ``at``."""
     return next(v for v in VARIANTS if v in since and (since[v] is None or since[v] <= at))
 
 
