@@ -14,10 +14,12 @@ __all__ = ["register", "render_rules"]
 FORMATS = ("rules", "prometheusrule")
 
 
-def render_rules(config: Path, fmt: str = "rules", as_of: dt.date | None = None) -> tuple[str, int, str]:
+def render_rules(config: Path, fmt: str = "rules", as_of: dt.date | None = None, namespace: str = "monitoring",
+                 release: str = "kube-prometheus-stack") -> tuple[str, int, str]:
     """The pool rules for ``config``'s Prometheus source(s) as a rules file or a
-    ``PrometheusRule`` manifest (``fmt``). Out: (text, number of rules, the first server's
-    URL). Raises PrometheusError when a server cannot be inspected."""
+    ``PrometheusRule`` manifest (``fmt``; in ``namespace``, labelled ``release``). Out: (text,
+    number of rules, the first server's URL). Raises PrometheusError when a server cannot be
+    inspected."""
     from .config import ConfigError, load_config
     from .domain import HistoryWindow
     from .io.sources.catalog import load_metric_catalog, rule_names
@@ -41,7 +43,7 @@ def render_rules(config: Path, fmt: str = "rules", as_of: dt.date | None = None)
             raise PrometheusError(f"{one.url}: cannot write the pool rules: {why} (`capplan doctor` shows every check)",
                                   plain=True)
         rules += [r for r in rules_for(catalog, setup.clusters, one, setup.rate_window_s) if r not in rules]
-    text = prometheus_rule(rules) if fmt == "prometheusrule" else rules_file(rules)
+    text = prometheus_rule(rules, namespace, release) if fmt == "prometheusrule" else rules_file(rules)
     return text, len(rules), src.per_server()[0].url
 
 
@@ -54,6 +56,9 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(Path("capplan-pool-rules.yaml"), "--output", "-o", help="file to write"),
         fmt: str = typer.Option("rules", "--format", "-f", help="rules (a Prometheus rules file) | prometheusrule "
                                 "(a prometheus-operator PrometheusRule manifest, for kube-prometheus-stack)"),
+        namespace: str = typer.Option("monitoring", "--namespace", help="prometheusrule: the manifest's namespace"),
+        release: str = typer.Option("kube-prometheus-stack", "--release", help="prometheusrule: its `release` label "
+                                    "(kube-prometheus-stack's default ruleSelector matches the Helm release name)"),
         as_of: Optional[str] = typer.Option(None, "--as-of", help="plan date YYYY-MM-DD (default: config's as_of, else today)"),
         debug: bool = typer.Option(False, "--debug", help="show each retried request's attempts"),
     ) -> None:
@@ -68,7 +73,7 @@ def register(app: typer.Typer) -> None:
         with _errors(debug):
             from .config import load_config
 
-            text, n, url = render_rules(config, fmt, _date(as_of))
+            text, n, url = render_rules(config, fmt, _date(as_of), namespace, release)
             output.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(output, text)
             days = load_config(config).forecasting.history_days

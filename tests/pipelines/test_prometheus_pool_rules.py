@@ -197,11 +197,13 @@ def test_capplan_rules_writes_files_promtool_and_the_doctor_accept(pr, tmp_path)
                  for r in yaml.safe_load(f.read_text())["groups"][0]["rules"]}
     assert written == evaluated and len(written) >= 10
     manifest = tmp_path / "rule.yaml"
-    res = runner.invoke(app, ["rules", "--config", str(cfg), "--output", str(manifest), "--format", "prometheusrule"])
+    res = runner.invoke(app, ["rules", "--config", str(cfg), "--output", str(manifest), "--format", "prometheusrule",
+                              "--namespace", "obs", "--release", "kps"])
     assert res.exit_code == 0, res.output
     doc = yaml.safe_load(manifest.read_text())
     assert (doc["apiVersion"], doc["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
-    assert doc["spec"]["groups"] == groups and doc["metadata"]["labels"]["release"]
+    assert doc["spec"]["groups"] == groups
+    assert (doc["metadata"]["namespace"], doc["metadata"]["labels"]["release"]) == ("obs", "kps")
     res = runner.invoke(app, ["rules", "--config", str(cfg), "--format", "alerts"])
     assert res.exit_code == 2 and "--format" in res.output
 
