@@ -87,6 +87,7 @@ def test_the_doctor_finds_each_clusters_pool_rules_and_since_when(pr, tmp_path):
     rep = doctor_report(prom_site(tmp_path / "cli", pr.url, 14), AS_OF, cost=False)
     shown = {c["cluster"]: c["detail"] for c in rep["checks"] if c["check"] == "pool rules"}
     assert set(shown) == {"east", "west"}
+    assert {c["name"]: set(c["pool_rules"]) for c in rep["clusters"]} == {cs.name: set(cs.pool_rules) for cs in setup.clusters}
     assert all(d.startswith("capplan's pool rules: since ") and "pool_cpu_usage" in d for d in shown.values()), shown
 
 

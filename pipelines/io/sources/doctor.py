@@ -151,7 +151,8 @@ class Setup:
 
     def as_dict(self) -> dict:
         return {"server": asdict(self.server), "checks": [asdict(c) for c in self.checks],
-                "clusters": [{"name": c.name, "jobs": c.jobs, "pool_labels": c.pool_labels, "node_exporter_join": c.ne_join}
+                "clusters": [{"name": c.name, "jobs": c.jobs, "pool_labels": c.pool_labels, "node_exporter_join": c.ne_join,
+                              "pool_rules": {g: fmt_ts(t) for g, t in sorted(c.pool_rules.items())}}
                              for c in self.clusters],
                 "scrape_interval_s": self.scrape_s, "rate_window_s": self.rate_window_s, "peak_resolution_s": self.peak_s,
                 "estimates": [asdict(e) for e in self.estimates], "pulls": [asdict(p) for p in self.pulls],

@@ -21,7 +21,9 @@ whose configuration gives the same expression share one rule.
 labels``); :func:`prometheus_rule` the same groups as a prometheus-operator ``PrometheusRule``
 (prometheus-operator ``example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml``:
 ``apiVersion: monitoring.coreos.com/v1``, ``spec.groups`` as in a rules file), labelled
-``release: <release>`` so kube-prometheus-stack's default ``ruleSelector`` picks it up.
+``release: <release>`` so kube-prometheus-stack's default ``ruleSelector`` picks it up (the
+chart's values.yaml ``prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues: true`` selects
+the PrometheusRules labelled with the Helm release's name).
 """
 
 from __future__ import annotations
