@@ -471,9 +471,10 @@ def runs(config: Path = ConfigOpt, debug: bool = DebugOpt) -> None:
 
 def _register_more_commands() -> None:
     """Commands that live in their own modules (kept out of this file)."""
-    from .cli_doctor import register
+    from . import cli_doctor, cli_rules
 
-    register(app)
+    cli_doctor.register(app)
+    cli_rules.register(app)
 
 
 _register_more_commands()

@@ -41,7 +41,7 @@ def doctor_report(config: Path, as_of: dt.date | None = None, cost: bool = True,
     failed = False
     for one in src.per_server():  # several servers (source.prometheus.servers): one after the other, checks together
         client = PromClient(one, cfg.base_dir)
-        setup = inspect(client, one, window, step, rule_names(catalog))
+        setup = inspect(client, one, window, step, rule_names(catalog), catalog)
         _catalog_check(setup, cfg)
         if cost and setup.clusters and not any(c.check in ("clusters", "scrape jobs") for c in setup.failed):
             probe_costs(client, one, setup, catalog, window, step)

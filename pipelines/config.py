@@ -131,6 +131,9 @@ class PrometheusSource(_Strict):
     recorded: Literal["auto", "never"] = Field(
         "auto", description="auto: read the kubernetes-mixin / node-mixin recorded series where a cluster has them "
                             "(raw series before they exist); never: raw series only")
+    pool_rules: Literal["auto", "never"] = Field(
+        "auto", description="auto: with recorded: auto, read capplan's pool rules (`capplan rules`) where a cluster has "
+                            "them with the current definitions (one series per pool); never: not them")
     budget: PrometheusBudget = Field(default_factory=PrometheusBudget)
     servers: list[PrometheusServerEntry] = Field(
         default_factory=list, description="several servers (a Prometheus per cluster): pulled at once, each within its "

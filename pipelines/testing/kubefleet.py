@@ -99,6 +99,9 @@ class ClusterSpec:
     #: kube-prometheus-stack's recording rules evaluated from this day (index) on; None: none
     #: (:mod:`pipelines.io.sources.mixin_rules`; the day a team enabled the chart's default rules, or upgraded)
     rules_since_day: int | None = None
+    #: capplan's pool rules (:mod:`pipelines.io.sources.pool_rules`) evaluated from this day
+    #: (index) on, over the raw and the mixins' recorded series; needs ``rules_since_day``
+    pool_rules_since_day: int | None = None
     #: the autoscaler whose limits the cluster exports (:mod:`pipelines.testing.autoscalers`):
     #: karpenter | karpenter-v0.31 (NodePool limits on the first pool, raised half-way) |
     #: cluster-autoscaler (every node group's max size) | cluster-autoscaler-wide (only the
@@ -204,9 +207,11 @@ class Fleet:
     def window_end(self) -> int:
         return int(pd.Timestamp(self.spec.as_of, tz="UTC").timestamp())
 
-    def rules_start(self, ci: int) -> int | None:
-        """Unix time from which cluster ``ci``'s recording rules have been evaluated (None: never)."""
-        day = self.spec.clusters[ci].rules_since_day
+    def rules_start(self, ci: int, pool_rules: bool = False) -> int | None:
+        """Unix time from which cluster ``ci``'s recording rules (``pool_rules``: capplan's
+        pool rules) have been evaluated (None: never)."""
+        cs = self.spec.clusters[ci]
+        day = cs.pool_rules_since_day if pool_rules else cs.rules_since_day
         return None if day is None else self.window_end - self.spec.days * 86400 + day * 86400
 
     def replica_labels(self, ci: int, replica: int) -> dict[str, str]:

@@ -16,7 +16,7 @@ from .promserver import PrometheusServer, serve_fleet
 from .site import demo_site
 
 __all__ = ["AS_OF", "prom_site", "Served", "served", "stop_served", "main_spec", "doctor_specs", "MAIN_MAX_SAMPLES",
-           "recorded_spec", "RECORDED_WEST_SINCE_DAY", "autoscaler_spec", "HOSTILE_LABELS", "HOSTILE_CLUSTER", "hostile_spec"]
+           "recorded_spec", "RECORDED_WEST_SINCE_DAY", "pool_rules_spec", "POOL_RULES_SINCE_DAY", "autoscaler_spec", "HOSTILE_LABELS", "HOSTILE_CLUSTER", "hostile_spec"]
 
 AS_OF = dt.date(2026, 11, 27)
 #: The main fixture's --query.max-samples: low enough that 14 days of a pool query do not
@@ -99,6 +99,23 @@ def recorded_spec(as_of: dt.date = AS_OF, days: int = 8) -> FleetSpec:
     east, west = base.clusters
     return dataclasses.replace(base, scrape_s=60, clusters=(dataclasses.replace(east, rules_since_day=0),
                                                             dataclasses.replace(west, rules_since_day=RECORDED_WEST_SINCE_DAY)))
+
+
+#: cluster -> (the day its mixin rules start, the day capplan's pool rules start) in the
+#: pool-rules fixture (:func:`pool_rules_spec`).
+POOL_RULES_SINCE_DAY = {"east": (0, 2), "west": (2, 3)}
+
+
+def pool_rules_spec(as_of: dt.date = AS_OF, days: int = 5) -> FleetSpec:
+    """:func:`recorded_spec` over five days, with capplan's pool rules too (evaluated every
+    minute over the mixins' outputs, a third promtool pass): east has the mixins' rules for
+    the whole history and the pool rules from day 2; west the mixins' from day 2 and the pool
+    rules from day 3. A pull of the last four days reads, per series, west's raw series,
+    then its recorded series, then its pool rules (east: recorded, then pool rules)."""
+    base = recorded_spec(as_of, days)
+    return dataclasses.replace(base, clusters=tuple(
+        dataclasses.replace(c, rules_since_day=POOL_RULES_SINCE_DAY[c.name][0],
+                            pool_rules_since_day=POOL_RULES_SINCE_DAY[c.name][1]) for c in base.clusters))
 
 
 def doctor_specs(as_of: dt.date = AS_OF) -> dict[str, tuple[FleetSpec, dict]]:

@@ -10,7 +10,10 @@ replica) is backfilled into its own folder, a Prometheus is started on it alone 
 replica evaluates its own rules), ``promtool tsdb create-blocks-from rules`` evaluates the
 rules over it in two passes (2.42 cannot backfill a rule that reads another rule in the same
 run: the second pass runs after the first pass's blocks are loaded), and every block is then
-moved into the one TSDB the test server reads."""
+moved into the one TSDB the test server reads. Clusters with ``pool_rules_since_day`` then
+get capplan's pool rules the same way, in a third pass: rendered by
+:mod:`pipelines.io.sources.pool_rules` from what the doctor finds on that replica's server,
+as ``capplan rules`` renders them for a user."""
 
 from __future__ import annotations
 
@@ -25,7 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .kubefleet import Fleet, FleetSpec, build_fleet, groups, write_group
+from ..config import PrometheusSource
+from ..domain import HistoryWindow
+from ..io.sources.catalog import load_metric_catalog, rule_names
+from ..io.sources.doctor import inspect
 from ..io.sources.mixin_rules import PASSES, rules_yaml
+from ..io.sources.promapi import PromClient
+from ..io.sources.pool_rules import DEFAULT_INTERVAL_S, rules_file, rules_for
 from .node_exporter import NodeExporterTemplate, node_exporter_template, parse_template
 
 __all__ = ["PROMETHEUS", "PROMTOOL", "free_port", "PrometheusServer", "backfill", "serve_fleet"]
@@ -108,35 +117,66 @@ def _move_blocks(src: Path, dst: Path) -> None:
 def backfill_rules(fleet: Fleet, folder: Path, ci: int, replica: int) -> int:
     """Evaluate the recording rules over replica ``replica`` of cluster ``ci`` (its own
     folder, see :func:`_group_tsdb`) from the cluster's ``rules_since_day`` to the end of the
-    data, then move its raw and rule blocks into ``folder/tsdb``. Returns the samples written."""
+    data, in the passes of :data:`PASSES`, then capplan's pool rules from its
+    ``pool_rules_since_day`` (a third pass: they read the mixins' outputs), then move its raw
+    and rule blocks into ``folder/tsdb``. Returns the samples written."""
     own = _group_tsdb(folder, fleet.spec, ci, replica)
-    start, end = fleet.rules_start(ci), fleet.window_end + fleet.spec.after_s
+    end = fleet.window_end + fleet.spec.after_s
     labels = {k: v for k, v in fleet.replica_labels(ci, replica).items() if k != "cluster"}
-    # query_range refuses more than 11,000 points: each promtool query covers one block
-    # (2h x 3^k), so the block must hold fewer evaluations than that
-    hours = max(h for h in (2, 6, 18, 54, 162, 486) if h * 3600 / fleet.spec.rules_eval_s <= 11000)
     samples = 0
     for i, records in enumerate(PASSES):
-        out = folder / f"rules-{ci}-{replica}-{i}"
         rules = folder / f"rules-{ci}-{replica}-{i}.yaml"
         rules.write_text(rules_yaml(records, labels, fleet.spec.rules_eval_s))
-        server = PrometheusServer(own, own, tag=f"rules-{ci}-{replica}")
-        try:
-            r = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "rules", f"--url={server.url}", f"--start={start}",
-                                f"--end={end}", f"--output-dir={out}", f"--eval-interval={fleet.spec.rules_eval_s}s",
-                                f"--max-block-duration={hours}h", "--quiet", str(rules)],
-                               capture_output=True, text=True, timeout=3600)
-        finally:
-            server.stop()
-        if r.returncode != 0:
-            raise RuntimeError(f"promtool rules backfill failed for cluster {ci} replica {replica}: {r.stderr[-3000:]}")
-        samples += _block_samples(out)
-        _move_blocks(out, own)
-        shutil.rmtree(out, ignore_errors=True)
+        samples += _evaluate_rules(own, rules, folder / f"rules-{ci}-{replica}-{i}", fleet.rules_start(ci), end,
+                                   fleet.spec.rules_eval_s, f"rules-{ci}-{replica}")
+    pool_start = fleet.rules_start(ci, pool_rules=True)
+    if pool_start is not None:
+        rules = folder / f"pool-rules-{ci}-{replica}.yaml"
+        rules.write_text(_pool_rules_text(own, labels, fleet))
+        samples += _evaluate_rules(own, rules, folder / f"pool-rules-{ci}-{replica}", pool_start, end,
+                                   DEFAULT_INTERVAL_S, f"pool-rules-{ci}-{replica}")
     dst = folder / "tsdb"
     dst.mkdir(exist_ok=True)
     _move_blocks(own, dst)
     return samples
+
+
+def _evaluate_rules(own: Path, rules: Path, out: Path, start: int, end: int, eval_s: int, tag: str) -> int:
+    """``promtool tsdb create-blocks-from rules`` of the ``rules`` file against a Prometheus
+    serving ``own`` alone (one replica evaluates its own rules), from ``start`` to ``end``
+    every ``eval_s``; the blocks written are moved into ``own``. Returns their samples."""
+    # query_range refuses more than 11,000 points: each promtool query covers one block
+    # (2h x 3^k), so the block must hold fewer evaluations than that
+    hours = max(h for h in (2, 6, 18, 54, 162, 486) if h * 3600 / eval_s <= 11000)
+    server = PrometheusServer(own, own, tag=tag)
+    try:
+        r = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "rules", f"--url={server.url}", f"--start={start}",
+                            f"--end={end}", f"--output-dir={out}", f"--eval-interval={eval_s}s",
+                            f"--max-block-duration={hours}h", "--quiet", str(rules)],
+                           capture_output=True, text=True, timeout=3600)
+    finally:
+        server.stop()
+    if r.returncode != 0:
+        raise RuntimeError(f"promtool rules backfill failed ({tag}): {r.stderr[-3000:]}")
+    samples = _block_samples(out)
+    _move_blocks(out, own)
+    shutil.rmtree(out, ignore_errors=True)
+    return samples
+
+
+def _pool_rules_text(own: Path, labels: dict[str, str], fleet: Fleet) -> str:
+    """capplan's pool rules for the replica served from ``own``, rendered the way a user
+    gets them (``capplan rules``): from what the doctor finds there (the mixins' recorded
+    series included), with the replica's external labels as rule labels."""
+    server = PrometheusServer(own, own, tag="pool-rules-doctor")
+    try:
+        src = PrometheusSource(url=server.url)
+        catalog = load_metric_catalog()
+        window = HistoryWindow.ending(fleet.spec.as_of, fleet.spec.days - 1)
+        setup = inspect(PromClient(src, own), src, window, 3600, rule_names(catalog), catalog)
+    finally:
+        server.stop()
+    return rules_file(rules_for(catalog, setup.clusters, src, setup.rate_window_s), labels)
 
 
 def _block_samples(folder: Path) -> int:

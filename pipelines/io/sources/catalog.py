@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import string
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,7 +25,8 @@ from .presets import CONTROL_PLANE_POOL, CONTROL_PLANE_ROLES, UNLABELLED
 from .promapi import ANY_VALUE_RE, escape_label_value
 
 __all__ = ["MetricEntry", "MetricCatalog", "load_metric_catalog", "ClusterSetup", "Query", "render", "build_queries",
-           "check_label_name", "FAMILIES", "node_pool_expr", "pod_node_expr", "ne_join", "rule_names"]
+           "check_label_name", "FAMILIES", "node_pool_expr", "pod_node_expr", "ne_join", "rule_names", "VARIANTS",
+           "PoolRule", "POOL_RULE_LABEL", "pool_rules", "preferred_variant"]
 
 #: Scrape jobs a catalog entry may need.
 FAMILIES = ("kube_state_metrics", "node_exporter", "cadvisor", "kubelet", "ceph", "karpenter", "cluster_autoscaler")
@@ -133,6 +136,9 @@ class ClusterSetup:
     control_plane: bool = True
     #: cluster-autoscaler node group id -> the pool it scales (the doctor maps them).
     node_groups: dict[str, str] = field(default_factory=dict)
+    #: capplan's pool rules with the current definitions: group (raw entry name) -> unix time
+    #: from which this cluster has them (the doctor; :func:`pool_rules`).
+    pool_rules: dict[str, float] = field(default_factory=dict)
 
     def selector(self, family: str | None) -> str:
         m = dict(self.jobs.get(family, {})) if family else {}
@@ -243,6 +249,8 @@ class Query:
     inner: str = ""
     #: A recorded variant: the time from which its rules exist in this cluster.
     since: float | None = None
+    #: Reads capplan's own pool rule (one series per pool) instead of the entry's formula.
+    pool_rule: bool = False
 
     @property
     def label(self) -> str:
@@ -255,7 +263,19 @@ class Query:
 
     @property
     def variant(self) -> str:
-        return "recorded" if self.entry.recorded else "raw"
+        """One of :data:`VARIANTS`."""
+        return "pool_rules" if self.pool_rule else "recorded" if self.entry.recorded else "raw"
+
+
+#: The variants of one logical series, most preferred first: capplan's pool rules (one
+#: series per pool), the mixins' recorded series (one per node or container), the raw series.
+VARIANTS = ("pool_rules", "recorded", "raw")
+
+
+def preferred_variant(since: dict[str, Any], at: Any) -> str:
+    """The first of :data:`VARIANTS` in ``since`` (variant -> the time it exists from, unix
+    seconds or a timestamp like ``at``; None: always, as raw) that exists at ``at``."""
+    return next(v for v in VARIANTS if v in since and (since[v] is None or since[v] <= at))
 
 
 def _query(e: MetricEntry, setup: ClusterSetup, step_s: int, peak_s: int, rate_window_s: int,
@@ -271,13 +291,9 @@ def _query(e: MetricEntry, setup: ClusterSetup, step_s: int, peak_s: int, rate_w
     return Query(f"{e.name}#{digest}", e, setup.name, expr, shift, inner, since)
 
 
-def build_queries(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSource, step_s: int, peak_s: int,
-                  rate_window_s: int, recorded: bool = False) -> list[Query]:
-    """The cluster's queries: for each (level, resource, kind[, storage source]) the first
-    entry whose scrape jobs exist there. Pool and storage entries keep the highest value
-    seen at ``peak_s`` resolution within each step. With ``recorded``, each is followed by
-    its first recorded variant whose rules the cluster has (``setup.recorded``), with the
-    time from which they all exist (``since``)."""
+def _chosen_entries(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSource) -> list[MetricEntry]:
+    """For each (level, resource, kind[, storage source]) the first raw entry whose scrape
+    jobs exist in the cluster."""
     chosen: dict[tuple, MetricEntry] = {}
     for e in catalog.metrics:
         if e.recorded:
@@ -289,12 +305,75 @@ def build_queries(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSo
         if not set(e.requires) <= setup.families:
             continue
         chosen.setdefault((e.level, e.resource, e.kind, e.source or ""), e)
+    return list(chosen.values())
+
+
+def _recorded_variant(catalog: MetricCatalog, e: MetricEntry, setup: ClusterSetup) -> MetricEntry | None:
+    """The first recorded variant of ``e`` whose rules the cluster has (``setup.recorded``)."""
+    return next((v for v in catalog.metrics if v.variant_of == e.name and set(v.rules) <= set(setup.recorded)), None)
+
+
+#: The label of a capplan pool rule's series that pins the expression it records.
+POOL_RULE_LABEL = "capplan_rule"
+
+
+@dataclass(frozen=True)
+class PoolRule:
+    """One of capplan's pool rules: the series ``record`` with ``capplan_rule="<digest>"``
+    holds ``expr``, one series per (cluster, pool) (storage: per the labels in ``keep``)."""
+
+    group: str  # the raw entry whose logical series it records
+    record: str  # capplan:<group>:sum
+    expr: str  # the inner expression (no peak wrapper), without a cluster matcher
+    digest: str  # 8 hex digits of the sha1 of ``expr``
+    keep: tuple[str, ...]  # the labels a reader keeps besides the cluster label
+
+
+def _pool_rule(e: MetricEntry, best: MetricEntry, setup: ClusterSetup, rate_window_s: int) -> PoolRule:
+    """The pool rule of entry ``e`` computed with ``best`` (its recorded variant or itself).
+    Rendered without the cluster matcher: each Prometheus evaluates it for the clusters it
+    scrapes, and where the cluster label is an external label (Thanos, Mimir) the local
+    series do not carry it."""
+    local = dataclasses.replace(setup, label_value=None)
+    expr = render(best.expr, local, f"{rate_window_s}s", best.recorded)
+    keep = (("pool",) if e.level == "pool"
+            else tuple(f for _, f, _, _ in string.Formatter().parse(e.pool or "") if f))
+    return PoolRule(e.name, f"capplan:{e.name}:sum", expr, hashlib.sha1(expr.encode()).hexdigest()[:8], keep)
+
+
+def pool_rules(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSource, rate_window_s: int) -> list[PoolRule]:
+    """capplan's pool rules for one cluster: one per pool and storage series the pull reads,
+    recording the best formula the cluster has (the mixins' recorded series where their rules
+    exist, else the raw series)."""
+    return [_pool_rule(e, _recorded_variant(catalog, e, setup) or e, setup, rate_window_s)
+            for e in _chosen_entries(catalog, setup, src) if e.level in ("pool", "storage")]
+
+
+def _pool_rule_entry(e: MetricEntry, rule: PoolRule) -> MetricEntry:
+    """A variant of ``e`` reading its pool rule; ``max by``: HA replicas each evaluate it."""
+    by = ", ".join(("<<c>>",) + rule.keep)
+    expr = f'max by ({by}) ({rule.record}{{<<any>>{POOL_RULE_LABEL}="{rule.digest}"}})'
+    return e.model_copy(update={"name": f"{e.name}:pool_rule", "variant_of": e.name, "rules": [rule.record], "expr": expr})
+
+
+def build_queries(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSource, step_s: int, peak_s: int,
+                  rate_window_s: int, recorded: bool = False) -> list[Query]:
+    """The cluster's queries: for each (level, resource, kind[, storage source]) the first
+    entry whose scrape jobs exist there. Pool and storage entries keep the highest value
+    seen at ``peak_s`` resolution within each step. With ``recorded``, each is followed by
+    its first recorded variant whose rules the cluster has (``setup.recorded``), with the
+    time from which they all exist (``since``), and by its capplan pool rule where the
+    cluster has it with the current definition (``setup.pool_rules``)."""
     out = []
-    for e in chosen.values():
+    for e in _chosen_entries(catalog, setup, src):
         out.append(_query(e, setup, step_s, peak_s, rate_window_s))
         if not recorded:
             continue
-        variant = next((v for v in catalog.metrics if v.variant_of == e.name and set(v.rules) <= set(setup.recorded)), None)
+        variant = _recorded_variant(catalog, e, setup)
         if variant:
             out.append(_query(variant, setup, step_s, peak_s, rate_window_s, max(setup.recorded[r] for r in variant.rules)))
+        if e.name in setup.pool_rules and e.level in ("pool", "storage"):
+            rule = _pool_rule(e, variant or e, setup, rate_window_s)
+            q = _query(_pool_rule_entry(e, rule), setup, step_s, peak_s, rate_window_s, setup.pool_rules[e.name])
+            out.append(dataclasses.replace(q, pool_rule=True))
     return out

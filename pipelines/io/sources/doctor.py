@@ -20,7 +20,8 @@ import pandas as pd
 
 from ...config import ConfigError, PrometheusSource
 from ...domain import HistoryWindow
-from .catalog import ClusterSetup, MetricCatalog, build_queries, check_label_name
+from .catalog import (POOL_RULE_LABEL, VARIANTS, ClusterSetup, MetricCatalog, build_queries, check_label_name, pool_rules,
+                      preferred_variant)
 from .mixin_rules import CHART_GROUPS, rule_expr
 from .autoscalers import inspect_autoscalers
 from .common import INVENTORY_COLUMNS
@@ -150,7 +151,8 @@ class Setup:
 
     def as_dict(self) -> dict:
         return {"server": asdict(self.server), "checks": [asdict(c) for c in self.checks],
-                "clusters": [{"name": c.name, "jobs": c.jobs, "pool_labels": c.pool_labels, "node_exporter_join": c.ne_join}
+                "clusters": [{"name": c.name, "jobs": c.jobs, "pool_labels": c.pool_labels, "node_exporter_join": c.ne_join,
+                              "pool_rules": {g: fmt_ts(t) for g, t in sorted(c.pool_rules.items())}}
                              for c in self.clusters],
                 "scrape_interval_s": self.scrape_s, "rate_window_s": self.rate_window_s, "peak_resolution_s": self.peak_s,
                 "estimates": [asdict(e) for e in self.estimates], "pulls": [asdict(p) for p in self.pulls],
@@ -640,6 +642,35 @@ def _mixin(name: str) -> str:
     return "node-mixin" if name.startswith("instance:") else "kubernetes-mixin"
 
 
+def _first_seen(ctx: _Ctx, name: str, expr: str, key: tuple[str, ...]) -> tuple[dict[tuple, float], set[tuple]]:
+    """For each series of the instant query ``expr`` (a ``count by (key)``) present at the
+    window's end: the time from which it is present, to the hour (at the window's start, or
+    a joint bisection of every key present at the end but not at the start). Also returns
+    the keys present at the end. Each probe reads each matching series once."""
+    def at(t: float) -> set[tuple]:
+        return {tuple(r["metric"].get(k) for k in key) for r in ctx.client.instant(name, expr, t)}
+
+    end, start = ctx.window.end.timestamp(), ctx.window.start.timestamp()
+    now = at(end)
+    since: dict[tuple, float] = {}
+    first = at(start) if now else set()
+    open_: dict[tuple, tuple[float, float]] = {}
+    for k in now:
+        if k in first:
+            since[k] = start
+        else:
+            open_[k] = (start, end)
+    while open_:
+        mids = {k: math.floor((lo + hi) / 2 / 60) * 60 for k, (lo, hi) in open_.items()}
+        seen = {t: at(t) for t in set(mids.values())}
+        for k, m in mids.items():
+            lo, hi = open_[k]
+            open_[k] = (lo, m) if k in seen[m] else (m, hi)
+        for k in [k for k, (lo, hi) in open_.items() if hi - lo <= 3600]:
+            since[k] = open_.pop(k)[1]
+    return since, now
+
+
 def _recorded(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], rules: list[str]) -> None:
     """Which of the mixins' recorded series each cluster has, and since when (to the hour).
 
@@ -654,28 +685,8 @@ def _recorded(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], rules: list
     c, w = ctx.c, ctx.window
     sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
     expr = f'count by ({c}, __name__) ({{__name__=~"{label_regex(rules)}",{sel}}})'
-
-    def at(t: float) -> set[tuple[str | None, str]]:
-        return {(r["metric"].get(c), r["metric"]["__name__"]) for r in ctx.client.instant("doctor:recorded", expr, t)}
-
-    end, start = w.end.timestamp(), w.start.timestamp()
-    now = at(end)
-    since: dict[tuple, float] = {}
-    first = at(start) if now else set()
-    open_: dict[tuple, tuple[float, float]] = {}
-    for key in now:
-        if key in first:
-            since[key] = start
-        else:
-            open_[key] = (start, end)
-    while open_:
-        mids = {k: math.floor((lo + hi) / 2 / 60) * 60 for k, (lo, hi) in open_.items()}
-        seen = {t: at(t) for t in set(mids.values())}
-        for k, m in mids.items():
-            lo, hi = open_[k]
-            open_[k] = (lo, m) if k in seen[m] else (m, hi)
-        for k in [k for k, (lo, hi) in open_.items() if hi - lo <= 3600]:
-            since[k] = open_.pop(k)[1]
+    since, _ = _first_seen(ctx, "doctor:recorded", expr, (c, "__name__"))
+    start = w.start.timestamp()
     for cs in clusters:
         have = {name: t for (cl, name), t in since.items() if cl == cs.label_value}
         nodes = int((setup.inventory["cluster"] == cs.name).sum()) if len(setup.inventory) else 0
@@ -704,6 +715,44 @@ def _recorded(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], rules: list
                       + (f". Not used: {'; '.join(unusable)}" if unusable else ""),
                       "kube-prometheus-stack evaluates them by default (values " + ", ".join(groups) + ": true); "
                       "`promtool tsdb create-blocks-from rules` backfills their history", cs.name)
+
+
+def _pool_rules(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup], catalog: MetricCatalog) -> None:
+    """Which of capplan's pool rules (:func:`.catalog.pool_rules`, ``capplan rules``) each
+    cluster has with the current definitions (the ``capplan_rule`` digest of the expression
+    they record), and since when (to the hour), as :func:`_recorded` does for the mixins'.
+    Series of a pool rule with another digest (written for another configuration: other pool
+    labels, another join) are named and never read: their history mixes definitions."""
+    c = ctx.c
+    sel = ctx.cluster_matcher([cs.label_value for cs in clusters])
+    expr = f'count by ({c}, __name__, {POOL_RULE_LABEL}) ({{__name__=~"capplan:.+",{POOL_RULE_LABEL}!="",{sel}}})'
+    since, now = _first_seen(ctx, "doctor:pool-rules", expr, (c, "__name__", POOL_RULE_LABEL))
+    start = ctx.window.start.timestamp()
+    for cs in clusters:
+        if "kube_state_metrics" not in cs.jobs:
+            continue
+        rules = pool_rules(catalog, cs, ctx.src, setup.rate_window_s)
+        cs.pool_rules = {r.group: since[k] for r in rules if (k := (cs.label_value, r.record, r.digest)) in since}
+        current = {r.digest for r in rules}
+        other = sorted({d for cl, _, d in now if cl == cs.label_value and d not in current})
+        stale = (f". Pool rules written for another configuration ({POOL_RULE_LABEL} {', '.join(other)}) are not read: "
+                 "apply the output of `capplan rules` again" if other else "")
+        fix = ("`capplan rules --output capplan-pool-rules.yaml` writes them for this configuration "
+               "(docs/OPERATIONS.md: installing the pool rules)")
+        if cs.pool_rules:
+            by_day: dict[str, list[str]] = defaultdict(list)
+            for group, t in sorted(cs.pool_rules.items(), key=lambda kv: (kv[1], kv[0])):
+                by_day[fmt_ts(t) if t > start else "the window's start"].append(group)
+            shown = "; ".join(f"since {d}: {', '.join(v)}" for d, v in by_day.items())
+            missing = sorted({r.group for r in rules} - set(cs.pool_rules))
+            setup.add("pool rules", "WARN" if other else "OK",
+                      f"capplan's pool rules: {shown}; pulls read them (one series per pool) from there"
+                      + (f"; not installed: {', '.join(missing)}" if missing else "") + stale,
+                      fix if missing or other else "", cs.name)
+        else:
+            setup.add("pool rules", "WARN" if other else "OK",
+                      "no capplan pool rules with the current definitions: pulls read a series per node or container "
+                      "(the cost lines estimate what the pool rules would save)" + stale, fix, cs.name)
 
 
 def _storage(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
@@ -745,10 +794,11 @@ def _intervals(ctx: _Ctx, setup: Setup, clusters: list[ClusterSetup]) -> None:
 
 
 def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, step_s: int,
-            rules: list[str] | None = None) -> Setup:
+            rules: list[str] | None = None, catalog: MetricCatalog | None = None) -> Setup:
     """Every cheap check, in order; later checks are skipped when the server has no
     kube-state-metrics at all. ``rules``: the recorded series the catalog's variants read
-    (looked for when ``src.recorded`` is ``auto``). See the module docstring."""
+    (looked for when ``src.recorded`` is ``auto``); ``catalog``: with it, capplan's pool rules
+    for it are looked for too. See the module docstring."""
     ctx = _Ctx(client, src, window, step_s)
     setup = Setup(ServerInfo(), [], pd.DataFrame(columns=INVENTORY_COLUMNS), 60, 300, 300)
     _server(ctx, setup)
@@ -765,6 +815,8 @@ def inspect(client: PromClient, src: PrometheusSource, window: HistoryWindow, st
     _history(ctx, setup, clusters)
     if src.recorded == "auto":
         _recorded(ctx, setup, clusters, rules or [])
+        if catalog is not None and src.pool_rules == "auto":
+            _pool_rules(ctx, setup, clusters, catalog)
     _storage(ctx, setup, clusters)
     inspect_autoscalers(ctx, setup, clusters, setup.inventory)
     _found_lines(setup, clusters)
@@ -810,9 +862,10 @@ def probe_costs(client: PromClient, src: PrometheusSource, setup: Setup, catalog
     day_steps = max(1, 86400 // step_s)
     days = window.days
     recorded = src.recorded == "auto"
-    # per (cluster, group): {variant: (samples/day, eval s/day, requests/day)}; since of the recorded variant
+    # per (cluster, group): {variant: (samples/day, eval s/day, requests/day)}; {variant: since} of the others
     per: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = defaultdict(dict)
-    since: dict[tuple[str, str], float] = {}
+    since: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    series: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for cs in setup.clusters:
         for q in build_queries(catalog, cs, src, step_s, setup.peak_s, setup.rate_window_s, recorded):
             if q.entry.level not in ("pool", "storage"):
@@ -832,13 +885,15 @@ def probe_costs(client: PromClient, src: PrometheusSource, setup: Setup, catalog
             steps = planner.steps(q.name)
             n_req = math.ceil(days * day_steps / steps)
             used = days if q.variant == "raw" else (end - max(start, q.since or start)) / 86400
+            series[(cs.name, q.group)][q.variant] = len(ans.result)
             setup.estimates.append(CostEstimate(q.label, cs.name, ans.peak_samples, ans.total_samples, ans.eval_s, steps,
                                                 n_req, q.variant, q.group, round(used, 2)))
             per[(cs.name, q.group)][q.variant] = (float(ans.total_samples or 0), float(ans.eval_s or 0.0),
                                                   day_steps / steps)
-            if q.variant == "recorded":
-                since[(cs.name, q.group)] = max(start, q.since or start)
-            setup.add("cost", "OK", f"{q.label}{' (recorded)' if q.variant == 'recorded' else ''}: a day reads "
+            if q.variant != "raw":
+                since[(cs.name, q.group)][q.variant] = max(start, q.since or start)
+            shown = {"recorded": " (recorded)", "pool_rules": " (capplan pool rule)"}.get(q.variant, "")
+            setup.add("cost", "OK", f"{q.label}{shown}: a day reads "
                       f"{_fmt_n(ans.total_samples)} samples "
                       f"({_fmt_n(ans.total_samples * 30 if ans.total_samples else None)} per month) and holds up to "
                       f"{_fmt_n(ans.peak_samples)} -> {steps * step_s / 86400:.1f} days per request, {n_req} request(s) for "
@@ -847,6 +902,17 @@ def probe_costs(client: PromClient, src: PrometheusSource, setup: Setup, catalog
     _pull_estimates(setup, per, since, start, end, budget_cfg)
     if recorded:
         _rules_saving(client, setup, catalog, src, per, end)
+        _pool_rules_saving(setup, per, series)
+
+
+def _days_by_variant(a: float, end: float, since: dict[str, float | None]) -> dict[str, float]:
+    """Days of ``[a, end)`` each variant is read for: the most preferred one that exists
+    (``since``: variant -> from when; raw: None, always), as the pull plans its windows."""
+    edges = [a] + sorted({t for t in since.values() if t is not None and a < t < end}) + [end]
+    out: dict[str, float] = defaultdict(float)
+    for x, y in zip(edges, edges[1:]):
+        out[preferred_variant(since, x)] += (y - x) / 86400
+    return out
 
 
 def _pull_estimates(setup: Setup, per: dict, since: dict, start: float, end: float, budget) -> None:
@@ -856,14 +922,12 @@ def _pull_estimates(setup: Setup, per: dict, since: dict, start: float, end: flo
             raw = variants.get("raw")
             if raw is None:
                 continue
-            rec = variants.get("recorded")
-            cut = min(max(since.get(key, end), a), end) if rec else end
-            d_raw, d_rec = (cut - a) / 86400, (end - cut) / 86400
-            tot[0] += d_raw * raw[0] + d_rec * (rec[0] if rec else 0)
-            tot[1] += d_raw * raw[1] + d_rec * (rec[1] if rec else 0)
-            tot[2] += math.ceil(d_raw * raw[2]) + (math.ceil(d_rec * rec[2]) if rec else 0)
-            tot[3] += (d_raw + d_rec) * raw[0]
-            tot[4] += (d_raw + d_rec) * raw[1]
+            for v, d in _days_by_variant(a, end, {**since.get(key, {}), "raw": None}).items():
+                tot[0] += d * variants[v][0]
+                tot[1] += d * variants[v][1]
+                tot[2] += math.ceil(d * variants[v][2])
+            tot[3] += (end - a) / 86400 * raw[0]
+            tot[4] += (end - a) / 86400 * raw[1]
         p = PullEstimate(name, round((end - a) / 86400, 2), tot[0], tot[1], int(tot[2]), tot[3], tot[4])
         setup.pulls.append(p)
         floor = f"; at {budget.samples_per_s:,.0f} samples/s at least {_fmt_s(p.samples / budget.samples_per_s)}" \
@@ -873,6 +937,27 @@ def _pull_estimates(setup: Setup, per: dict, since: dict, start: float, end: flo
         setup.add("pull cost", "OK", f"{name} pull ({p.days:g} days, pool and storage series): about {_fmt_n(p.samples)} "
                   f"samples and {_fmt_s(p.server_s)} of server time in {p.requests} requests{saving}; budget "
                   f"{budget.describe()}{floor}")
+
+
+def _pool_rules_saving(setup: Setup, per: dict, series: dict) -> None:
+    """For each cluster whose pool and storage series are not all read from capplan's pool
+    rules: the samples a day the queries read with the variant they use now, against what
+    they would read from the pool rules (one series per pool at each peak point; each HA
+    replica evaluating the rules adds its own copy)."""
+    points = 86400 / setup.peak_s
+    for cs in setup.clusters:
+        before, after = 0.0, 0.0
+        for (cluster, group), variants in per.items():
+            if cluster != cs.name or "pool_rules" in variants:
+                continue
+            now = next(v for v in VARIANTS if v in variants)
+            before += variants[now][0]
+            after += points * max(1, series[(cluster, group)].get(now, 1))
+        if before and after:
+            setup.add("pool rules", "OK", f"enabling capplan's pool rules (`capplan rules`) would cut the pool and storage "
+                      f"queries without them from {_fmt_n(before)} to about {_fmt_n(after)} samples a day "
+                      f"({before / after:.0f}x fewer; one series per pool at each of {points:.0f} points a day, per HA "
+                      "replica), from the day they are installed or backfilled", cluster=cs.name)
 
 
 def _rules_saving(client: PromClient, setup: Setup, catalog: MetricCatalog, src: PrometheusSource, per: dict,

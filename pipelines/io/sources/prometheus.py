@@ -38,7 +38,7 @@ from ...display import for_terminal
 from ...domain import HistoryWindow
 from ..store import Store
 from .budget import Budget, Cost, resolve_budget
-from .catalog import MetricCatalog, Query, build_queries, load_metric_catalog, render, rule_names
+from .catalog import MetricCatalog, Query, build_queries, load_metric_catalog, preferred_variant, render, rule_names
 from .common import IngestResult, data_quality
 from .doctor import Setup, inspect
 from .presets import UNLABELLED
@@ -276,21 +276,21 @@ class _Task:
 
 def _plan_tasks(queries: list[Query], have: dict, window: HistoryWindow, step_s: int,
                 raw_cut: pd.Timestamp | None) -> list[_Task]:
-    """One task per (query, cluster, missing window): the recorded variant of a series where
-    its rules exist (from ``since``), the raw entry before, only where nothing of either is
-    stored yet."""
+    """One task per (query, cluster, missing window): each piece of a series' window read
+    with its most preferred variant that exists there (:data:`.catalog.VARIANTS`: capplan's
+    pool rule from its ``since``, else the mixins' recorded variant from its ``since``, else
+    the raw entry), only where nothing of any variant is stored yet."""
     by_group: dict[tuple[str, str], list[Query]] = defaultdict(list)
     for q in queries:
         by_group[(q.group, q.cluster)].append(q)
     tasks = []
     for (_, cluster), qs in by_group.items():
-        raw = next(q for q in qs if q.variant == "raw")
-        rec = next((q for q in qs if q.variant == "recorded"), None)
+        by_variant = {q.variant: q for q in qs}
+        since = {v: None if q.since is None or v == "raw" else _align(q.since, step_s) for v, q in by_variant.items()}
         stored = [w for q in qs for w in have[(q.name, q.cluster, step_s)]]
-        since = _align(rec.since, step_s) if rec and rec.since is not None else None
-        cuts = [c for c in (raw_cut, since) if c is not None]
+        cuts = [c for c in (raw_cut, *since.values()) if c is not None]
         for a, b in _windows(window, stored, step_s, cuts):
-            q = rec if since is not None and a >= since else raw
+            q = by_variant[preferred_variant(since, a)]
             grid = plan_chunks(a.timestamp(), b.timestamp(), step_s, 10**9)
             if grid:
                 tasks.append(_Task(q, a, b, grid[0][0] + q.shift_s, grid[0][1] + q.shift_s))
@@ -329,7 +329,7 @@ def _prepare(src: PrometheusSource, client: PromClient, catalog: MetricCatalog, 
              have: dict) -> _Server:
     """The doctor's checks for one server (stopping on a failed one), its queries and the
     requests still missing."""
-    setup = inspect(client, src, window, step_s, rule_names(catalog))
+    setup = inspect(client, src, window, step_s, rule_names(catalog), catalog)
     warnings = _gate(setup, src)
     if setup.inventory.empty:
         raise PrometheusError(f"no nodes from {src.url}: kube_node_info and kube_node_labels returned nothing")
