@@ -25,7 +25,11 @@ def test_a_pool_rule_records_the_inner_expression_without_the_cluster_and_pins_i
     cat = load_metric_catalog()
     rules = {r.group: r for r in pool_rules(cat, _setup(), PrometheusSource(), 300)}
     assert {"pool_cpu_usage", "pool_memory_requests", "pool_pods_capacity", "storage_pvc_used"} <= set(rules)
-    assert not any(g.startswith(("node_", "namespace_")) for g in rules)  # drill-down stays per node
+    # the drill-down's node and namespace series get rules too (one series per node or namespace)
+    assert rules["node_cpu_usage"].keep == ("node", "pool") and rules["namespace_cpu_requests"].keep == ("namespace",)
+    assert not any(g.startswith("limit_") for g in rules)
+    no_drill = {r.group for r in pool_rules(cat, _setup(), PrometheusSource(drill_down=False), 300)}
+    assert not any(g.startswith(("node_", "namespace_")) for g in no_drill) and "pool_cpu_usage" in no_drill
     cpu = rules["pool_cpu_usage"]
     assert cpu.record == "capplan:pool_cpu_usage:sum" and len(cpu.digest) == 8
     assert "max_over_time" not in cpu.expr and 'cluster="east"' not in cpu.expr and 'job="node_exporter"' in cpu.expr

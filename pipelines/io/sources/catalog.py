@@ -315,6 +315,12 @@ def _recorded_variant(catalog: MetricCatalog, e: MetricEntry, setup: ClusterSetu
 
 #: The label of a capplan pool rule's series that pins the expression it records.
 POOL_RULE_LABEL = "capplan_rule"
+#: The levels that get a pool rule: the pool and storage series, and the drill-down's node and
+#: namespace series (one series per node or namespace instead of one per CPU, mode or
+#: container); with the labels a reader keeps besides the cluster label (storage: its
+#: entry's ``pool`` format names them). Limits are a few series already.
+RULE_LEVELS = ("pool", "storage", "node", "namespace")
+RULE_KEEP = {"pool": ("pool",), "node": ("node", "pool"), "namespace": ("namespace",)}
 
 
 @dataclass(frozen=True)
@@ -336,17 +342,18 @@ def _pool_rule(e: MetricEntry, best: MetricEntry, setup: ClusterSetup, rate_wind
     series do not carry it."""
     local = dataclasses.replace(setup, label_value=None)
     expr = render(best.expr, local, f"{rate_window_s}s", best.recorded)
-    keep = (("pool",) if e.level == "pool"
+    keep = (RULE_KEEP[e.level] if e.level in RULE_KEEP
             else tuple(f for _, f, _, _ in string.Formatter().parse(e.pool or "") if f))
     return PoolRule(e.name, f"capplan:{e.name}:sum", expr, hashlib.sha1(expr.encode()).hexdigest()[:8], keep)
 
 
 def pool_rules(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSource, rate_window_s: int) -> list[PoolRule]:
-    """capplan's pool rules for one cluster: one per pool and storage series the pull reads,
+    """capplan's pool rules for one cluster: one per pool, storage, node and namespace series
+    the pull reads (node and namespace: with ``drill_down``),
     recording the best formula the cluster has (the mixins' recorded series where their rules
     exist, else the raw series)."""
     return [_pool_rule(e, _recorded_variant(catalog, e, setup) or e, setup, rate_window_s)
-            for e in _chosen_entries(catalog, setup, src) if e.level in ("pool", "storage")]
+            for e in _chosen_entries(catalog, setup, src) if e.level in RULE_LEVELS]
 
 
 def _pool_rule_entry(e: MetricEntry, rule: PoolRule) -> MetricEntry:
@@ -372,7 +379,7 @@ def build_queries(catalog: MetricCatalog, setup: ClusterSetup, src: PrometheusSo
         variant = _recorded_variant(catalog, e, setup)
         if variant:
             out.append(_query(variant, setup, step_s, peak_s, rate_window_s, max(setup.recorded[r] for r in variant.rules)))
-        if e.name in setup.pool_rules and e.level in ("pool", "storage"):
+        if e.name in setup.pool_rules and e.level in RULE_LEVELS:
             rule = _pool_rule(e, variant or e, setup, rate_window_s)
             q = _query(_pool_rule_entry(e, rule), setup, step_s, peak_s, rate_window_s, setup.pool_rules[e.name])
             out.append(dataclasses.replace(q, pool_rule=True))
