@@ -24,6 +24,7 @@ def render_rules(config: Path, fmt: str = "rules", as_of: dt.date | None = None,
     from .domain import HistoryWindow
     from .io.sources.catalog import load_metric_catalog, rule_names
     from .io.sources.doctor import inspect
+    from .jobs.context import resolve_as_of
     from .io.sources.pool_rules import prometheus_rule, rules_file, rules_for
     from .io.sources.promapi import PrometheusError, PromClient, parse_duration
 
@@ -31,7 +32,7 @@ def render_rules(config: Path, fmt: str = "rules", as_of: dt.date | None = None,
         raise ConfigError(f"--format: expected {' or '.join(FORMATS)}, got {fmt!r}")
     cfg = load_config(config)
     src = cfg.source.prometheus
-    day = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
+    day = resolve_as_of(as_of, cfg.as_of)  # the plan date, as a run takes it
     window = HistoryWindow.ending(day, cfg.forecasting.history_days)
     catalog = load_metric_catalog(cfg.path(src.catalog) if src.catalog else None)
     rules = []
@@ -62,8 +63,9 @@ def register(app: typer.Typer) -> None:
         as_of: Optional[str] = typer.Option(None, "--as-of", help="plan date YYYY-MM-DD (default: config's as_of, else today)"),
         debug: bool = typer.Option(False, "--debug", help="show each retried request's attempts"),
     ) -> None:
-        """Write capplan's pool recording rules: one rule per pool and storage series, so a
-        pull reads one series per pool instead of one per node or container. Load the file
+        """Write capplan's pool recording rules: one rule per pool and storage series (and
+        per node and namespace series of the drill-down), so a pull reads one series per pool
+        instead of one per node or container. Load the file
         in each Prometheus that scrapes the clusters (or kubectl apply the PrometheusRule);
         `capplan doctor` then shows since when the pull reads them."""
         from .cli import _date, _errors, console
@@ -75,7 +77,7 @@ def register(app: typer.Typer) -> None:
 
             text, n, url = render_rules(config, fmt, _date(as_of), namespace, release)
             output.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(output, text)
+            atomic_write(output.resolve(), text)  # a path the user named: a symlink is followed
             days = load_config(config).forecasting.history_days
             console.print(f"{n} pool rule(s) written to {output} ({fmt})", highlight=False)
             console.print(backfill_hint(str(output) if fmt == "rules" else "<the same rules as a plain file: --format rules>",
