@@ -1,6 +1,7 @@
 """capplan's own pool rules: one Prometheus recording rule per pool and storage series the
-pull reads, so that a pull reads one series per pool instead of one per node or container
-(docs/PERFORMANCE.md "Prometheus ingest").
+pull reads (and per node and namespace series of the drill-down: ``catalog.RULE_LEVELS``), so
+that a pull reads one series per pool (node, namespace) instead of one per node, CPU, mode or
+container (docs/PERFORMANCE.md "Prometheus ingest").
 
 Each rule records the inner expression of a pool query (the query without its
 ``max_over_time(...)[step:peak]`` wrapper, :func:`.catalog.pool_rules`), computed with the
