@@ -143,6 +143,7 @@ def _catalog_check(setup, cfg) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``doctor`` command to the CLI."""
+    from .cli import FutureOpt  # called by cli.py once its options are defined
 
     @app.command()
     def doctor(
@@ -151,7 +152,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
         cost: bool = typer.Option(True, "--cost/--no-cost", help="probe one day of every pool query (stats=all)"),
         debug: bool = typer.Option(False, "--debug", help="show each retried request's attempts"),
-        allow_future: bool = typer.Option(False, "--allow-future", help="accept an --as-of after today (scenario work)"),
+        allow_future: bool = FutureOpt,
     ) -> None:
         """Check the Prometheus / Thanos / Mimir source: server kind and limits, metrics and
         their labels, node-pool labels per cluster, the node-exporter join, duplicates,

@@ -15,11 +15,11 @@ FORMATS = ("rules", "prometheusrule")
 
 
 def render_rules(config: Path, fmt: str = "rules", as_of: dt.date | None = None, namespace: str = "monitoring",
-                 release: str = "kube-prometheus-stack") -> tuple[str, int, str]:
+                 release: str = "kube-prometheus-stack") -> tuple[str, int, str, int]:
     """The pool rules for ``config``'s Prometheus source(s) as a rules file or a
     ``PrometheusRule`` manifest (``fmt``; in ``namespace``, labelled ``release``). Out: (text,
-    number of rules, the first server's URL). Raises PrometheusError when a server cannot be
-    inspected."""
+    number of rules, the first server's URL, the days of history a plan reads). Raises
+    PrometheusError when a server cannot be inspected."""
     from .config import ConfigError, load_config
     from .domain import HistoryWindow
     from .io.sources.catalog import load_metric_catalog, rule_names
@@ -45,7 +45,7 @@ def render_rules(config: Path, fmt: str = "rules", as_of: dt.date | None = None,
                                   plain=True)
         rules += [r for r in rules_for(catalog, setup.clusters, one, setup.rate_window_s) if r not in rules]
     text = prometheus_rule(rules, namespace, release) if fmt == "prometheusrule" else rules_file(rules)
-    return text, len(rules), src.per_server()[0].url
+    return text, len(rules), src.per_server()[0].url, cfg.forecasting.history_days
 
 
 def register(app: typer.Typer) -> None:
@@ -73,12 +73,9 @@ def register(app: typer.Typer) -> None:
         from .io.sources.pool_rules import backfill_hint
 
         with _errors(debug):
-            from .config import load_config
-
-            text, n, url = render_rules(config, fmt, _date(as_of), namespace, release)
+            text, n, url, days = render_rules(config, fmt, _date(as_of), namespace, release)
             output.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(output.resolve(), text)  # a path the user named: a symlink is followed
-            days = load_config(config).forecasting.history_days
             console.print(f"{n} pool rule(s) written to {output} ({fmt})", highlight=False)
             console.print(backfill_hint(str(output) if fmt == "rules" else "<the same rules as a plain file: --format rules>",
                                         url, days), markup=False, highlight=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
-import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -21,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import Email
+from ..io.retry import Transient, with_retries
 from .tables import fmt_date, fmt_money, fmt_pct
 
 __all__ = ["build_message", "chart_png", "Image", "MAX_IMAGE_PX"]
@@ -28,7 +28,7 @@ __all__ = ["build_message", "chart_png", "Image", "MAX_IMAGE_PX"]
 log = logging.getLogger("capplan.email")
 #: The widest an inline image may be: mail clients' reading panes are about this wide.
 MAX_IMAGE_PX = 640
-#: How often a chart render is tried, and the pause (seconds, growing) between tries.
+#: How often a chart render is tried, and the first pause (seconds, doubling) between tries.
 RENDER_ATTEMPTS, RENDER_PAUSE_S = 3, 1.0
 LATE = ' <b style="color:#b00020">late</b>'
 
@@ -45,21 +45,22 @@ class Image:
 def chart_png(fig, width: int = MAX_IMAGE_PX, height: int | None = None) -> bytes | None:
     """A static PNG of a plotly figure (kaleido + Chromium); None if it cannot be made.
 
-    Tried :data:`RENDER_ATTEMPTS` times, a pause between: on a cold or loaded machine kaleido's
-    page can still be loading plotly.js when the figure is sent, which fails at once with a
-    ``JavascriptError`` (seen in CI, twice in a row without a pause)."""
-    error = None
-    for attempt in range(RENDER_ATTEMPTS):
-        if attempt:
-            time.sleep(RENDER_PAUSE_S * attempt)
+    Tried :data:`RENDER_ATTEMPTS` times (:func:`pipelines.io.retry.with_retries`, pauses from
+    :data:`RENDER_PAUSE_S`, doubling): on a cold or loaded machine kaleido's page can still be
+    loading plotly.js when the figure is sent, which fails at once with a ``JavascriptError``
+    (seen in CI, twice in a row without a pause)."""
+    def render() -> bytes:
         try:
             return fig.to_image(format="png", width=min(width, MAX_IMAGE_PX), height=height or fig.layout.height or 340,
                                 scale=1)
-        except Exception as exc:  # no browser for kaleido: the email still goes, without the chart
-            error = exc
-            log.debug("email chart attempt %d failed: %s: %s", attempt + 1, type(exc).__name__, str(exc)[:300])
-    log.warning("could not render the email chart (%s: %s); sending without it", type(error).__name__, str(error)[:200])
-    return None
+        except Exception as exc:  # no browser, or a page not ready: worth another try
+            raise Transient(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+    try:
+        return with_retries(render, RENDER_ATTEMPTS - 1, "email chart", base_delay_s=RENDER_PAUSE_S)
+    except Transient as exc:  # the email still goes, without the chart
+        log.warning("could not render the email chart (%s); sending without it", exc)
+        return None
 
 
 def _pool_line(r) -> str:
